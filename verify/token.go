@@ -1,0 +1,184 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// MaxTokenBytes bounds the size of a token that is parsed at all. Real JWTs
+// are well under 2 KiB; anything larger is refused before decoding.
+const MaxTokenBytes = 8 << 10
+
+// header is the part of a JOSE header that is inspected before any signature
+// is checked. Fields that would let a token choose its own key are decoded
+// only to refuse them.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+	JWK  json.RawMessage `json:"jwk"`
+	JKU  json.RawMessage `json:"jku"`
+	X5U  json.RawMessage `json:"x5u"`
+	X5C  json.RawMessage `json:"x5c"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+// token is a compact JWS split and decoded but not yet verified. Nothing in
+// it may be trusted until a verifier checked the signature over raw.
+type token struct {
+	raw    string
+	header header
+	claims map[string]any
+}
+
+// parse splits and decodes a compact JWS. It checks shape and size only.
+func parse(raw string) (*token, error) {
+	if len(raw) == 0 || len(raw) > MaxTokenBytes {
+		return nil, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
+	}
+	h, rest, ok := strings.Cut(raw, ".")
+	if !ok {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	p, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" || sig == "" {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	t := &token{raw: raw}
+	hb, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
+	}
+	if err := json.Unmarshal(hb, &t.header); err != nil {
+		return nil, fmt.Errorf("%w: header json", ErrMalformed)
+	}
+	pb, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(pb))
+	dec.UseNumber()
+	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
+		return nil, fmt.Errorf("%w: payload json", ErrMalformed)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data in payload", ErrMalformed)
+	}
+	return t, nil
+}
+
+// checkHeader refuses headers that would let the token pick its own key or
+// demand processing we do not do, and algorithms outside allowed.
+func (t *token) checkHeader(allowed []string) error {
+	h := &t.header
+	switch {
+	case h.JWK != nil, h.JKU != nil, h.X5U != nil, h.X5C != nil:
+		return fmt.Errorf("%w: header carries its own key reference", ErrInvalid)
+	case h.Crit != nil, h.B64 != nil:
+		return fmt.Errorf("%w: critical header extensions are not supported", ErrInvalid)
+	}
+	for _, a := range allowed {
+		if h.Alg == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: algorithm %q not allowed", ErrInvalid, truncate(h.Alg))
+}
+
+// str returns a string claim, or a number claim in its JSON spelling.
+func (t *token) str(name string) string {
+	switch v := t.claims[name].(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	default:
+		return ""
+	}
+}
+
+// boolean returns a boolean claim; the strings "true" and "false" count too
+// because some legacy issuers wrote them that way.
+func (t *token) boolean(name string) bool {
+	switch v := t.claims[name].(type) {
+	case bool:
+		return v
+	case string:
+		return v == "true"
+	default:
+		return false
+	}
+}
+
+// numericDate returns a NumericDate claim (seconds since the epoch).
+func (t *token) numericDate(name string) (time.Time, bool, error) {
+	v, ok := t.claims[name]
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, false, fmt.Errorf("%w: %s is not a number", ErrInvalid, name)
+	}
+	f, err := n.Float64()
+	if err != nil || f < 0 || f > 1<<40 {
+		return time.Time{}, false, fmt.Errorf("%w: %s out of range", ErrInvalid, name)
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), true, nil
+}
+
+// audience reports whether want is in the aud claim (a string or a list).
+func (t *token) audience(want string) bool {
+	switch v := t.claims["aud"].(type) {
+	case string:
+		return v == want
+	case []any:
+		for _, a := range v {
+			if s, ok := a.(string); ok && s == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkTimes applies exp (required), nbf and iat with leeway.
+func (t *token) checkTimes(now time.Time, leeway time.Duration) (iat, exp time.Time, err error) {
+	exp, ok, err := t.numericDate("exp")
+	if err != nil {
+		return iat, exp, err
+	}
+	if !ok {
+		return iat, exp, fmt.Errorf("%w: no exp claim", ErrInvalid)
+	}
+	if !now.Before(exp.Add(leeway)) {
+		return iat, exp, fmt.Errorf("%w: exp passed", ErrExpired)
+	}
+	if nbf, ok, err := t.numericDate("nbf"); err != nil {
+		return iat, exp, err
+	} else if ok && now.Add(leeway).Before(nbf) {
+		return iat, exp, fmt.Errorf("%w: not valid yet (nbf)", ErrExpired)
+	}
+	iat, ok, err = t.numericDate("iat")
+	if err != nil {
+		return iat, exp, err
+	}
+	if ok && now.Add(leeway).Before(iat) {
+		return iat, exp, fmt.Errorf("%w: issued in the future (iat)", ErrInvalid)
+	}
+	return iat, exp, nil
+}
+
+// truncate keeps attacker-controlled strings short in error messages.
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
+}
