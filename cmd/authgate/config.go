@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/verify"
+)
+
+// envPrefix starts every environment variable that overrides a config key:
+// the key path upper-cased with "_" between parts, so verify.legacy.secrets
+// is AUTHGATE_VERIFY_LEGACY_SECRETS.
+const envPrefix = "AUTHGATE_"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Server configures the two listeners and shutdown.
+	Server ServerConfig `yaml:"server"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+	// The proxy's keys (upstream, routes, trusted_proxies, ...) sit at the
+	// top level of the file.
+	Proxy proxy.Config `yaml:",inline"`
+	// Verify configures the token issuers.
+	Verify verify.Config `yaml:"verify"`
+}
+
+// ServerConfig configures listeners and shutdown.
+type ServerConfig struct {
+	Public ListenerConfig `yaml:"public"`
+	Admin  AdminConfig    `yaml:"admin"`
+	// ShutdownGrace is how long in-flight requests may take to finish after
+	// SIGTERM or SIGINT. Default 25s (Kubernetes waits 30s by default).
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ShutdownDelay keeps accepting requests, with /readyz answering 503, for
+	// this long after the signal so that load balancers notice first.
+	// Default 0.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+}
+
+// ListenerConfig is one HTTP listener.
+type ListenerConfig struct {
+	Addr              string        `yaml:"addr"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response; WebSocket and event-stream
+	// responses lift it for themselves.
+	WriteTimeout   time.Duration `yaml:"write_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes int           `yaml:"max_header_bytes"`
+}
+
+// AdminConfig is the admin listener.
+type AdminConfig struct {
+	ListenerConfig    `yaml:",inline"`
+	proxy.AdminConfig `yaml:",inline"`
+}
+
+// LogConfig configures zap.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json (default) or console.
+	Format string `yaml:"format"`
+	// AccessLog writes one line per request. Default true.
+	AccessLog bool `yaml:"access_log"`
+}
+
+// defaultConfig is the configuration before the file and environment apply.
+func defaultConfig() Config {
+	listener := func(addr string) ListenerConfig {
+		return ListenerConfig{
+			Addr:              addr,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+		}
+	}
+	return Config{
+		Server: ServerConfig{
+			Public:        listener(":8080"),
+			Admin:         AdminConfig{ListenerConfig: listener(":9090"), AdminConfig: proxy.AdminConfig{CheckTimeout: 2 * time.Second}},
+			ShutdownGrace: 25 * time.Second,
+		},
+		Log:   LogConfig{Level: "info", Format: "json", AccessLog: true},
+		Proxy: proxy.DefaultConfig(),
+	}
+}
+
+// Validate reports every problem, each with its full key path.
+func (c Config) Validate() error {
+	var errs []error
+	for _, l := range []struct {
+		key string
+		l   ListenerConfig
+	}{{"server.public.", c.Server.Public}, {"server.admin.", c.Server.Admin.ListenerConfig}} {
+		errs = append(errs, configerr.Prefix(l.key, l.l.validate()))
+	}
+	if c.Server.Public.Addr == c.Server.Admin.Addr {
+		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
+	}
+	if c.Server.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("server.shutdown_grace: must be positive"))
+	}
+	if c.Server.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("server.shutdown_delay: must not be negative"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
+	}
+	errs = append(errs, c.Proxy.Validate(), configerr.Prefix("verify.", c.Verify.Validate()))
+	return errors.Join(errs...)
+}
+
+func (l ListenerConfig) validate() error {
+	var errs []error
+	if l.Addr == "" {
+		errs = append(errs, errors.New("addr: must be set"))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"write_timeout", l.WriteTimeout}, {"idle_timeout", l.IdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", d.key))
+		}
+	}
+	if l.MaxHeaderBytes < 4<<10 || l.MaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("max_header_bytes: %d is outside 4096..1048576", l.MaxHeaderBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// loadConfig reads path (if not empty) over the defaults, then applies
+// AUTHGATE_* environment variables from environ, then validates.
+func loadConfig(path string, environ []string) (Config, error) {
+	cfg := defaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeYAML(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	envErr := applyEnv(&cfg, environ)
+	return cfg, errors.Join(envErr, cfg.Validate())
+}
+
+// decodeYAML decodes strictly: an unknown key is an error, not a silent
+// default.
+func decodeYAML(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// envKey is one config leaf reachable from the environment.
+type envKey struct {
+	name string // AUTHGATE_...
+	path string // dotted key path, for errors
+	v    reflect.Value
+}
+
+// envKeys lists every leaf of cfg with its environment variable name.
+func envKeys(cfg *Config) []envKey {
+	var out []envKey
+	var walk func(v reflect.Value, path []string)
+	walk = func(v reflect.Value, path []string) {
+		t := v.Type()
+		if t.Kind() == reflect.Struct && t != reflect.TypeOf(time.Duration(0)) {
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				if !f.IsExported() {
+					continue
+				}
+				tag := f.Tag.Get("yaml")
+				name, opts, _ := strings.Cut(tag, ",")
+				if name == "-" {
+					continue
+				}
+				if opts == "inline" {
+					walk(v.Field(i), path)
+					continue
+				}
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				walk(v.Field(i), append(append([]string(nil), path...), name))
+			}
+			return
+		}
+		out = append(out, envKey{
+			name: envPrefix + strings.ToUpper(strings.Join(path, "_")),
+			path: strings.Join(path, "."),
+			v:    v,
+		})
+	}
+	walk(reflect.ValueOf(cfg).Elem(), nil)
+	return out
+}
+
+// applyEnv sets every key named by an AUTHGATE_* variable. Lists take
+// comma-separated values or YAML flow syntax ([a, b]); routes and maps take
+// YAML. An AUTHGATE_* variable that names no key is an error, so a typo does
+// not go unnoticed.
+func applyEnv(cfg *Config, environ []string) error {
+	keys := map[string]envKey{}
+	for _, k := range envKeys(cfg) {
+		keys[k.name] = k
+	}
+	var errs []error
+	var names []string
+	vals := map[string]string{}
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, envPrefix) {
+			continue
+		}
+		names = append(names, name)
+		vals[name] = val
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		k, ok := keys[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: no such configuration key", name))
+			continue
+		}
+		if err := setFromEnv(k.v, vals[name]); err != nil {
+			// The value may be a secret: name the variable, never the value.
+			errs = append(errs, fmt.Errorf("%s (%s): %w", name, k.path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setFromEnv(v reflect.Value, s string) error {
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(s), "[") {
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+		return nil
+	}
+	if v.Kind() == reflect.String {
+		v.SetString(s)
+		return nil
+	}
+	p := reflect.New(v.Type())
+	if err := yaml.Unmarshal([]byte(s), p.Interface()); err != nil {
+		return fmt.Errorf("cannot parse as %s", v.Type())
+	}
+	v.Set(p.Elem())
+	return nil
+}

@@ -1,0 +1,235 @@
+// Command authgate is an identity-aware forward-auth proxy: it verifies each
+// request's bearer token (legacy platform JWTs today, Firebase ID tokens
+// next), then proxies the request upstream with X-User-* identity headers or
+// answers the auth subrequests of nginx, Traefik, Caddy and Envoy.
+//
+// Usage:
+//
+//	authgate serve --config FILE     run the proxy
+//	authgate check-config --config FILE
+//	authgate dev                     run with an embedded development config
+//	authgate version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/verify"
+)
+
+// Set by the linker: -X main.version=... -X main.commit=...
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `usage: authgate <command> [flags]
+
+commands:
+  serve --config FILE          run authgate
+  check-config --config FILE   validate a configuration and print every problem
+  dev                          run with an embedded development configuration
+  version                      print version and commit
+
+Every configuration key can be overridden by an AUTHGATE_ environment
+variable: the key path upper-cased with "_" between parts, for example
+AUTHGATE_UPSTREAM or AUTHGATE_VERIFY_LEGACY_SECRETS.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "authgate:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries an exit code for a problem that has already been
+// printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2}
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "authgate %s (commit %s, %s)\n", version, commit, runtime.Version())
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "serve", "check-config":
+		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		path := fs.String("config", "", "configuration file (YAML)")
+		if err := fs.Parse(args); err != nil {
+			return exitError{2}
+		}
+		if *path == "" {
+			fmt.Fprintf(stderr, "authgate %s: --config FILE is required\n", cmd)
+			return exitError{2}
+		}
+		cfg, err := loadConfig(*path, environ)
+		if err != nil {
+			printProblems(stderr, *path, err)
+			return exitError{2}
+		}
+		if cmd == "check-config" {
+			fmt.Fprintf(stdout, "%s: ok\n", *path)
+			return nil
+		}
+		return serve(ctx, cfg, stderr, nil)
+	case "dev":
+		return runDev(ctx, args, environ, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "authgate: unknown command %q\n\n%s", cmd, usage)
+		return exitError{2}
+	}
+}
+
+func printProblems(w io.Writer, path string, err error) {
+	errs := configerr.List(err)
+	fmt.Fprintf(w, "%s: %d problem(s):\n", path, len(errs))
+	for _, e := range errs {
+		fmt.Fprintf(w, "  %v\n", e)
+	}
+}
+
+func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	ec.EncodeDuration = zapcore.SecondsDurationEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	if cfg.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), nil
+}
+
+// serve runs authgate until ctx is done, then shuts down gracefully. ready,
+// when not nil, receives the bound addresses once both listeners accept.
+func serve(ctx context.Context, cfg Config, logOut io.Writer, ready func(public, admin net.Addr)) error {
+	log, err := newLogger(cfg.Log, logOut)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := prometheus.WrapRegistererWithPrefix("authgate_", registry)
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "build_info", Help: "Build version and commit; always 1."}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
+	reg.MustRegister(build)
+
+	verifier, err := verify.New(cfg.Verify, log, reg)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	checks := []proxy.Check{{Name: "verify", Critical: true, Func: verifier.Check}}
+	admin := proxy.NewAdmin(cfg.Server.Admin.AdminConfig, registry, checks)
+	handler, err := proxy.New(cfg.Proxy, verifier, log, reg,
+		proxy.WithReadiness(admin.Ready), proxy.WithAccessLog(cfg.Log.AccessLog))
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+
+	pubLn, err := net.Listen("tcp", cfg.Server.Public.Addr)
+	if err != nil {
+		return fmt.Errorf("public listener: %w", err)
+	}
+	admLn, err := net.Listen("tcp", cfg.Server.Admin.Addr)
+	if err != nil {
+		_ = pubLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	errLog := zap.NewStdLog(log.Named("http"))
+	pub := newServer(cfg.Server.Public, handler, errLog)
+	adm := newServer(cfg.Server.Admin.ListenerConfig, admin, errLog)
+
+	errc := make(chan error, 2)
+	go func() { errc <- pub.Serve(pubLn) }()
+	go func() { errc <- adm.Serve(admLn) }()
+	log.Info("listening",
+		zap.String("public_addr", pubLn.Addr().String()),
+		zap.String("admin_addr", admLn.Addr().String()),
+		zap.String("version", version), zap.String("upstream", cfg.Proxy.Upstream))
+	if ready != nil {
+		ready(pubLn.Addr(), admLn.Addr())
+	}
+
+	select {
+	case err := <-errc:
+		_ = pub.Close()
+		_ = adm.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Drain: readiness fails first so load balancers stop sending, then
+	// the listeners close and in-flight requests get the grace period.
+	admin.Drain()
+	log.Info("shutting down", zap.Duration("delay", cfg.Server.ShutdownDelay), zap.Duration("grace", cfg.Server.ShutdownGrace))
+	if cfg.Server.ShutdownDelay > 0 {
+		time.Sleep(cfg.Server.ShutdownDelay)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
+	defer cancel()
+	if err := pub.Shutdown(sctx); err != nil {
+		log.Warn("grace period over, closing remaining connections", zap.Error(err))
+		_ = pub.Close()
+	}
+	_ = adm.Shutdown(sctx)
+	_ = adm.Close()
+	log.Info("stopped")
+	return nil
+}
+
+func newServer(l ListenerConfig, h http.Handler, errLog *stdlog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config configures the HTTP surface of authgate's public listener.
+type Config struct {
+	// Upstream is the URL requests are proxied to once allowed. Empty turns
+	// reverse-proxy mode off (forward-auth and token API only). The value
+	// "builtin:echo" serves a development echo upstream in-process.
+	Upstream string `yaml:"upstream"`
+	// PreserveHost sends the client's Host header to the upstream, as a
+	// sidecar's application expects. When false the upstream URL's host is
+	// sent. Default true.
+	PreserveHost bool `yaml:"preserve_host"`
+	// HeaderPrefix is the identity header prefix. Default "X-User-".
+	HeaderPrefix string `yaml:"header_prefix"`
+	// TokenCookie is the cookie read when there is no Authorization header.
+	// Default "__session" (Firebase Hosting's convention); empty turns
+	// cookies off.
+	TokenCookie string `yaml:"token_cookie"`
+	// TrustedProxies lists CIDRs whose X-Forwarded-*, Forwarded and
+	// X-Original-* headers are believed. None by default: forward-auth
+	// requests need the gateway's address here.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ForwardAuth configures the endpoint that gateways call.
+	ForwardAuth ForwardAuthConfig `yaml:"forward_auth"`
+	// TokenAPI configures the original service's /v1/token endpoints.
+	TokenAPI TokenAPIConfig `yaml:"token_api"`
+	// Transport bounds the connections to the upstream.
+	Transport TransportConfig `yaml:"transport"`
+	// Routes are the route rules, first match wins.
+	Routes []RouteConfig `yaml:"routes"`
+}
+
+// ForwardAuthConfig configures forward-auth mode.
+type ForwardAuthConfig struct {
+	// Enabled serves forward-auth at Path. Default true.
+	Enabled bool `yaml:"enabled"`
+	// Path is where gateways send auth subrequests. Default "/auth". Envoy's
+	// ext_authz appends the original path to it (path_prefix).
+	Path string `yaml:"path"`
+}
+
+// TokenAPIConfig configures POST {prefix}/verify, POST {prefix}/verify-header
+// and GET {prefix}/health.
+type TokenAPIConfig struct {
+	// Enabled serves the token API. Default true.
+	Enabled bool `yaml:"enabled"`
+	// Prefix is the path prefix. Default "/v1/token".
+	Prefix string `yaml:"prefix"`
+}
+
+// TransportConfig bounds outbound connections to the upstream.
+type TransportConfig struct {
+	DialTimeout           time.Duration `yaml:"dial_timeout"`
+	TLSHandshakeTimeout   time.Duration `yaml:"tls_handshake_timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
+	MaxIdleConnsPerHost   int           `yaml:"max_idle_conns_per_host"`
+}
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		PreserveHost: true,
+		HeaderPrefix: "X-User-",
+		TokenCookie:  "__session",
+		ForwardAuth:  ForwardAuthConfig{Enabled: true, Path: "/auth"},
+		TokenAPI:     TokenAPIConfig{Enabled: true, Prefix: "/v1/token"},
+		Transport: TransportConfig{
+			DialTimeout:           5 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   256,
+		},
+	}
+}
+
+// upstreamEcho is the in-process development upstream.
+const upstreamEcho = "builtin:echo"
+
+// Validate reports every problem, each prefixed with its key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Upstream != "" && c.Upstream != upstreamEcho {
+		u, err := url.Parse(c.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("upstream: %q must be an absolute http(s) URL without query, or %q", c.Upstream, upstreamEcho))
+		}
+	}
+	if !c.ForwardAuth.Enabled && c.Upstream == "" && !c.TokenAPI.Enabled {
+		errs = append(errs, errors.New("upstream: must be set when forward_auth and token_api are both disabled"))
+	}
+	if p := strings.TrimSpace(c.HeaderPrefix); p == "" || strings.ContainsAny(p, " :\t") || !strings.HasSuffix(p, "-") {
+		errs = append(errs, fmt.Errorf("header_prefix: %q must be a header name prefix ending in \"-\"", c.HeaderPrefix))
+	}
+	if strings.ContainsAny(c.TokenCookie, " ;=,\t") {
+		errs = append(errs, fmt.Errorf("token_cookie: %q is not a valid cookie name", c.TokenCookie))
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ForwardAuth.Enabled {
+		if err := checkEndpointPath(c.ForwardAuth.Path); err != nil {
+			errs = append(errs, fmt.Errorf("forward_auth.path: %w", err))
+		}
+	}
+	if c.TokenAPI.Enabled {
+		if err := checkEndpointPath(c.TokenAPI.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("token_api.prefix: %w", err))
+		}
+	}
+	t := c.Transport
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"dial_timeout", t.DialTimeout}, {"tls_handshake_timeout", t.TLSHandshakeTimeout}, {"response_header_timeout", t.ResponseHeaderTimeout}, {"idle_conn_timeout", t.IdleConnTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("transport.%s: must be positive", d.name))
+		}
+	}
+	if t.MaxIdleConnsPerHost <= 0 {
+		errs = append(errs, errors.New("transport.max_idle_conns_per_host: must be positive"))
+	}
+	if err := validateRoutes(c.Routes); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func checkEndpointPath(p string) error {
+	if c, err := canonicalPath(p); err != nil || c != p || p == "/" || strings.HasSuffix(p, "/") {
+		return fmt.Errorf("%q must be a canonical path like /auth, without trailing slash", p)
+	}
+	return nil
+}
+
+func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, s := range cidrs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			// A bare address means that one host.
+			a, aerr := netip.ParseAddr(strings.TrimSpace(s))
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not a CIDR or IP address", i, s))
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, errors.Join(errs...)
+}

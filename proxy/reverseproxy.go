@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Headers that describe the client's connection. A client outside
+// trusted_proxies cannot set them; authgate writes its own.
+var forwardingHeaders = []string{
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Method", "X-Forwarded-Uri",
+	"X-Forwarded-Server", "X-Real-Ip", "X-Original-Uri", "X-Original-Method",
+	"X-Original-Url", "X-Original-Host", "X-Original-Forwarded-For",
+}
+
+func (h *Handler) newReverseProxy() (*httputil.ReverseProxy, error) {
+	target, err := url.Parse(h.cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	tc := h.cfg.Transport
+	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		Proxy:                  nil, // never an environment proxy between sidecar and app
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		TLSHandshakeTimeout:    tc.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  tc.ResponseHeaderTimeout,
+		IdleConnTimeout:        tc.IdleConnTimeout,
+		MaxIdleConns:           tc.MaxIdleConnsPerHost * 4,
+		MaxIdleConnsPerHost:    tc.MaxIdleConnsPerHost,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	return &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { h.rewrite(pr, target) },
+		Transport: transport,
+		// Streaming responses (SSE, chunked without length) flush as they
+		// come; ReverseProxy flushes text/event-stream immediately anyway.
+		FlushInterval: 100 * time.Millisecond,
+		ErrorHandler:  h.upstreamError,
+		ErrorLog:      zap.NewStdLog(h.log.Named("upstream")),
+	}, nil
+}
+
+// rewrite builds the outbound request. Authentication has already happened
+// in the handler; this only rewrites URL and headers. It runs after
+// ReverseProxy removed hop-by-hop headers, so a client naming an identity
+// header in Connection cannot get authgate's value dropped.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
+	in, out := pr.In, pr.Out
+	trusted := h.peerTrusted(in)
+	pr.SetURL(target)
+	if h.cfg.PreserveHost {
+		out.Host = in.Host
+	}
+	if trusted {
+		if v := in.Header["X-Forwarded-For"]; len(v) > 0 {
+			out.Header["X-Forwarded-For"] = v
+		}
+	} else {
+		for _, k := range forwardingHeaders {
+			delete(out.Header, k)
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		for _, k := range [...]string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := in.Header[k]; len(v) > 0 {
+				out.Header[k] = v
+			}
+		}
+	}
+	// The handler stripped every client spelling of the identity headers
+	// and set its own on the inbound request; copy those again in case a
+	// hop-by-hop list removed them.
+	for _, k := range h.ident.names {
+		if v, ok := in.Header[k]; ok {
+			out.Header[k] = v
+		}
+	}
+}
+
+// upstreamError answers 502 or 504 with no detail; the cause is logged once,
+// in the access log line.
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var cause error
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		cause = context.Canceled
+	case isTimeout(err):
+		cause = errUpstreamTime
+	default:
+		cause = errUpstream
+	}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.err = errors.Join(cause, err)
+	}
+	writeError(w, statusFor(cause))
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||
+		strings.Contains(err.Error(), "timeout awaiting response headers")
+}
+
+// serveProxy is reverse-proxy mode.
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcome) {
+	if h.upstream == nil {
+		out.status = http.StatusNotFound
+		writeError(w, out.status)
+		return
+	}
+	p, err := canonicalPath(r.URL.EscapedPath())
+	if err != nil {
+		out.status, out.err = statusFor(err), err
+		writeError(w, out.status)
+		return
+	}
+	id, ok := h.decide(r, request{host: r.Host, method: r.Method, path: p}, out)
+	if out.status != http.StatusOK {
+		writeAuthError(w, out.status, out.err)
+		return
+	}
+	vals := identityValues(&id, ok)
+	h.ident.set(r.Header, &vals, false)
+	// The upstream receives exactly the path that policy saw.
+	r.URL.Path, r.URL.RawPath = p, ""
+
+	rc := http.NewResponseController(w)
+	if isUpgrade(r) {
+		// A WebSocket lives longer than any write timeout.
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	sw := &statusWriter{ResponseWriter: w, rc: rc}
+	h.upstream.ServeHTTP(sw, r)
+	out.status = sw.status
+	if out.status == 0 {
+		out.status = http.StatusOK
+	}
+	if sw.err != nil {
+		out.err = sw.err
+		out.status = statusFor(sw.err)
+	}
+}
+
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header["Connection"], "upgrade")
+}
+
+func headerHasToken(vals []string, token string) bool {
+	for _, v := range vals {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// statusWriter records the status for the access log and lifts the write
+// deadline for event streams, which outlive any write timeout.
+type statusWriter struct {
+	http.ResponseWriter
+	rc     *http.ResponseController
+	status int
+	err    error
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		s.status = code
+		if strings.HasPrefix(s.Header().Get("Content-Type"), "text/event-stream") {
+			_ = s.rc.SetWriteDeadline(time.Time{})
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

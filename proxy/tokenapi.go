@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// maxTokenAPIBody bounds the JSON body of POST /v1/token/verify.
+const maxTokenAPIBody = 16 << 10
+
+// tokenUser is the user object of the token API, in the original service's
+// shape (camelCase).
+type tokenUser struct {
+	ID               string `json:"id"`
+	FirebaseUID      string `json:"firebaseUid,omitempty"`
+	Email            string `json:"email,omitempty"`
+	EmailVerified    bool   `json:"emailVerified"`
+	Username         string `json:"username,omitempty"`
+	UserType         string `json:"userType,omitempty"`
+	Provider         string `json:"provider"`
+	FederationStatus string `json:"federationStatus"`
+}
+
+type tokenAPIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type tokenAPIResponse struct {
+	Valid bool           `json:"valid"`
+	User  *tokenUser     `json:"user,omitempty"`
+	Error *tokenAPIError `json:"error,omitempty"`
+}
+
+// serveTokenAPI serves the original service's /v1/token endpoints for its
+// existing clients. They verify a token; route rules do not apply, since
+// the request is about the token, not about a resource.
+func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
+	switch strings.TrimPrefix(r.URL.Path, h.apiPath) {
+	case "/verify":
+		if !allowMethod(w, r, http.MethodPost, out) {
+			return
+		}
+		var body struct {
+			Token string `json:"token"`
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxTokenAPIBody)
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&body); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				h.tokenAPIAnswer(w, out, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large", nil)
+				return
+			}
+			h.tokenAPIAnswer(w, out, http.StatusBadRequest, "invalid_request", `body must be JSON {"token": "..."}`, errBadRequest)
+			return
+		}
+		if body.Token == "" {
+			h.tokenAPIAnswer(w, out, http.StatusBadRequest, "invalid_request", "token is required", errBadRequest)
+			return
+		}
+		h.tokenAPIVerify(w, r, out, body.Token)
+	case "/verify-header":
+		if !allowMethod(w, r, http.MethodPost, out) {
+			return
+		}
+		tok, err := h.extractToken(r)
+		switch {
+		case err != nil:
+			h.tokenAPIAnswer(w, out, http.StatusBadRequest, "invalid_request", "more than one token in the request", err)
+		case tok == "":
+			w.Header()["Www-Authenticate"] = wwwAuthMissing
+			h.tokenAPIAnswer(w, out, http.StatusUnauthorized, "missing_token", "no bearer token", errNoToken)
+		default:
+			h.tokenAPIVerify(w, r, out, tok)
+		}
+	case "/health":
+		if !allowMethod(w, r, http.MethodGet, out) {
+			return
+		}
+		res := Readiness{Status: "ready"}
+		if h.ready != nil {
+			res = h.ready(r.Context())
+		}
+		out.status = http.StatusOK
+		if res.Status == "not_ready" || res.Status == "draining" {
+			out.status = http.StatusServiceUnavailable
+		}
+		w.Header()["Content-Type"] = jsonType
+		w.Header()["Cache-Control"] = noStore
+		w.WriteHeader(out.status)
+		_ = json.NewEncoder(w).Encode(res)
+	default:
+		out.status = http.StatusNotFound
+		writeError(w, out.status)
+	}
+}
+
+func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *outcome, tok string) {
+	id, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		status := statusFor(err)
+		switch status {
+		case http.StatusUnauthorized:
+			w.Header()["Www-Authenticate"] = wwwAuthInvalid
+			h.tokenAPIAnswer(w, out, status, "invalid_token", "token is invalid or expired", err)
+		case statusClientClosed:
+			out.status, out.err = status, err
+		default:
+			h.tokenAPIAnswer(w, out, status, "unavailable", "token verification is unavailable", err)
+		}
+		return
+	}
+	out.userID = id.Subject
+	v := identityValues(&id, true)
+	h.tokenAPIAnswer(w, out, http.StatusOK, "", "", nil, &tokenUser{
+		ID:               v[slotUserID],
+		FirebaseUID:      v[slotFirebaseUID],
+		Email:            v[slotEmail],
+		EmailVerified:    id.EmailVerified,
+		Username:         v[slotName],
+		UserType:         v[slotType],
+		Provider:         v[slotProvider],
+		FederationStatus: v[slotFederation],
+	})
+}
+
+var jsonType = []string{"application/json"}
+
+// tokenAPIAnswer writes the token API's one JSON shape.
+func (h *Handler) tokenAPIAnswer(w http.ResponseWriter, out *outcome, status int, code, msg string, err error, user ...*tokenUser) {
+	out.status = status
+	if out.err == nil {
+		out.err = err
+	}
+	resp := tokenAPIResponse{Valid: status == http.StatusOK}
+	if len(user) > 0 {
+		resp.User = user[0]
+	}
+	if code != "" {
+		resp.Error = &tokenAPIError{Code: code, Message: msg}
+	}
+	w.Header()["Content-Type"] = jsonType
+	w.Header()["Cache-Control"] = noStore
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func allowMethod(w http.ResponseWriter, r *http.Request, method string, out *outcome) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header()["Allow"] = []string{method}
+	out.status = http.StatusMethodNotAllowed
+	writeError(w, out.status)
+	return false
+}
