@@ -64,8 +64,12 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 		out.Host = in.Host
 	}
 	if trusted {
-		if v := in.Header["X-Forwarded-For"]; len(v) > 0 {
-			out.Header["X-Forwarded-For"] = v
+		// ReverseProxy drops these before Rewrite; a trusted hop's
+		// values are kept and extended.
+		for _, k := range [...]string{"X-Forwarded-For", "Forwarded"} {
+			if v := in.Header[k]; len(v) > 0 {
+				out.Header[k] = v
+			}
 		}
 	} else {
 		for _, k := range forwardingHeaders {

@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCanonicalPath(t *testing.T) {
+	tests := []struct {
+		give    string
+		want    string
+		wantErr bool
+	}{
+		{give: "/", want: "/"},
+		{give: "/a/b", want: "/a/b"},
+		{give: "/a/b/", want: "/a/b/"},
+		{give: "//a///b", want: "/a/b"},
+		{give: "/a/./b", want: "/a/b"},
+		{give: "/a/../b", want: "/b"},
+		{give: "/../../a", want: "/a"},
+		{give: "/a/..", want: "/"},
+		{give: "/a/b/..", want: "/a/"},
+		{give: "/a/.", want: "/a/"},
+		{give: "/%2e%2e/a", want: "/a"},
+		{give: "/a/%2E%2e/b", want: "/b"},
+		{give: "/a/%2e/b", want: "/a/b"},
+		{give: "/.hidden", want: "/.hidden"},
+		{give: "/a..b", want: "/a..b"},
+		{give: "/caf%C3%A9", want: "/café"},
+		{give: "/a%20b", want: "/a b"},
+		{give: "/a;v=1/b", want: "/a;v=1/b"},
+		{give: "/a%3Fb", want: "/a?b"},
+		{give: "/a%23b", want: "/a#b"},
+		{give: "/a%2fb", wantErr: true},
+		{give: "/a%2Fb", wantErr: true},
+		{give: "/a%5cb", wantErr: true},
+		{give: "/a\\b", wantErr: true},
+		{give: "/a%00", wantErr: true},
+		{give: "/a%0a", wantErr: true},
+		{give: "/a%", wantErr: true},
+		{give: "/a%2", wantErr: true},
+		{give: "/a%zz", wantErr: true},
+		{give: "/a%252e", wantErr: true},
+		{give: "/a%25", want: "/a%"},
+		{give: "/a/..;/b", wantErr: true},
+		{give: "/a/.;x/b", wantErr: true},
+		{give: "/;/b", wantErr: true},
+		{give: "", wantErr: true},
+		{give: "*", wantErr: true},
+		{give: "a/b", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := canonicalPath(tt.give)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("canonicalPath(%q) = %q, %v; want %q, error %v", tt.give, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// FuzzCanonicalPath: never panics; the result is canonical (a fixed point)
+// and holds no segment a backend would resolve.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "/%2e%2e/", "//x", "/a%2fb", "/a/..;/b", "/caf%C3%A9", "/a%252e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := canonicalPath(in)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(got, "/") {
+			t.Fatalf("canonicalPath(%q) = %q, not absolute", in, got)
+		}
+		for _, seg := range strings.Split(got[1:], "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("canonicalPath(%q) = %q keeps a dot segment", in, got)
+			}
+		}
+		if strings.Contains(got, "//") || strings.ContainsAny(got, "\\\x00") {
+			t.Fatalf("canonicalPath(%q) = %q is not clean", in, got)
+		}
+	})
+}
+
+func TestRouteMatch(t *testing.T) {
+	tests := []struct {
+		name       string
+		giveRoute  RouteConfig
+		giveHost   string
+		giveMethod string
+		givePath   string
+		want       bool
+	}{
+		{name: "prefix exact", giveRoute: RouteConfig{Path: "/api"}, givePath: "/api", want: true},
+		{name: "prefix child", giveRoute: RouteConfig{Path: "/api"}, givePath: "/api/v1", want: true},
+		{name: "prefix sibling", giveRoute: RouteConfig{Path: "/api"}, givePath: "/apix", want: false},
+		{name: "prefix with slash", giveRoute: RouteConfig{Path: "/api/"}, givePath: "/api", want: false},
+		{name: "root", giveRoute: RouteConfig{Path: "/"}, givePath: "/anything", want: true},
+		{name: "glob star", giveRoute: RouteConfig{Path: "/u/*/profile"}, givePath: "/u/42/profile", want: true},
+		{name: "glob star stays in segment", giveRoute: RouteConfig{Path: "/u/*/profile"}, givePath: "/u/4/2/profile", want: false},
+		{name: "glob double star", giveRoute: RouteConfig{Path: "/static/**"}, givePath: "/static/a/b/c.css", want: true},
+		{name: "glob double star empty", giveRoute: RouteConfig{Path: "/static/**"}, givePath: "/static", want: true},
+		{name: "glob suffix", giveRoute: RouteConfig{Path: "/**/*.png"}, givePath: "/a/b/x.png", want: true},
+		{name: "host exact any case with port", giveRoute: RouteConfig{Host: "API.example.test", Path: "/"}, giveHost: "api.Example.test:8443", givePath: "/", want: true},
+		{name: "host wildcard", giveRoute: RouteConfig{Host: "*.example.test", Path: "/"}, giveHost: "a.b.example.test", givePath: "/", want: true},
+		{name: "host wildcard excludes apex", giveRoute: RouteConfig{Host: "*.example.test", Path: "/"}, giveHost: "example.test", givePath: "/", want: false},
+		{name: "host wildcard is a suffix on a dot", giveRoute: RouteConfig{Host: "*.example.test", Path: "/"}, giveHost: "evilexample.test", givePath: "/", want: false},
+		{name: "method listed", giveRoute: RouteConfig{Path: "/", Methods: []string{"GET", "HEAD"}}, giveMethod: "HEAD", givePath: "/", want: true},
+		{name: "method not listed", giveRoute: RouteConfig{Path: "/", Methods: []string{"GET"}}, giveMethod: "DELETE", givePath: "/", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.giveRoute.Name = "r"
+			if err := validateRoutes([]RouteConfig{tt.giveRoute}); err != nil {
+				t.Fatalf("route invalid: %v", err)
+			}
+			rt := compileRoutes([]RouteConfig{tt.giveRoute})[0]
+			method := tt.giveMethod
+			if method == "" {
+				method = "GET"
+			}
+			if got := rt.match(tt.giveHost, method, tt.givePath); got != tt.want {
+				t.Errorf("match(%q, %q, %q) = %v, want %v", tt.giveHost, method, tt.givePath, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Upstream = "ftp://x"
+	cfg.HeaderPrefix = "X User"
+	cfg.TrustedProxies = []string{"10.0.0.0/8", "not-an-ip"}
+	cfg.ForwardAuth.Path = "/auth/"
+	cfg.Transport.DialTimeout = 0
+	cfg.Routes = []RouteConfig{
+		{Name: "a", Path: "api"},
+		{Name: "a", Path: "/x/../y"},
+		{Name: "", Path: "/p", Access: "public", Require: Requirements{EmailVerified: true}},
+		{Name: "m", Path: "/", Access: "sometimes", Methods: []string{"get"}, Host: "a:80"},
+	}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want errors")
+	}
+	for _, want := range []string{
+		"upstream:", "header_prefix:", "trusted_proxies[1]:", "forward_auth.path:", "transport.dial_timeout:",
+		"routes[0].path:", "routes[1].name:", "routes[1].path:", "routes[2].name:", "routes[2].require:",
+		"routes[3].access:", "routes[3].methods[0]:", "routes[3].host:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %q, missing %q", err, want)
+		}
+	}
+	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "routes:") {
+		t.Errorf("default config without routes: Validate() = %v, want a routes error", err)
+	}
+}
