@@ -22,7 +22,7 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if !c.Legacy.Enabled {
-		errs = append(errs, errors.New("no issuer is enabled; enable legacy"))
+		errs = append(errs, errors.New("legacy.enabled: no issuer is enabled; enable at least one"))
 	}
 	if err := c.Legacy.Validate(); err != nil {
 		errs = append(errs, configerr.Prefix("legacy.", err))

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authgate/authgate/configs"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimalConfig = `
+routes:
+  - name: default
+    path: /
+verify:
+  legacy:
+    enabled: true
+    issuer: https://auth.example.test
+`
+
+func TestLoadConfigEnvOverrides(t *testing.T) {
+	path := writeFile(t, "c.yaml", minimalConfig)
+	secretFile := writeFile(t, "secret", "file-secret-0123456789abcdef0123456789-0123456789\n")
+	env := []string{
+		"AUTHGATE_UPSTREAM=http://127.0.0.1:3000",
+		"AUTHGATE_SERVER_PUBLIC_ADDR=127.0.0.1:18080",
+		"AUTHGATE_SERVER_SHUTDOWN_GRACE=3s",
+		"AUTHGATE_SERVER_ADMIN_PPROF=true",
+		"AUTHGATE_TRUSTED_PROXIES=10.0.0.0/8, 127.0.0.1/32",
+		"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789",
+		"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secretFile,
+		"AUTHGATE_VERIFY_LEGACY_ALGORITHMS=[HS256, HS384]",
+		"AUTHGATE_ROUTES=[{name: all, path: /, access: public}]",
+		"OTHER_VARIABLE=ignored",
+	}
+	cfg, err := loadConfig(path, env)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"upstream", cfg.Proxy.Upstream, "http://127.0.0.1:3000"},
+		{"server.public.addr", cfg.Server.Public.Addr, "127.0.0.1:18080"},
+		{"server.shutdown_grace", cfg.Server.ShutdownGrace, 3 * time.Second},
+		{"server.admin.pprof", cfg.Server.Admin.Pprof, true},
+		{"trusted_proxies", cfg.Proxy.TrustedProxies, []string{"10.0.0.0/8", "127.0.0.1/32"}},
+		{"verify.legacy.secrets", cfg.Verify.Legacy.Secrets, []string{"env-secret-0123456789abcdef0123456789-0123456789"}},
+		{"verify.legacy.secret_files", cfg.Verify.Legacy.SecretFiles, []string{secretFile}},
+		{"verify.legacy.algorithms", cfg.Verify.Legacy.Algorithms, []string{"HS256", "HS384"}},
+		{"routes[0].access", string(cfg.Proxy.Routes[0].Access), "public"},
+		{"server.admin.addr (default)", cfg.Server.Admin.Addr, ":9090"},
+		{"verify.legacy.issuer (file)", cfg.Verify.Legacy.Issuer, "https://auth.example.test"},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestLoadConfigProblems(t *testing.T) {
+	tests := []struct {
+		name     string
+		giveYAML string
+		giveEnv  []string
+		want     []string
+		wantNot  []string
+	}{
+		{
+			name:     "unknown key in file",
+			giveYAML: minimalConfig + "upstrem: http://x\n",
+			want:     []string{"upstrem"},
+		},
+		{
+			name:     "wrong type in file",
+			giveYAML: minimalConfig + "server:\n  shutdown_grace: soon\n",
+			want:     []string{"soon"},
+		},
+		{
+			name:     "every problem at once, with key paths",
+			giveYAML: "log:\n  level: loud\nserver:\n  public:\n    max_header_bytes: 10\nroutes:\n  - name: x\n    path: nope\nverify:\n  legacy:\n    enabled: true\n    secrets: [abc123zz]\n    algorithms: [RS256]\n",
+			want: []string{
+				"log.level:", "server.public.max_header_bytes:", "routes[0].path:",
+				"verify.legacy.secrets[0]:", "verify.legacy.algorithms[0]:",
+			},
+			wantNot: []string{"abc123zz"},
+		},
+		{
+			name:     "unknown and unparsable environment variables",
+			giveYAML: minimalConfig,
+			giveEnv:  []string{"AUTHGATE_UPSTREAMS=http://x", "AUTHGATE_SERVER_PUBLIC_READ_TIMEOUT=fast", "AUTHGATE_VERIFY_LEGACY_SECRETS=s3cr3t-value"},
+			want:     []string{"AUTHGATE_UPSTREAMS: no such configuration key", "AUTHGATE_SERVER_PUBLIC_READ_TIMEOUT (server.public.read_timeout)", "verify.legacy.secrets[0]:"},
+			wantNot:  []string{"s3cr3t-value", "fast"},
+		},
+		{
+			name:     "no issuer",
+			giveYAML: "routes:\n  - name: d\n    path: /\n",
+			want:     []string{"verify.legacy.enabled: no issuer is enabled"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(writeFile(t, "c.yaml", tt.giveYAML), tt.giveEnv)
+			if err == nil {
+				t.Fatal("loadConfig = nil error, want problems")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			for _, w := range tt.wantNot {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q reveals %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// Every example in configs/ stays valid once its secret file exists.
+func TestExampleConfigsAreValid(t *testing.T) {
+	secret := writeFile(t, "secret", "example-secret-0123456789abcdef0123456789")
+	err := fs.WalkDir(configs.Files, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		t.Run(name, func(t *testing.T) {
+			b, err := fs.ReadFile(configs.Files, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := writeFile(t, name, string(b))
+			env := []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret}
+			if _, err := loadConfig(path, env); err != nil {
+				t.Errorf("configs/%s: %v", name, err)
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// No two keys may share an environment variable name.
+func TestEnvKeysAreUnique(t *testing.T) {
+	cfg := defaultConfig()
+	seen := map[string]string{}
+	for _, k := range envKeys(&cfg) {
+		if prev, ok := seen[k.name]; ok {
+			t.Errorf("%s names both %s and %s", k.name, prev, k.path)
+		}
+		seen[k.name] = k.path
+	}
+	if _, ok := seen["AUTHGATE_VERIFY_LEGACY_SECRETS"]; !ok {
+		t.Error("AUTHGATE_VERIFY_LEGACY_SECRETS is not a key")
+	}
+}
