@@ -10,10 +10,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// minHMACSecretBytes is RFC 7518 §3.2: an HMAC key must be at least as long
-// as the hash output; 32 bytes for HS256.
-const minHMACSecretBytes = 32
-
 // ClaimNames says which claims of a legacy token carry which identity field.
 type ClaimNames struct {
 	// UserID is the claim with the platform user id. Default "sub".
@@ -64,6 +60,11 @@ var hmacAlgorithms = map[string]jose.SignatureAlgorithm{
 	"HS256": jose.HS256, "HS384": jose.HS384, "HS512": jose.HS512,
 }
 
+// hmacSecretBytes is RFC 7518 §3.2: an HMAC key must be at least as long as
+// the hash output. go-jose refuses shorter keys when verifying, so a secret
+// too short for an allowed algorithm would fail every such token.
+var hmacSecretBytes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
+
 // withDefaults returns c with unset fields defaulted.
 func (c LegacyConfig) withDefaults() LegacyConfig {
 	if c.Leeway == 0 {
@@ -95,9 +96,14 @@ func (c LegacyConfig) Validate() error {
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
 		errs = append(errs, errors.New("leeway: must be between 0 and 10m"))
 	}
+	needAlg, need := "HS256", hmacSecretBytes["HS256"]
 	for i, a := range c.Algorithms {
 		if _, ok := hmacAlgorithms[a]; !ok {
 			errs = append(errs, fmt.Errorf("algorithms[%d]: %q is not supported (use HS256, HS384 or HS512)", i, a))
+			continue
+		}
+		if hmacSecretBytes[a] > need {
+			needAlg, need = a, hmacSecretBytes[a]
 		}
 	}
 	secrets, err := c.loadSecrets()
@@ -106,19 +112,26 @@ func (c LegacyConfig) Validate() error {
 	} else if len(secrets) == 0 {
 		errs = append(errs, errors.New("secrets: at least one secret is required (secrets, secret_files or AUTHGATE_VERIFY_LEGACY_SECRETS)"))
 	}
-	for i, s := range secrets {
-		if len(s) < minHMACSecretBytes {
-			errs = append(errs, fmt.Errorf("secrets[%d]: %d bytes is too short; HMAC needs at least %d (RFC 7518 §3.2)", i, len(s), minHMACSecretBytes))
+	for _, s := range secrets {
+		if len(s.value) < need {
+			errs = append(errs, fmt.Errorf("%s: %d bytes is too short; %s needs at least %d (RFC 7518 §3.2)", s.key, len(s.value), needAlg, need))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (c LegacyConfig) loadSecrets() ([][]byte, error) {
-	var out [][]byte
-	for _, s := range c.Secrets {
+// namedSecret is a secret and the key it was configured under, so that a
+// problem with it can be reported without showing it.
+type namedSecret struct {
+	key   string
+	value []byte
+}
+
+func (c LegacyConfig) loadSecrets() ([]namedSecret, error) {
+	var out []namedSecret
+	for i, s := range c.Secrets {
 		if s != "" {
-			out = append(out, []byte(s))
+			out = append(out, namedSecret{fmt.Sprintf("secrets[%d]", i), []byte(s)})
 		}
 	}
 	var errs []error
@@ -134,7 +147,7 @@ func (c LegacyConfig) loadSecrets() ([][]byte, error) {
 			errs = append(errs, fmt.Errorf("secret_files[%d]: %q is empty", i, f))
 			continue
 		}
-		out = append(out, []byte(s))
+		out = append(out, namedSecret{fmt.Sprintf("secret_files[%d]", i), []byte(s)})
 	}
 	return out, errors.Join(errs...)
 }
@@ -152,7 +165,10 @@ func newLegacy(cfg LegacyConfig) (*legacyVerifier, error) {
 	}
 	cfg = cfg.withDefaults()
 	secrets, _ := cfg.loadSecrets() // Validate read them already
-	v := &legacyVerifier{cfg: cfg, secrets: secrets}
+	v := &legacyVerifier{cfg: cfg}
+	for _, s := range secrets {
+		v.secrets = append(v.secrets, s.value)
+	}
 	for _, a := range cfg.Algorithms {
 		v.algs = append(v.algs, hmacAlgorithms[a])
 	}
