@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -46,20 +47,27 @@ func parse(raw string) (*token, error) {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" || sig == "" {
+	// An empty signature is well-formed (alg "none" has one); it is refused
+	// with the algorithm, as ErrInvalid, like every other forgery.
+	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	t := &token{raw: raw}
-	hb, err := base64.RawURLEncoding.DecodeString(h)
+	hb, err := decodeSegment(h)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
 	if err := json.Unmarshal(hb, &t.header); err != nil {
 		return nil, fmt.Errorf("%w: header json", ErrMalformed)
 	}
-	pb, err := base64.RawURLEncoding.DecodeString(p)
+	pb, err := decodeSegment(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
+	}
+	// The signature is decoded again by go-jose; checking it here is what
+	// keeps a signed token to its one spelling.
+	if _, err := decodeSegment(sig); err != nil {
+		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
 	}
 	dec := json.NewDecoder(bytes.NewReader(pb))
 	dec.UseNumber()
@@ -70,6 +78,20 @@ func parse(raw string) (*token, error) {
 		return nil, fmt.Errorf("%w: trailing data in payload", ErrMalformed)
 	}
 	return t, nil
+}
+
+// segmentEncoding decodes a JWS segment in its canonical spelling only: it
+// refuses non-zero trailing bits, which the lenient decoder drops.
+var segmentEncoding = base64.RawURLEncoding.Strict()
+
+// decodeSegment decodes one base64url segment. The decoder skips CR and LF
+// even in strict mode, and go-jose decodes leniently, so without this one
+// signed token would verify under many spellings, each a fresh cache key.
+func decodeSegment(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("line break in segment")
+	}
+	return segmentEncoding.DecodeString(s)
 }
 
 // checkHeader refuses headers that would let the token pick its own key or
