@@ -1,0 +1,110 @@
+package verify_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/authgate/authgate/verify"
+	"github.com/authgate/authgate/verify/verifytest"
+)
+
+func TestVerifyMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	v, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t),
+		prometheus.WrapRegistererWithPrefix("authgate_", reg),
+		verify.WithClock(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+
+	valid := hs256(t, claimsWith())
+	for _, tok := range []string{
+		valid,
+		valid,
+		hs256(t, claimsWith("sub", "bob")),
+		hs256(t, claimsWith("exp", testNow.Add(-time.Hour).Unix())),
+		verifytest.HMAC(t, jose.HS256, []byte(otherSecret), claimsWith(), nil),
+		hs256(t, claimsWith("aud", "billing")),
+		"not-a-token",
+		"",
+		hs256(t, claimsWith("iss", "https://attacker.example")),
+	} {
+		_, _ = v.Verify(t.Context(), tok)
+	}
+
+	// Every series exists from the start, so "none" and "firebase" are
+	// reported at 0 before any such token was seen.
+	const want = `
+# HELP authgate_verify_total Token verifications by provider and result.
+# TYPE authgate_verify_total counter
+authgate_verify_total{provider="firebase",result="error"} 0
+authgate_verify_total{provider="firebase",result="expired"} 0
+authgate_verify_total{provider="firebase",result="invalid"} 0
+authgate_verify_total{provider="firebase",result="keys_unavailable"} 0
+authgate_verify_total{provider="firebase",result="malformed"} 0
+authgate_verify_total{provider="firebase",result="ok"} 0
+authgate_verify_total{provider="firebase",result="unknown_issuer"} 0
+authgate_verify_total{provider="legacy",result="error"} 0
+authgate_verify_total{provider="legacy",result="expired"} 1
+authgate_verify_total{provider="legacy",result="invalid"} 2
+authgate_verify_total{provider="legacy",result="keys_unavailable"} 0
+authgate_verify_total{provider="legacy",result="malformed"} 0
+authgate_verify_total{provider="legacy",result="ok"} 3
+authgate_verify_total{provider="legacy",result="unknown_issuer"} 0
+authgate_verify_total{provider="none",result="error"} 0
+authgate_verify_total{provider="none",result="expired"} 0
+authgate_verify_total{provider="none",result="invalid"} 0
+authgate_verify_total{provider="none",result="keys_unavailable"} 0
+authgate_verify_total{provider="none",result="malformed"} 2
+authgate_verify_total{provider="none",result="ok"} 0
+authgate_verify_total{provider="none",result="unknown_issuer"} 1
+`
+	if err := testutil.CollectAndCompare(reg, strings.NewReader(want), "authgate_verify_total"); err != nil {
+		t.Errorf("verify_total after 9 verifications: %v", err)
+	}
+
+	// Only tokens that reached an issuer are timed; with the fixed clock
+	// every one took 0s.
+	const wantDuration = `
+# HELP authgate_verify_duration_seconds Time spent verifying a token that was not cached, by provider.
+# TYPE authgate_verify_duration_seconds histogram
+authgate_verify_duration_seconds_bucket{provider="legacy",le="5e-05"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0001"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.00025"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0005"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.001"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0025"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.005"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.01"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.05"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.25"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="1"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="+Inf"} 6
+authgate_verify_duration_seconds_sum{provider="legacy"} 0
+authgate_verify_duration_seconds_count{provider="legacy"} 6
+`
+	if err := testutil.CollectAndCompare(reg, strings.NewReader(wantDuration), "authgate_verify_duration_seconds"); err != nil {
+		t.Errorf("verify_duration_seconds after 9 verifications: %v", err)
+	}
+}
+
+func TestNewRegistersOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newWith := func() error {
+		_, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t), reg)
+		return err
+	}
+
+	if err := newWith(); err != nil {
+		t.Fatalf("first New() error = %v, want nil", err)
+	}
+	if err := newWith(); err == nil {
+		t.Errorf("second New() on the same registry error = nil, want a registration error")
+	}
+}
