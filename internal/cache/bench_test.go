@@ -1,0 +1,79 @@
+package cache
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+func newBench(b *testing.B, rdb *Redis) *Cache[string] {
+	b.Helper()
+	c, err := New[string](Config{}, "bench", rdb, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func BenchmarkGetOrLoad(b *testing.B) {
+	const key = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	token := "header.payload.signature"
+	run := func(b *testing.B, c *Cache[string], ttl time.Duration, before func()) {
+		ctx := b.Context()
+		b.ReportAllocs()
+		for b.Loop() {
+			before()
+			// A closure over the token, as verify will pass: if it
+			// escaped, every call would allocate it.
+			v, err := c.GetOrLoad(ctx, key, func(ctx context.Context) (string, time.Duration, error) {
+				return token, ttl, nil
+			})
+			if err != nil || v != token {
+				b.Fatalf("GetOrLoad = %q, %v", v, err)
+			}
+		}
+	}
+	warm := func(b *testing.B, c *Cache[string]) {
+		if err := c.Set(b.Context(), key, token, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("hit/local", func(b *testing.B) {
+		c := newBench(b, nil)
+		warm(b, c)
+		run(b, c, time.Hour, func() {})
+	})
+	b.Run("hit/redis", func(b *testing.B) {
+		c := newBench(b, testRedis(b))
+		warm(b, c)
+		run(b, c, time.Hour, func() { c.local.Invalidate(key) })
+	})
+	b.Run("miss", func(b *testing.B) {
+		run(b, newBench(b, nil), 0, func() {})
+	})
+	b.Run("miss/redis", func(b *testing.B) {
+		run(b, newBench(b, testRedis(b)), 0, func() {})
+	})
+	b.Run("hit/local/parallel", func(b *testing.B) {
+		c := newBench(b, nil)
+		warm(b, c)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				v, err := c.GetOrLoad(ctx, key, func(ctx context.Context) (string, time.Duration, error) {
+					return token, time.Hour, nil
+				})
+				if err != nil || v != token {
+					b.Errorf("GetOrLoad = %q, %v", v, err)
+					return
+				}
+			}
+		})
+	})
+}

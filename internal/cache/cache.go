@@ -1,0 +1,477 @@
+// Package cache is authgate's one two-tier cache: a bounded in-process tier
+// per replica in front of Redis, which all replicas share. It is generic over
+// the cached value; verify keeps verified tokens in it, keyed by a SHA-256 of
+// the token, and federation keeps user rows, keyed by user id and Firebase
+// uid. It is the only package that imports go-redis.
+//
+// A lookup tries the in-process tier, then Redis, then the caller's loader.
+// Concurrent misses for one key share one Redis lookup and one load. The
+// loader says how long its value may be cached; a Redis hit is copied into
+// the in-process tier for what remains of its Redis TTL only, so no copy
+// outlives the entry it came from.
+//
+// Redis is an accelerator, never a dependency: a Redis error does not fail a
+// lookup, which falls back to the loader, and after a failure Redis is
+// skipped for a back-off (see Redis). Invalidate removes a key from Redis
+// and from this replica; other replicas keep their in-process copy until it
+// expires, which Config.LocalMaxTTL bounds.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// ErrLoadAborted is returned to callers that waited for a load that
+// panicked or called runtime.Goexit. The panic itself continues on the
+// goroutine of the caller that ran the loader.
+var ErrLoadAborted = errors.New("cache load aborted")
+
+// errEncode marks a value the codec could not encode.
+var errEncode = errors.New("encode value")
+
+// Codec turns values into bytes for Redis and back. Unmarshal must accept
+// what Marshal of an earlier release wrote, or fail: an entry that does not
+// decode is treated as a miss and replaced.
+type Codec[V any] interface {
+	Marshal(V) ([]byte, error)
+	Unmarshal([]byte) (V, error)
+}
+
+// Cache is a two-tier cache of V keyed by string. Keys are used as they
+// are, so callers must not pass secrets (hash a token first). It is safe for
+// concurrent use.
+type Cache[V any] struct {
+	name        string
+	local       *otter.Cache[string, item[V]]
+	rdb         *Redis
+	codec       Codec[V]
+	prefix      string // Redis key prefix: the configured one, name, ":"
+	now         func() time.Time
+	localMaxTTL time.Duration
+	loadTimeout time.Duration
+	log         *zap.Logger
+	flights     group[V]
+	m           metrics
+}
+
+// item is an in-process entry; ttl is read by the expiry calculator when the
+// entry is written.
+type item[V any] struct {
+	v   V
+	ttl time.Duration
+}
+
+// Option adjusts a Cache or a Redis.
+type Option func(*options)
+
+type options struct {
+	now    func() time.Time
+	custom bool // now is not time.Now
+}
+
+func newOptions(opts []Option) options {
+	o := options{now: time.Now}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	return o
+}
+
+// WithClock replaces time.Now, for tests: for a Cache it drives in-process
+// expiry and the measurement of Redis round trips, for a Redis the failure
+// back-off.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now, o.custom = now, true }
+}
+
+// New builds the cache called name (lowercase letters, digits and
+// underscores; it labels metrics and follows the key prefix in Redis keys,
+// so it must be unique per process). rdb is the shared tier; nil means an
+// in-process cache only, and then codec may be nil too. reg receives the
+// metrics and may be nil; log may be nil.
+func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Logger, reg prometheus.Registerer, opts ...Option) (*Cache[V], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !validName(name) {
+		return nil, fmt.Errorf("cache name %q: must be 1 to 64 of [a-z0-9_], starting with a letter", name)
+	}
+	if rdb != nil && codec == nil {
+		return nil, fmt.Errorf("cache %s: a codec is required with redis", name)
+	}
+	cfg = cfg.withDefaults()
+	o := newOptions(opts)
+	c := &Cache[V]{
+		name:        name,
+		rdb:         rdb,
+		codec:       codec,
+		now:         o.now,
+		localMaxTTL: cfg.LocalMaxTTL,
+		loadTimeout: cfg.LoadTimeout,
+		log:         orNop(log).Named("cache").With(zap.String("cache", name)),
+		flights:     group[V]{m: make(map[string]*flight[V])},
+	}
+	if rdb != nil {
+		c.prefix = rdb.prefix + name + ":"
+	}
+	lo := &otter.Options[string, item[V]]{
+		MaximumSize: cfg.LocalEntries,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
+			return e.Value.ttl
+		}),
+		Logger: otterLogger{c.log},
+	}
+	if o.custom {
+		lo.Clock = otterClock(o.now)
+	}
+	local, err := otter.New(lo)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", name, err)
+	}
+	c.local = local
+	if c.m, err = newMetrics(reg, name, rdb != nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// GetOrLoad returns the value for key from the first tier that has it, or
+// else from load, which returns the value and how long it may be cached; a
+// TTL of zero or less caches nothing. An error from load is returned as it
+// is and nothing is cached.
+//
+// Concurrent calls for one key that miss share one Redis lookup and one call
+// of load. load runs on the goroutine of the first caller, with a context
+// that keeps ctx's values but not its cancellation and ends after
+// Config.LoadTimeout, because the other callers wait for its result; each of
+// them stops waiting when its own ctx ends. A hit in the in-process tier does
+// not allocate.
+func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx context.Context) (V, time.Duration, error)) (V, error) {
+	if it, ok := c.local.GetIfPresent(key); ok {
+		c.m.localHit.Inc()
+		return it.v, nil
+	}
+	c.m.localMiss.Inc()
+	return c.loadShared(ctx, key, load)
+}
+
+// loadShared fills key once for all concurrent callers.
+func (c *Cache[V]) loadShared(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (v V, err error) {
+	if err := ctx.Err(); err != nil {
+		return v, err
+	}
+	f, leader := c.flights.join(key)
+	if !leader {
+		return f.wait(ctx)
+	}
+	finished := false
+	defer func() {
+		if !finished { // load panicked or called runtime.Goexit
+			c.m.loadError.Inc()
+			c.flights.finish(key, f, v, ErrLoadAborted)
+		}
+	}()
+	v, err = c.fill(ctx, key, f, load)
+	finished = true
+	c.flights.finish(key, f, v, err)
+	return v, err
+}
+
+// fill looks key up in Redis, else loads it, and stores what it found in the
+// tiers that lack it, unless the key was invalidated or set meanwhile.
+func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], load func(context.Context) (V, time.Duration, error)) (V, error) {
+	// The flight that stored key may have ended between our miss and join.
+	if it, ok := c.local.GetIfPresent(key); ok {
+		return it.v, nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
+	defer cancel()
+	if v, ttl, ok := c.getRedis(ctx, key); ok {
+		if !c.flights.stale(f) {
+			c.setLocal(key, v, ttl)
+		}
+		return v, nil
+	}
+	v, ttl, err := load(ctx)
+	if err != nil {
+		c.m.loadError.Inc()
+		return v, err
+	}
+	c.m.loadOK.Inc()
+	if ttl <= 0 || c.flights.stale(f) {
+		return v, nil
+	}
+	if err := c.setRedis(ctx, key, v, ttl); errors.Is(err, errEncode) {
+		c.log.Warn("value not stored in redis", zap.Error(err))
+	}
+	c.setLocal(key, v, ttl)
+	return v, nil
+}
+
+// Get returns the value for key from the in-process tier or Redis, without
+// loading it. A Redis error is a miss.
+func (c *Cache[V]) Get(ctx context.Context, key string) (V, bool) {
+	if it, ok := c.local.GetIfPresent(key); ok {
+		c.m.localHit.Inc()
+		return it.v, true
+	}
+	c.m.localMiss.Inc()
+	v, ttl, ok := c.getRedis(ctx, key)
+	if ok {
+		c.setLocal(key, v, ttl)
+	}
+	return v, ok
+}
+
+// Set stores v under key in both tiers for ttl; a ttl of zero or less
+// stores nothing. A load of key in progress is not stored over it. The
+// in-process tier is always written; the error reports a value the codec
+// could not encode or a failed (or, during a back-off, skipped) Redis write.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) error {
+	if ttl <= 0 {
+		return nil
+	}
+	c.flights.forget(key)
+	err := c.setRedis(ctx, key, v, ttl)
+	c.setLocal(key, v, ttl)
+	return err
+}
+
+// SetLocal stores v under key in the in-process tier only, for ttl (capped
+// by Config.LocalMaxTTL). It is meant for short-lived negative results,
+// which must not be shared through Redis: each replica finds them out for
+// itself.
+func (c *Cache[V]) SetLocal(key string, v V, ttl time.Duration) {
+	c.setLocal(key, v, ttl)
+}
+
+// Invalidate removes keys from Redis and from this replica's in-process
+// tier, and keeps loads of them in progress from storing their result.
+// Other replicas serve their in-process copies until those expire (at most
+// Config.LocalMaxTTL when set). Redis is tried even during a back-off; the
+// error reports that the Redis entries may still be there.
+func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		c.flights.forget(k)
+	}
+	var err error
+	if c.rdb != nil && len(keys) > 0 {
+		// One DEL per key: a multi-key DEL fails across Cluster slots.
+		pipe := c.rdb.client.Pipeline()
+		for _, k := range keys {
+			pipe.Del(ctx, c.prefix+k)
+		}
+		_, err = pipe.Exec(ctx)
+		if c.rdb.report(ctx, err) {
+			c.m.redisError.Inc()
+		}
+	}
+	// After Redis, so that a lookup in between cannot copy the old Redis
+	// entry back into this tier.
+	for _, k := range keys {
+		c.local.Invalidate(k)
+	}
+	if err != nil {
+		return fmt.Errorf("cache %s: invalidate in redis: %w", c.name, err)
+	}
+	return nil
+}
+
+// Check reports the state of the cache for health: nil, or an error
+// wrapping ErrRedisUnavailable while the cache runs degraded, without Redis
+// (see Redis.Check).
+func (c *Cache[V]) Check(ctx context.Context) error {
+	return c.rdb.Check(ctx)
+}
+
+// Close stops the in-process tier's periodic clean-up goroutine. It does
+// not close the Redis, which may be shared. The cache keeps working; expired
+// entries are then removed by later writes.
+func (c *Cache[V]) Close() error {
+	c.local.StopAllGoroutines()
+	return nil
+}
+
+// getRedis looks key up in Redis. ok is false on a miss, an error or a
+// back-off. ttl is what remains of the entry's Redis TTL, less the round
+// trip, so that a copy made from it expires no later than the entry; it is
+// zero or less if the entry has no TTL or is about to expire.
+func (c *Cache[V]) getRedis(ctx context.Context, key string) (v V, ttl time.Duration, ok bool) {
+	if c.rdb == nil {
+		return v, 0, false
+	}
+	if !c.rdb.allow() {
+		c.m.redisSkipped.Inc()
+		return v, 0, false
+	}
+	start := c.now()
+	k := c.prefix + key
+	pipe := c.rdb.client.Pipeline()
+	get := pipe.Get(ctx, k)
+	pttl := pipe.PTTL(ctx, k)
+	_, err := pipe.Exec(ctx)
+	if c.rdb.report(ctx, err) {
+		c.m.redisError.Inc()
+		return v, 0, false
+	}
+	b, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		c.m.redisMiss.Inc()
+		return v, 0, false
+	}
+	if err != nil { // ctx ended: not Redis's failure, but no answer either
+		c.m.redisError.Inc()
+		return v, 0, false
+	}
+	if v, err = c.codec.Unmarshal(b); err != nil {
+		c.m.redisError.Inc()
+		c.log.Warn("undecodable redis entry, treating it as a miss", zap.Error(err))
+		return v, 0, false
+	}
+	c.m.redisHit.Inc()
+	// PTTL answers -1 (no TTL) or -2 (gone) as -1ns and -2ns, and rounds
+	// down to the millisecond, hence the millisecond less.
+	return v, pttl.Val() - c.now().Sub(start) - time.Millisecond, true
+}
+
+// setRedis writes v under key with ttl, in whole milliseconds.
+func (c *Cache[V]) setRedis(ctx context.Context, key string, v V, ttl time.Duration) error {
+	if c.rdb == nil {
+		return nil
+	}
+	ttl = ttl.Truncate(time.Millisecond)
+	if ttl <= 0 {
+		return nil // too short to be worth sharing
+	}
+	b, err := c.codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cache %s: %w: %w", c.name, errEncode, err)
+	}
+	if !c.rdb.allow() {
+		return fmt.Errorf("cache %s: %w", c.name, ErrRedisUnavailable)
+	}
+	err = c.rdb.client.Set(ctx, c.prefix+key, b, ttl).Err()
+	if c.rdb.report(ctx, err) {
+		c.m.redisError.Inc()
+	}
+	if err != nil {
+		return fmt.Errorf("cache %s: redis set: %w", c.name, err)
+	}
+	return nil
+}
+
+// setLocal writes v under key in the in-process tier for ttl, capped by
+// Config.LocalMaxTTL.
+func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
+	if c.localMaxTTL > 0 {
+		ttl = min(ttl, c.localMaxTTL)
+	}
+	if ttl <= 0 {
+		return
+	}
+	c.local.Set(key, item[V]{v: v, ttl: ttl})
+}
+
+// metrics are resolved to label values once, so that counting a hit does
+// not allocate.
+type metrics struct {
+	localHit, localMiss                           prometheus.Counter
+	redisHit, redisMiss, redisError, redisSkipped prometheus.Counter
+	loadOK, loadError                             prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (metrics, error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cache_requests_total",
+		Help: "Cache lookups by cache, tier (local, redis) and result (hit, miss, error, skipped). " +
+			"Redis errors include failed writes; skipped counts lookups not sent to Redis during a failure back-off.",
+	}, []string{"cache", "tier", "result"})
+	loads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cache_loads_total",
+		Help: "Loads after a miss in every tier, by cache and result (ok, error).",
+	}, []string{"cache", "result"})
+	if reg != nil {
+		var err error
+		if requests, err = register(reg, requests); err != nil {
+			return metrics{}, err
+		}
+		if loads, err = register(reg, loads); err != nil {
+			return metrics{}, err
+		}
+	}
+	m := metrics{
+		localHit:  requests.WithLabelValues(name, "local", "hit"),
+		localMiss: requests.WithLabelValues(name, "local", "miss"),
+		loadOK:    loads.WithLabelValues(name, "ok"),
+		loadError: loads.WithLabelValues(name, "error"),
+	}
+	if withRedis {
+		m.redisHit = requests.WithLabelValues(name, "redis", "hit")
+		m.redisMiss = requests.WithLabelValues(name, "redis", "miss")
+		m.redisError = requests.WithLabelValues(name, "redis", "error")
+		m.redisSkipped = requests.WithLabelValues(name, "redis", "skipped")
+	}
+	return m, nil
+}
+
+// register registers c, or returns the vector another cache registered
+// under the same name.
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	return nil, fmt.Errorf("register metrics: %w", err)
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < 'a' || b > 'z') && (b < '0' || b > '9') && b != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func orNop(log *zap.Logger) *zap.Logger {
+	if log == nil {
+		return zap.NewNop()
+	}
+	return log
+}
+
+// otterClock adapts an injected clock. It never ticks, so the in-process
+// tier does without periodic clean-ups: expired entries are never returned,
+// and writes remove them.
+type otterClock func() time.Time
+
+func (f otterClock) NowNano() int64                    { return f().UnixNano() }
+func (otterClock) Tick(time.Duration) <-chan time.Time { return nil }
+
+// otterLogger sends otter's warnings to zap instead of slog.Default.
+type otterLogger struct{ log *zap.Logger }
+
+func (l otterLogger) Warn(_ context.Context, msg string, err error) {
+	l.log.Warn(msg, zap.Error(err))
+}
+
+func (l otterLogger) Error(_ context.Context, msg string, err error) {
+	l.log.Error(msg, zap.Error(err))
+}

@@ -1,0 +1,256 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/authgate/authgate/internal/configerr"
+)
+
+// Defaults for unset (zero) fields, and bounds that catch unit mistakes.
+const (
+	defaultLocalEntries      = 100_000
+	defaultLoadTimeout       = 10 * time.Second
+	defaultKeyPrefix         = "authgate:"
+	defaultDialTimeout       = time.Second
+	defaultReadTimeout       = 500 * time.Millisecond
+	defaultWriteTimeout      = 500 * time.Millisecond
+	defaultFailureBackoff    = time.Second
+	defaultFailureBackoffMax = 30 * time.Second
+
+	maxLocalEntries      = 100_000_000
+	maxLoadTimeout       = 5 * time.Minute
+	maxRedisTimeout      = time.Minute
+	maxRedisPoolSize     = 10_000
+	maxFailureBackoff    = 10 * time.Minute
+	maxPasswordFileBytes = 4096
+)
+
+// Config configures every cache built with New. One Config (the yaml key
+// "cache") is shared by all caches of the process; each cache is told apart
+// by its name.
+type Config struct {
+	// LocalEntries bounds the in-process tier of each cache, in entries.
+	// Default 100000.
+	LocalEntries int `yaml:"local_entries"`
+	// LocalMaxTTL caps how long an entry may live in the in-process tier,
+	// whatever TTL it was stored with. An invalidation on one replica reaches
+	// Redis and that replica only; the other replicas keep serving their
+	// in-process copy until it expires, so this bounds how stale they can
+	// be. Zero means no cap: an in-process entry lives as long as it does in
+	// Redis.
+	LocalMaxTTL time.Duration `yaml:"local_max_ttl"`
+	// LoadTimeout bounds one load on a miss: the Redis lookup, the loader and
+	// the Redis write. The load is shared by every caller waiting for the
+	// key, so it does not end when the caller that started it goes away.
+	// Default 10s.
+	LoadTimeout time.Duration `yaml:"load_timeout"`
+	// Redis is the shared tier. Without addrs the caches are in-process only.
+	Redis RedisConfig `yaml:"redis"`
+}
+
+// withDefaults returns c with unset fields defaulted.
+func (c Config) withDefaults() Config {
+	if c.LocalEntries == 0 {
+		c.LocalEntries = defaultLocalEntries
+	}
+	if c.LoadTimeout == 0 {
+		c.LoadTimeout = defaultLoadTimeout
+	}
+	c.Redis = c.Redis.withDefaults()
+	return c
+}
+
+// Validate reports every problem with the configuration, each prefixed with
+// its key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.LocalEntries < 0 || c.LocalEntries > maxLocalEntries {
+		errs = append(errs, fmt.Errorf("local_entries: must be between 0 (default %d) and %d", defaultLocalEntries, maxLocalEntries))
+	}
+	if c.LocalMaxTTL < 0 {
+		errs = append(errs, errors.New("local_max_ttl: must not be negative"))
+	}
+	if c.LoadTimeout < 0 || c.LoadTimeout > maxLoadTimeout {
+		errs = append(errs, fmt.Errorf("load_timeout: must be between 0 (default %s) and %s", defaultLoadTimeout, maxLoadTimeout))
+	}
+	if err := c.Redis.Validate(); err != nil {
+		errs = append(errs, configerr.Prefix("redis.", err))
+	}
+	return errors.Join(errs...)
+}
+
+// RedisConfig configures the connection to Redis, the tier shared by all
+// replicas. Which client is built follows go-redis: master_name set means
+// Sentinel, more than one address (or cluster) means Cluster, otherwise a
+// single node.
+type RedisConfig struct {
+	// Addrs are host:port pairs: the node, the Sentinels (with MasterName)
+	// or the Cluster seed nodes. Empty means no Redis at all.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the Sentinel master name; set it to use Sentinel.
+	MasterName string `yaml:"master_name"`
+	// Cluster forces Cluster mode with a single address, as with a managed
+	// service's configuration endpoint.
+	Cluster bool `yaml:"cluster"`
+	// DB is the logical database; it must be 0 with Cluster. The original
+	// service used DB 1.
+	DB int `yaml:"db"`
+	// Username is the ACL user; empty means the default user.
+	Username string `yaml:"username"`
+	// Password authenticates Username. Prefer PasswordFile over writing the
+	// password into the config file.
+	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password (a trailing newline is
+	// ignored), such as a mounted Kubernetes Secret.
+	PasswordFile string `yaml:"password_file"`
+	// KeyPrefix is put in front of every key, followed by the cache's name
+	// and a colon: "authgate:tokens:<key>". Default "authgate:"; the
+	// original service used "atma:auth-v2:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// DialTimeout bounds opening a connection. Default 1s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ReadTimeout bounds waiting for a reply. Default 500ms: a slow Redis
+	// is treated as a failing one, since the loader is the fallback.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds sending a command. Default 500ms.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// PoolSize is the number of connections per node. Zero means the
+	// go-redis default, 10 per GOMAXPROCS.
+	PoolSize int `yaml:"pool_size"`
+	// TLS turns on TLS (1.2 or later) with the system roots, verifying the
+	// server name of each address.
+	TLS bool `yaml:"tls"`
+	// FailureBackoff is how long Redis is skipped after a failed command;
+	// each further failure doubles it up to FailureBackoffMax, and a success
+	// resets it. Lookups go straight to the loader meanwhile, so a dead
+	// Redis does not add its timeout to every request. Default 1s.
+	FailureBackoff time.Duration `yaml:"failure_backoff"`
+	// FailureBackoffMax caps FailureBackoff. Default 30s.
+	FailureBackoffMax time.Duration `yaml:"failure_backoff_max"`
+}
+
+// String redacts the password.
+func (c RedisConfig) String() string {
+	pw := ""
+	if c.Password != "" {
+		pw = "[redacted]"
+	}
+	return fmt.Sprintf("{Addrs:%v MasterName:%q Cluster:%t DB:%d Username:%q Password:%s PasswordFile:%q KeyPrefix:%q DialTimeout:%s ReadTimeout:%s WriteTimeout:%s PoolSize:%d TLS:%t FailureBackoff:%s FailureBackoffMax:%s}",
+		c.Addrs, c.MasterName, c.Cluster, c.DB, c.Username, pw, c.PasswordFile, c.KeyPrefix,
+		c.DialTimeout, c.ReadTimeout, c.WriteTimeout, c.PoolSize, c.TLS, c.FailureBackoff, c.FailureBackoffMax)
+}
+
+// GoString redacts the password from %#v too.
+func (c RedisConfig) GoString() string { return "cache.RedisConfig" + c.String() }
+
+// enabled reports whether a Redis tier is configured.
+func (c RedisConfig) enabled() bool { return len(c.Addrs) > 0 }
+
+// cluster reports whether go-redis will build a Cluster client.
+func (c RedisConfig) cluster() bool {
+	return c.MasterName == "" && (len(c.Addrs) > 1 || c.Cluster)
+}
+
+// withDefaults returns c with unset fields defaulted.
+func (c RedisConfig) withDefaults() RedisConfig {
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = defaultKeyPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = defaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.FailureBackoff == 0 {
+		c.FailureBackoff = defaultFailureBackoff
+	}
+	if c.FailureBackoffMax == 0 {
+		c.FailureBackoffMax = max(defaultFailureBackoffMax, c.FailureBackoff)
+	}
+	return c
+}
+
+// Validate reports every problem with the configuration, each prefixed with
+// its key. A configuration without addrs is valid only if nothing else that
+// needs Redis is set.
+func (c RedisConfig) Validate() error {
+	var errs []error
+	if !c.enabled() {
+		if c.MasterName != "" || c.Cluster {
+			errs = append(errs, errors.New("addrs: required with master_name or cluster"))
+		}
+		return errors.Join(errs...)
+	}
+	for i, a := range c.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" {
+			errs = append(errs, fmt.Errorf("addrs[%d]: %q is not host:port", i, a))
+		}
+	}
+	if c.MasterName != "" && c.Cluster {
+		errs = append(errs, errors.New("cluster: cannot be combined with master_name"))
+	}
+	if c.DB < 0 {
+		errs = append(errs, errors.New("db: must not be negative"))
+	} else if c.DB != 0 && c.cluster() {
+		errs = append(errs, errors.New("db: must be 0 with Redis Cluster (more than one address, or cluster, without master_name)"))
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("password: set password or password_file, not both"))
+	}
+	if _, err := c.password(); err != nil {
+		errs = append(errs, err)
+	}
+	if strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
+		errs = append(errs, errors.New("key_prefix: must not contain whitespace"))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}} {
+		if d.v < 0 || d.v > maxRedisTimeout {
+			errs = append(errs, fmt.Errorf("%s: must be between 0 (default) and %s", d.key, maxRedisTimeout))
+		}
+	}
+	if c.PoolSize < 0 || c.PoolSize > maxRedisPoolSize {
+		errs = append(errs, fmt.Errorf("pool_size: must be between 0 (default) and %d", maxRedisPoolSize))
+	}
+	if c.FailureBackoff < 0 || c.FailureBackoff > maxFailureBackoff {
+		errs = append(errs, fmt.Errorf("failure_backoff: must be between 0 (default %s) and %s", defaultFailureBackoff, maxFailureBackoff))
+	}
+	if c.FailureBackoffMax < 0 || c.FailureBackoffMax > maxFailureBackoff {
+		errs = append(errs, fmt.Errorf("failure_backoff_max: must be between 0 (default %s) and %s", defaultFailureBackoffMax, maxFailureBackoff))
+	} else if d := c.withDefaults(); d.FailureBackoffMax < d.FailureBackoff {
+		errs = append(errs, errors.New("failure_backoff_max: must not be less than failure_backoff"))
+	}
+	return errors.Join(errs...)
+}
+
+// password returns Password, or the content of PasswordFile.
+func (c RedisConfig) password() (string, error) {
+	if c.PasswordFile == "" {
+		return c.Password, nil
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		// The path is config, not secret; the error names it already.
+		return "", fmt.Errorf("password_file: %w", err)
+	}
+	if len(b) > maxPasswordFileBytes {
+		return "", fmt.Errorf("password_file: more than %d bytes", maxPasswordFileBytes)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", errors.New("password_file: is empty")
+	}
+	return pw, nil
+}

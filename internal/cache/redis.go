@@ -1,0 +1,242 @@
+package cache
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// ErrRedisUnavailable is wrapped by Check while Redis is failing and being
+// skipped. The caches keep answering from the in-process tier and their
+// loaders meanwhile, so it means degraded, not down.
+var ErrRedisUnavailable = errors.New("redis unavailable")
+
+// Redis is a connection to the shared tier, used by every cache built on
+// it. It remembers failures: after a failed command Redis is skipped for a
+// back-off that doubles with each further failure, so that a dead Redis costs
+// one timeout per back-off instead of one per request. go-redis reconnects by
+// itself; the first command after the back-off is the probe.
+//
+// A nil *Redis is valid and means no Redis. It is safe for concurrent use.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+	now    func() time.Time
+	log    *zap.Logger
+	br     breaker
+}
+
+// OpenRedis builds a client from cfg. It does not connect: connections are
+// made on first use, so authgate starts while Redis is down. It returns nil
+// and no error when cfg has no addresses. log receives one line each time
+// Redis starts or stops failing; nil means no logging. Of the options only
+// WithClock applies; it times the back-off.
+func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.enabled() {
+		return nil, nil
+	}
+	cfg = cfg.withDefaults()
+	pw, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	o := newOptions(opts)
+	ro := &redis.UniversalOptions{
+		Addrs:         cfg.Addrs,
+		MasterName:    cfg.MasterName,
+		IsClusterMode: cfg.Cluster,
+		DB:            cfg.DB,
+		Username:      cfg.Username,
+		Password:      pw,
+		DialTimeout:   cfg.DialTimeout,
+		ReadTimeout:   cfg.ReadTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		PoolSize:      cfg.PoolSize,
+		// One retry gets past a pooled connection that Redis closed; more,
+		// or go-redis's default of five dial attempts 100ms apart, would
+		// only delay the fallback to the loader. The back-off is the retry.
+		MaxRetries:    1,
+		DialerRetries: 1,
+	}
+	if cfg.TLS {
+		// ServerName stays empty: crypto/tls takes it from each address.
+		ro.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &Redis{
+		client: redis.NewUniversalClient(ro),
+		prefix: cfg.KeyPrefix,
+		now:    o.now,
+		log:    orNop(log).Named("redis"),
+		br:     breaker{initial: cfg.FailureBackoff, max: cfg.FailureBackoffMax},
+	}, nil
+}
+
+// Close closes every connection. Caches built on r must not be used after.
+func (r *Redis) Close() error {
+	if r == nil {
+		return nil
+	}
+	if err := r.client.Close(); err != nil {
+		return fmt.Errorf("close redis: %w", err)
+	}
+	return nil
+}
+
+// Ping sends PING, ignoring the back-off, and returns its error.
+func (r *Redis) Ping(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+// Check reports the state of the shared tier for health: nil when Redis
+// answers (or none is configured), or an error wrapping ErrRedisUnavailable
+// while it fails ("degraded": the caches still answer). Outside a back-off it
+// sends a PING, so that health checks notice an outage, and a recovery,
+// without request traffic.
+func (r *Redis) Check(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	if !r.br.allow(r.now()) {
+		if err := r.br.lastErr(); err != nil {
+			return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
+		}
+		return ErrRedisUnavailable
+	}
+	err := r.client.Ping(ctx).Err()
+	r.report(ctx, err)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
+	}
+	return nil
+}
+
+// allow reports whether a command may be sent now; see breaker.allow.
+func (r *Redis) allow() bool { return r.br.allow(r.now()) }
+
+// report records the outcome of a command that allow let through, logs a
+// change of state, and reports whether err was a Redis failure.
+func (r *Redis) report(ctx context.Context, err error) (failed bool) {
+	now := r.now()
+	changed, failed := r.br.report(ctx, now, err)
+	switch {
+	case changed && failed:
+		r.log.Warn("redis unavailable, skipping it", zap.Error(err), zap.Duration("backoff", r.br.initial))
+	case changed:
+		r.log.Info("redis available again")
+	}
+	return failed
+}
+
+// breaker skips Redis after failures. The fast path, Redis healthy, is one
+// atomic load.
+type breaker struct {
+	initial, max time.Duration
+
+	// until is the end of the current back-off in Unix nanoseconds; zero
+	// while Redis is healthy.
+	until atomic.Int64
+
+	mu      sync.Mutex
+	backoff time.Duration // zero while healthy
+	probing bool          // one caller is trying Redis after a back-off
+	err     error         // the failure that started or extended the back-off
+}
+
+// allow reports whether Redis may be used now. When a back-off has ended it
+// lets exactly one caller through as the probe; the others keep skipping
+// until the probe reports.
+func (b *breaker) allow(now time.Time) bool {
+	until := b.until.Load()
+	if until == 0 {
+		return true
+	}
+	if now.UnixNano() < until {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.backoff == 0 {
+		return true // recovered meanwhile
+	}
+	if b.probing {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+// report records the outcome of a command allowed by allow. It returns
+// whether the state changed (healthy to failing or back) and whether the
+// outcome counted as a Redis failure. An error caused by ctx ending is the
+// caller's, not Redis's, and changes nothing.
+func (b *breaker) report(ctx context.Context, now time.Time, err error) (changed, failed bool) {
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		return b.succeed(), false
+	case ctx.Err() != nil:
+		b.mu.Lock()
+		b.probing = false
+		b.mu.Unlock()
+		return false, false
+	default:
+		return b.fail(now, err), true
+	}
+}
+
+func (b *breaker) succeed() bool {
+	if b.until.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.backoff == 0 {
+		return false
+	}
+	b.backoff, b.probing, b.err = 0, false, nil
+	b.until.Store(0)
+	return true
+}
+
+func (b *breaker) fail(now time.Time, err error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wasHealthy := b.backoff == 0
+	switch {
+	case wasHealthy:
+		b.backoff = b.initial
+	case b.probing:
+		b.backoff = min(2*b.backoff, b.max)
+	default:
+		// A command sent before the back-off began failed too; the
+		// back-off already accounts for it.
+		return false
+	}
+	b.probing, b.err = false, err
+	b.until.Store(now.Add(b.backoff).UnixNano())
+	return wasHealthy
+}
+
+// degraded reports whether Redis is failing.
+func (b *breaker) degraded() bool { return b.until.Load() != 0 }
+
+func (b *breaker) lastErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
