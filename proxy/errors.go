@@ -18,9 +18,12 @@ var (
 	errAmbiguousToken = errors.New("more than one token in the request")
 	errUntrustedPeer  = errors.New("forward-auth request from a peer outside trusted_proxies")
 	errNoOriginalURI  = errors.New("forward-auth request without the original URI")
-	errBadRequest     = errors.New("bad request")
-	errUpstream       = errors.New("upstream unavailable")
-	errUpstreamTime   = errors.New("upstream timed out")
+	// errConflictingOriginal: the headers that describe the original
+	// request disagree, so a client added one of its own.
+	errConflictingOriginal = errors.New("forward-auth headers disagree about the original request")
+	errBadRequest          = errors.New("bad request")
+	errUpstream            = errors.New("upstream unavailable")
+	errUpstreamTime        = errors.New("upstream timed out")
 )
 
 // statusClientClosed is nginx's code for a client that went away; it is only
@@ -42,7 +45,7 @@ func statusFor(err error) int {
 		errors.Is(err, verify.ErrNotResponsible):
 		return http.StatusUnauthorized
 	case errors.Is(err, errNoRoute), errors.Is(err, errDenied), errors.Is(err, errForbidden),
-		errors.Is(err, errUntrustedPeer), errors.Is(err, errNoOriginalURI):
+		errors.Is(err, errUntrustedPeer), errors.Is(err, errNoOriginalURI), errors.Is(err, errConflictingOriginal):
 		return http.StatusForbidden
 	case errors.Is(err, context.Canceled):
 		return statusClientClosed
@@ -76,6 +79,8 @@ func reasonFor(err error) string {
 		return "untrusted_peer"
 	case errors.Is(err, errNoOriginalURI):
 		return "no_original_uri"
+	case errors.Is(err, errConflictingOriginal):
+		return "conflicting_original"
 	case errors.Is(err, errUpstreamTime):
 		return "upstream_timeout"
 	case errors.Is(err, errUpstream):

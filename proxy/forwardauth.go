@@ -47,56 +47,129 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 }
 
 // originalRequest reads the method, host and canonical path of the request
-// the gateway is asking about.
+// the gateway is asking about. A gateway passes the client's own headers
+// along, so a client may add a second header family (X-Original-URI next to
+// Traefik's X-Forwarded-Uri, say): when the families, or repeats of one
+// header, disagree, the request is refused rather than guessed at.
 func (h *Handler) originalRequest(r *http.Request) (request, error) {
 	if !h.peerTrusted(r) {
 		return request{}, errUntrustedPeer
 	}
 	hdr := r.Header
-	method := first(hdr, "X-Forwarded-Method", "X-Original-Method")
-	uri := first(hdr, "X-Forwarded-Uri", "X-Original-Uri")
-	host := first(hdr, "X-Forwarded-Host")
+	method, ok := agree(hdr, identityValue, "X-Forwarded-Method", "X-Original-Method")
+	if !ok {
+		return request{}, errConflictingOriginal
+	}
+	rawPath, ok := agree(hdr, uriPath, "X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url")
+	if !ok {
+		return request{}, errConflictingOriginal
+	}
+	host, ok := agree(hdr, identityValue, "X-Forwarded-Host")
+	if !ok {
+		return request{}, errConflictingOriginal
+	}
 	if host == "" {
 		host = r.Host
 	}
-	var rawPath string
-	if uri == "" {
-		// Envoy: the original path follows the forward-auth path.
-		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), h.faPath)
-		if !ok || !strings.HasPrefix(rest, "/") {
+	if rawPath == "" {
+		if _, present := hdr["X-Forwarded-Uri"]; present || len(hdr["X-Original-Uri"]) > 0 || len(hdr["X-Original-Url"]) > 0 {
+			// Present but unreadable (a fragment, a bad URL).
+			return request{}, errAmbiguousPath
+		}
+		// Envoy: the original path follows the forward-auth path, and the
+		// subrequest carries the original method.
+		rest, found := strings.CutPrefix(r.URL.EscapedPath(), h.faPath)
+		if !found || !strings.HasPrefix(rest, "/") {
 			return request{}, errNoOriginalURI
 		}
 		rawPath = rest
 		if method == "" {
 			method = r.Method
 		}
-	} else {
-		if method == "" {
-			method = http.MethodGet
-		}
-		rawPath = uri
-		if i := strings.IndexAny(rawPath, "?#"); i >= 0 {
-			if rawPath[i] == '#' {
-				return request{}, errAmbiguousPath
-			}
-			rawPath = rawPath[:i]
-		}
-		if strings.HasPrefix(rawPath, "http://") || strings.HasPrefix(rawPath, "https://") {
-			u, err := url.Parse(rawPath)
-			if err != nil {
-				return request{}, errAmbiguousPath
-			}
-			rawPath = u.EscapedPath()
-		}
+	}
+	if method == "" {
+		method = http.MethodGet
 	}
 	if !methodOK(method) {
 		return request{}, errBadRequest
+	}
+	// The gateway forwards the path as the client wrote it, and authgate
+	// cannot rewrite it: a path that a backend might resolve differently
+	// from authgate (dot segments, empty segments) is refused.
+	if hasDotOrEmptySegment(rawPath) {
+		return request{}, errAmbiguousPath
 	}
 	p, err := canonicalPath(rawPath)
 	if err != nil {
 		return request{}, err
 	}
 	return request{host: host, method: method, path: p}, nil
+}
+
+// agree returns the one value that every present header of names carries
+// (after norm), "" when none is present, and false when they differ.
+func agree(hdr http.Header, norm func(string) string, names ...string) (string, bool) {
+	var v string
+	for _, n := range names {
+		for _, raw := range hdr[n] {
+			if raw == "" {
+				continue
+			}
+			got := norm(raw)
+			if got == "" {
+				return "", false
+			}
+			if v != "" && got != v {
+				return "", false
+			}
+			v = got
+		}
+	}
+	return v, true
+}
+
+func identityValue(s string) string { return s }
+
+// uriPath returns the escaped path of a request URI or absolute URL, ""
+// when it cannot be read (a fragment, a bad URL).
+func uriPath(uri string) string {
+	if strings.HasPrefix(uri, "http://") || strings.HasPrefix(uri, "https://") {
+		u, err := url.Parse(uri)
+		if err != nil || u.Fragment != "" {
+			return ""
+		}
+		p := u.EscapedPath()
+		if p == "" {
+			p = "/"
+		}
+		return p
+	}
+	if i := strings.IndexAny(uri, "?#"); i >= 0 {
+		if uri[i] == '#' {
+			return ""
+		}
+		uri = uri[:i]
+	}
+	return uri
+}
+
+// hasDotOrEmptySegment reports whether an escaped path has "", "." or ".."
+// segments, literal or percent-encoded (a trailing slash is fine).
+func hasDotOrEmptySegment(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false // canonicalPath refuses it
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if s == "" && i == len(segs)-1 {
+			continue
+		}
+		switch strings.ToLower(s) {
+		case "", ".", "..", "%2e", "%2e%2e", ".%2e", "%2e.":
+			return true
+		}
+	}
+	return false
 }
 
 // first returns the first non-empty value of the named headers.

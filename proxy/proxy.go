@@ -133,6 +133,7 @@ type outcome struct {
 	route  int // index into h.routes, or -1
 	status int
 	userID string
+	path   string // the path policy judged, when known
 	err    error
 }
 
@@ -180,6 +181,7 @@ type request struct {
 // decide runs the shared pipeline: route, token, verification, policy. It
 // returns the identity (zero when anonymous) and the status to answer.
 func (h *Handler) decide(r *http.Request, req request, out *outcome) (verify.Identity, bool) {
+	out.path = req.path
 	out.route = h.matchRoute(req)
 	if out.route < 0 {
 		out.status, out.err = http.StatusForbidden, errNoRoute
@@ -273,11 +275,15 @@ func (h *Handler) finish(r *http.Request, reqID string, start time.Time, out *ou
 	if !h.access {
 		return
 	}
+	path := out.path
+	if path == "" {
+		path = r.URL.Path
+	}
 	fields := []zap.Field{
 		zap.String("request_id", reqID),
 		zap.String("mode", out.mode),
 		zap.String("method", r.Method),
-		zap.String("path", r.URL.Path),
+		zap.String("path", path),
 		zap.String("route", route),
 		zap.Int("status", out.status),
 		zap.Duration("duration", d),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"sort"
@@ -109,7 +110,7 @@ func (c Config) Validate() error {
 	}{{"server.public.", c.Server.Public}, {"server.admin.", c.Server.Admin.ListenerConfig}} {
 		errs = append(errs, configerr.Prefix(l.key, l.l.validate()))
 	}
-	if c.Server.Public.Addr == c.Server.Admin.Addr {
+	if sameListenAddr(c.Server.Public.Addr, c.Server.Admin.Addr) {
 		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
 	}
 	if c.Server.ShutdownGrace <= 0 {
@@ -130,6 +131,22 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Proxy.Validate(), configerr.Prefix("verify.", c.Verify.Validate()))
 	return errors.Join(errs...)
+}
+
+// sameListenAddr reports whether two listen addresses would collide: the
+// same fixed port on the same host or on a wildcard host. Port 0 picks a
+// free port and never collides.
+func sameListenAddr(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	if pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
 }
 
 func (l ListenerConfig) validate() error {

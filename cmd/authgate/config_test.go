@@ -93,7 +93,7 @@ func TestLoadConfigProblems(t *testing.T) {
 		},
 		{
 			name:     "every problem at once, with key paths",
-			giveYAML: "log:\n  level: loud\nserver:\n  public:\n    max_header_bytes: 10\nroutes:\n  - name: x\n    path: nope\nverify:\n  legacy:\n    enabled: true\n    secrets: [abc123zz]\n    algorithms: [RS256]\n",
+			giveYAML: "log:\n  level: loud\nserver:\n  public:\n    max_header_bytes: 10\nroutes:\n  - name: x\n    path: nope\nverify:\n  legacy:\n    enabled: true\n    secrets: [abc123zz]\n    algorithms: [XS256, HS256]\n",
 			want: []string{
 				"log.level:", "server.public.max_header_bytes:", "routes[0].path:",
 				"verify.legacy.secrets[0]:", "verify.legacy.algorithms[0]:",

@@ -599,17 +599,17 @@ verify:
 			wantUser:    "bob",
 			wantType:    "admin",
 		},
+		// nginx forwards the raw $request_uri; authgate cannot rewrite
+		// it, so dot and empty segments are refused in forward-auth mode.
 		{
-			name:        "dot segments into admin",
-			givePath:    "/public/../admin",
-			wantStatus:  http.StatusUnauthorized,
-			wantWWWAuth: "Bearer",
+			name:       "dot segments into admin",
+			givePath:   "/public/../admin",
+			wantStatus: http.StatusForbidden,
 		},
 		{
-			name:        "encoded dot segments into admin",
-			givePath:    "/public/%2e%2e/admin",
-			wantStatus:  http.StatusUnauthorized,
-			wantWWWAuth: "Bearer",
+			name:       "encoded dot segments into admin",
+			givePath:   "/public/%2e%2e/admin",
+			wantStatus: http.StatusForbidden,
 		},
 		{
 			name:       "encoded slash into admin",
@@ -619,16 +619,12 @@ verify:
 		{
 			name:       "dot segments out of admin into public",
 			givePath:   "/admin/../public/x",
-			wantStatus: http.StatusOK,
-			wantUser:   "-",
-			wantURI:    "/public/x",
+			wantStatus: http.StatusForbidden,
 		},
 		{
 			name:       "repeated slashes",
 			givePath:   "/public//x",
-			wantStatus: http.StatusOK,
-			wantUser:   "-",
-			wantURI:    "/public/x",
+			wantStatus: http.StatusForbidden,
 		},
 		{
 			name:        "query string passed on",
