@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/authgate/authgate/internal/configerr"
 )
 
 // ClaimNames says which claims of a legacy token carry which identity field.
@@ -35,8 +38,12 @@ type LegacyConfig struct {
 	Audience string `yaml:"audience"`
 	// Leeway is the allowed clock skew for exp, nbf and iat. Default 30s.
 	Leeway time.Duration `yaml:"leeway"`
-	// Algorithms is the allow-list. Default [HS256]; HS384 and HS512 may be
-	// added. Anything else is refused at start-up.
+	// Algorithms is the allow-list. Default [HS256]. HMAC algorithms
+	// (HS256, HS384, HS512) verify with Secrets only; public-key algorithms
+	// (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)
+	// with PublicKeyFiles or JWKS only, and each key only under the
+	// algorithms of its type. "none" and anything unknown are refused at
+	// start-up.
 	Algorithms []string `yaml:"algorithms"`
 	// Secrets are the HMAC keys, newest first; a token verifies if any of
 	// them signed it, so a secret can be rotated without downtime. Prefer
@@ -46,14 +53,36 @@ type LegacyConfig struct {
 	// SecretFiles are files that each hold one secret (a trailing newline is
 	// ignored), such as a mounted Kubernetes Secret.
 	SecretFiles []string `yaml:"secret_files"`
+	// PublicKeyFiles are PEM files, each a public key or certificate, for
+	// the public-key algorithms.
+	PublicKeyFiles []string `yaml:"public_key_files"`
+	// JWKS fetches public keys from a URL (JWKS or kid → PEM); a token's
+	// kid picks the key. Empty url = off.
+	JWKS KeySetConfig `yaml:"jwks"`
 	// Claims maps identity fields to claim names.
 	Claims ClaimNames `yaml:"claims"`
 }
 
 // String redacts the secrets.
 func (c LegacyConfig) String() string {
-	return fmt.Sprintf("{Enabled:%t Issuer:%q Audience:%q Leeway:%s Algorithms:%v Secrets:[%d redacted] SecretFiles:%v Claims:%+v}",
-		c.Enabled, c.Issuer, c.Audience, c.Leeway, c.Algorithms, len(c.Secrets), c.SecretFiles, c.Claims)
+	return fmt.Sprintf("{Enabled:%t Issuer:%q Audience:%q Leeway:%s Algorithms:%v Secrets:[%d redacted] SecretFiles:%v PublicKeyFiles:%v JWKS:%+v Claims:%+v}",
+		c.Enabled, c.Issuer, c.Audience, c.Leeway, c.Algorithms, len(c.Secrets), c.SecretFiles, c.PublicKeyFiles, c.JWKS, c.Claims)
+}
+
+// GoString redacts the secrets from %#v too.
+func (c LegacyConfig) GoString() string { return "verify.LegacyConfig" + c.String() }
+
+// publicKeyAlgorithms maps each public-key algorithm to the key type it
+// verifies with, so that a key is never used under another family's
+// algorithm (an RSA key as an HMAC secret, say).
+var publicKeyAlgorithms = map[string]struct {
+	alg  jose.SignatureAlgorithm
+	kind keyKind
+}{
+	"RS256": {jose.RS256, kindRSA}, "RS384": {jose.RS384, kindRSA}, "RS512": {jose.RS512, kindRSA},
+	"PS256": {jose.PS256, kindRSA}, "PS384": {jose.PS384, kindRSA}, "PS512": {jose.PS512, kindRSA},
+	"ES256": {jose.ES256, kindEC}, "ES384": {jose.ES384, kindEC}, "ES512": {jose.ES512, kindEC},
+	"EdDSA": {jose.EdDSA, kindEd25519},
 }
 
 var hmacAlgorithms = map[string]jose.SignatureAlgorithm{
@@ -96,28 +125,70 @@ func (c LegacyConfig) Validate() error {
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
 		errs = append(errs, errors.New("leeway: must be between 0 and 10m"))
 	}
-	needAlg, need := "HS256", hmacSecretBytes["HS256"]
+	needAlg, need := "", 0
+	hmac, public := false, false
 	for i, a := range c.Algorithms {
-		if _, ok := hmacAlgorithms[a]; !ok {
-			errs = append(errs, fmt.Errorf("algorithms[%d]: %q is not supported (use HS256, HS384 or HS512)", i, a))
+		if _, ok := hmacAlgorithms[a]; ok {
+			hmac = true
+			if hmacSecretBytes[a] > need {
+				needAlg, need = a, hmacSecretBytes[a]
+			}
 			continue
 		}
-		if hmacSecretBytes[a] > need {
-			needAlg, need = a, hmacSecretBytes[a]
+		if _, ok := publicKeyAlgorithms[a]; ok {
+			public = true
+			continue
 		}
+		errs = append(errs, fmt.Errorf("algorithms[%d]: %q is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA)", i, a))
 	}
 	secrets, err := c.loadSecrets()
 	if err != nil {
 		errs = append(errs, err)
-	} else if len(secrets) == 0 {
-		errs = append(errs, errors.New("secrets: at least one secret is required (secrets, secret_files or AUTHGATE_VERIFY_LEGACY_SECRETS)"))
+	}
+	switch {
+	case hmac && err == nil && len(secrets) == 0:
+		errs = append(errs, errors.New("secrets: an HMAC algorithm is allowed but no secret is set (secrets, secret_files or AUTHGATE_VERIFY_LEGACY_SECRETS)"))
+	case !hmac && len(secrets) > 0:
+		errs = append(errs, errors.New("secrets: set, but algorithms allows no HMAC algorithm"))
 	}
 	for _, s := range secrets {
-		if len(s.value) < need {
+		if hmac && len(s.value) < need {
 			errs = append(errs, fmt.Errorf("%s: %d bytes is too short; %s needs at least %d (RFC 7518 §3.2)", s.key, len(s.value), needAlg, need))
 		}
 	}
+	if _, err := c.loadPublicKeys(); err != nil {
+		errs = append(errs, err)
+	}
+	hasPublic := len(c.PublicKeyFiles) > 0 || c.JWKS.URL != ""
+	switch {
+	case public && !hasPublic:
+		errs = append(errs, errors.New("public_key_files: a public-key algorithm is allowed but neither public_key_files nor jwks.url is set"))
+	case !public && hasPublic:
+		errs = append(errs, errors.New("algorithms: public keys are configured but no public-key algorithm is allowed"))
+	}
+	if c.JWKS.URL != "" {
+		errs = append(errs, configerr.Prefix("jwks.", c.JWKS.Validate()))
+	}
 	return errors.Join(errs...)
+}
+
+func (c LegacyConfig) loadPublicKeys() ([]any, error) {
+	var out []any
+	var errs []error
+	for i, f := range c.PublicKeyFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("public_key_files[%d]: cannot read %q: %w", i, f, errors.Unwrap(err)))
+			continue
+		}
+		k, err := parsePEMKey(b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("public_key_files[%d]: %q: %w", i, f, err))
+			continue
+		}
+		out = append(out, k)
+	}
+	return out, errors.Join(errs...)
 }
 
 // namedSecret is a secret and the key it was configured under, so that a
@@ -154,12 +225,13 @@ func (c LegacyConfig) loadSecrets() ([]namedSecret, error) {
 
 // legacyVerifier verifies HMAC-signed platform JWTs.
 type legacyVerifier struct {
-	cfg     LegacyConfig
-	algs    []jose.SignatureAlgorithm
-	secrets [][]byte
+	cfg        LegacyConfig
+	secrets    [][]byte
+	publicKeys []any
+	jwks       *keySet // nil without jwks.url
 }
 
-func newLegacy(cfg LegacyConfig) (*legacyVerifier, error) {
+func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keySet) (*legacyVerifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -169,8 +241,9 @@ func newLegacy(cfg LegacyConfig) (*legacyVerifier, error) {
 	for _, s := range secrets {
 		v.secrets = append(v.secrets, s.value)
 	}
-	for _, a := range cfg.Algorithms {
-		v.algs = append(v.algs, hmacAlgorithms[a])
+	v.publicKeys, _ = cfg.loadPublicKeys()
+	if cfg.JWKS.URL != "" {
+		v.jwks = newKeys("legacy", cfg.JWKS)
 	}
 	return v, nil
 }
@@ -185,7 +258,7 @@ func (v *legacyVerifier) owns(t *token) bool {
 	return iss == v.cfg.Issuer
 }
 
-func (v *legacyVerifier) verify(t *token, now time.Time) (Identity, error) {
+func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (Identity, error) {
 	if err := t.checkHeader(v.cfg.Algorithms); err != nil {
 		return Identity{}, err
 	}
@@ -196,19 +269,8 @@ func (v *legacyVerifier) verify(t *token, now time.Time) (Identity, error) {
 	if v.cfg.Audience != "" && !t.audience(v.cfg.Audience) {
 		return Identity{}, fmt.Errorf("%w: audience mismatch", ErrInvalid)
 	}
-	jws, err := jose.ParseSignedCompact(t.raw, v.algs)
-	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	verified := false
-	for _, s := range v.secrets {
-		if _, err := jws.Verify(s); err == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		return Identity{}, fmt.Errorf("%w: signature", ErrInvalid)
+	if err := v.checkSignature(ctx, t); err != nil {
+		return Identity{}, err
 	}
 	n := &v.cfg.Claims
 	id := Identity{
@@ -227,4 +289,39 @@ func (v *legacyVerifier) verify(t *token, now time.Time) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: no %s claim", ErrInvalid, n.UserID)
 	}
 	return id, nil
+}
+
+// checkSignature verifies with the keys of the token's algorithm family
+// only: secrets for HS*, keys of the matching type for the others.
+func (v *legacyVerifier) checkSignature(ctx context.Context, t *token) error {
+	alg := t.header.Alg
+	if ha, ok := hmacAlgorithms[alg]; ok {
+		keys := make([]any, len(v.secrets))
+		for i, s := range v.secrets {
+			keys[i] = s
+		}
+		return t.verifyAny(ha, keys)
+	}
+	pa := publicKeyAlgorithms[alg] // checkHeader allowed it, so it is known
+	var keys []any
+	if v.jwks != nil && t.header.Kid != "" {
+		pk, err := v.jwks.key(ctx, t.header.Kid)
+		if err != nil && !errors.Is(err, errUnknownKid) {
+			return err
+		}
+		if err == nil && (pk.alg == "" || pk.alg == alg) {
+			keys = append(keys, pk.key)
+		}
+	}
+	keys = append(keys, v.publicKeys...)
+	var fit []any
+	for _, k := range keys {
+		if kindOf(k) == pa.kind {
+			fit = append(fit, k)
+		}
+	}
+	if len(fit) == 0 {
+		return fmt.Errorf("%w: no %s key for kid %q", ErrInvalid, alg, truncate(t.header.Kid))
+	}
+	return t.verifyAny(pa.alg, fit)
 }

@@ -726,16 +726,25 @@ func TestConfigValidate(t *testing.T) {
 			c.Algorithms = []string{"HS512"}
 			c.Secrets = []string{strings.Repeat("k", 64)}
 		})},
-		{name: "unsupported algorithms", give: legacy(func(c *verify.LegacyConfig) { c.Algorithms = []string{"RS256", "HS256", "none", "hs256"} }), wantErrs: []string{
-			`legacy.algorithms[0]: "RS256" is not supported`,
+		{name: "unsupported algorithms", give: legacy(func(c *verify.LegacyConfig) { c.Algorithms = []string{"XS256", "HS256", "none", "hs256"} }), wantErrs: []string{
+			`legacy.algorithms[0]: "XS256" is not supported`,
 			`legacy.algorithms[2]: "none" is not supported`,
 			`legacy.algorithms[3]: "hs256" is not supported`,
 		}},
+		{name: "public-key algorithm without keys", give: legacy(func(c *verify.LegacyConfig) { c.Algorithms = []string{"HS256", "RS256"} }), wantErrs: []string{
+			"legacy.public_key_files: a public-key algorithm is allowed but neither public_key_files nor jwks.url is set",
+		}},
+		{name: "secrets without an HMAC algorithm", give: legacy(func(c *verify.LegacyConfig) {
+			c.Algorithms = []string{"RS256"}
+			c.JWKS.URL = "https://keys.example.test/jwks"
+		}), wantErrs: []string{
+			"legacy.secrets: set, but algorithms allows no HMAC algorithm",
+		}},
 		{name: "no secret", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = nil }), wantErrs: []string{
-			"legacy.secrets: at least one secret is required",
+			"legacy.secrets: an HMAC algorithm is allowed but no secret is set",
 		}},
 		{name: "only empty secrets", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{"", ""} }), wantErrs: []string{
-			"legacy.secrets: at least one secret is required",
+			"legacy.secrets: an HMAC algorithm is allowed but no secret is set",
 		}},
 		{name: "unreadable secret file", give: legacy(func(c *verify.LegacyConfig) { c.SecretFiles = []string{missingFile} }), wantErrs: []string{
 			fmt.Sprintf("legacy.secret_files[0]: cannot read %q", missingFile),
@@ -754,16 +763,16 @@ func TestConfigValidate(t *testing.T) {
 		}},
 		{name: "every problem at once", give: legacy(func(c *verify.LegacyConfig) {
 			c.Leeway = time.Hour
-			c.Algorithms = []string{"RS256", "ES256"}
+			c.Algorithms = []string{"XS256", "HS256", "ES256"}
 			c.Secrets = []string{"short"}
 			c.SecretFiles = []string{missingFile, emptyFile}
 		}), wantErrs: []string{
 			"legacy.leeway: must be between 0 and 10m",
-			`legacy.algorithms[0]: "RS256" is not supported`,
-			`legacy.algorithms[1]: "ES256" is not supported`,
+			`legacy.algorithms[0]: "XS256" is not supported`,
 			fmt.Sprintf("legacy.secret_files[0]: cannot read %q", missingFile),
 			fmt.Sprintf("legacy.secret_files[1]: %q is empty", emptyFile),
 			"legacy.secrets[0]: 5 bytes is too short",
+			"legacy.public_key_files: a public-key algorithm is allowed",
 		}},
 	}
 

@@ -39,9 +39,11 @@ func TestVerifyMetrics(t *testing.T) {
 	}
 
 	// Every series exists from the start, so "none" and "firebase" are
-	// reported at 0 before any such token was seen.
+	// reported at 0 before any such token was seen. Only cache misses are
+	// verifications: the repeated valid token counts once, and the empty
+	// token is refused before it is parsed.
 	const want = `
-# HELP authgate_verify_total Token verifications by provider and result.
+# HELP authgate_verify_total Token verifications (cache misses) by provider and result.
 # TYPE authgate_verify_total counter
 authgate_verify_total{provider="firebase",result="error"} 0
 authgate_verify_total{provider="firebase",result="expired"} 0
@@ -55,13 +57,13 @@ authgate_verify_total{provider="legacy",result="expired"} 1
 authgate_verify_total{provider="legacy",result="invalid"} 2
 authgate_verify_total{provider="legacy",result="keys_unavailable"} 0
 authgate_verify_total{provider="legacy",result="malformed"} 0
-authgate_verify_total{provider="legacy",result="ok"} 3
+authgate_verify_total{provider="legacy",result="ok"} 2
 authgate_verify_total{provider="legacy",result="unknown_issuer"} 0
 authgate_verify_total{provider="none",result="error"} 0
 authgate_verify_total{provider="none",result="expired"} 0
 authgate_verify_total{provider="none",result="invalid"} 0
 authgate_verify_total{provider="none",result="keys_unavailable"} 0
-authgate_verify_total{provider="none",result="malformed"} 2
+authgate_verify_total{provider="none",result="malformed"} 1
 authgate_verify_total{provider="none",result="ok"} 0
 authgate_verify_total{provider="none",result="unknown_issuer"} 1
 `
@@ -69,25 +71,25 @@ authgate_verify_total{provider="none",result="unknown_issuer"} 1
 		t.Errorf("verify_total after 9 verifications: %v", err)
 	}
 
-	// Only tokens that reached an issuer are timed; with the fixed clock
-	// every one took 0s.
+	// Only tokens that reached an issuer (and missed the cache) are timed;
+	// with the fixed clock every one took 0s.
 	const wantDuration = `
 # HELP authgate_verify_duration_seconds Time spent verifying a token that was not cached, by provider.
 # TYPE authgate_verify_duration_seconds histogram
-authgate_verify_duration_seconds_bucket{provider="legacy",le="5e-05"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0001"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.00025"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0005"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.001"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0025"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.005"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.01"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.05"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="0.25"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="1"} 6
-authgate_verify_duration_seconds_bucket{provider="legacy",le="+Inf"} 6
+authgate_verify_duration_seconds_bucket{provider="legacy",le="5e-05"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0001"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.00025"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0005"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.001"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0025"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.005"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.01"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.05"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="0.25"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="1"} 5
+authgate_verify_duration_seconds_bucket{provider="legacy",le="+Inf"} 5
 authgate_verify_duration_seconds_sum{provider="legacy"} 0
-authgate_verify_duration_seconds_count{provider="legacy"} 6
+authgate_verify_duration_seconds_count{provider="legacy"} 5
 `
 	if err := testutil.CollectAndCompare(reg, strings.NewReader(wantDuration), "authgate_verify_duration_seconds"); err != nil {
 		t.Errorf("verify_duration_seconds after 9 verifications: %v", err)

@@ -2,12 +2,17 @@ package verify
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // MaxTokenBytes bounds the size of a token that is parsed at all. Real JWTs
@@ -33,6 +38,7 @@ type header struct {
 // it may be trusted until a verifier checked the signature over raw.
 type token struct {
 	raw    string
+	sig    string // the signature segment, still encoded
 	header header
 	claims map[string]any
 }
@@ -52,7 +58,7 @@ func parse(raw string) (*token, error) {
 	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	t := &token{raw: raw}
+	t := &token{raw: raw, sig: sig}
 	hb, err := decodeSegment(h)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
@@ -92,6 +98,48 @@ func decodeSegment(s string) ([]byte, error) {
 		return nil, errors.New("line break in segment")
 	}
 	return segmentEncoding.DecodeString(s)
+}
+
+// verifySignature checks the JWS signature of t with key under alg, which
+// the caller has already matched against its allow-list and the key type.
+func (t *token) verifySignature(alg jose.SignatureAlgorithm, key any) error {
+	return t.verifyAny(alg, []any{key})
+}
+
+// verifyAny succeeds if any of keys verifies the signature (key rotation).
+func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
+	jws, err := jose.ParseSignedCompact(t.raw, []jose.SignatureAlgorithm{alg})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for _, k := range keys {
+		if _, err := jws.Verify(k); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: signature", ErrInvalid)
+}
+
+// keyKind is the family of a public key.
+type keyKind int
+
+const (
+	kindUnknown keyKind = iota
+	kindRSA
+	kindEC
+	kindEd25519
+)
+
+func kindOf(k any) keyKind {
+	switch k.(type) {
+	case *rsa.PublicKey:
+		return kindRSA
+	case *ecdsa.PublicKey:
+		return kindEC
+	case ed25519.PublicKey:
+		return kindEd25519
+	}
+	return kindUnknown
 }
 
 // checkHeader refuses headers that would let the token pick its own key or

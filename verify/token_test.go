@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -92,7 +93,7 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	l, err := newLegacy(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []string{"authgate-test-secret-0123456789abcdef"}})
+	l, err := newLegacy(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []string{"authgate-test-secret-0123456789abcdef"}}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func FuzzParse(f *testing.F) {
 		_ = tok.audience("platform")
 		_, _ = tok.str("sub"), tok.boolean("email_verified")
 		if l.owns(tok) {
-			if _, err := l.verify(tok, now); err == nil {
+			if _, err := l.verify(context.Background(), tok, now); err == nil {
 				t.Errorf("verify(%q) = nil error for a token nobody signed with the test secret", raw)
 			}
 		}

@@ -2,49 +2,97 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
 )
 
-// Config configures every issuer authgate accepts.
+// Config configures every issuer authgate accepts and the cache of verified
+// tokens.
 type Config struct {
 	// Legacy is the platform's own JWT issuer.
 	Legacy LegacyConfig `yaml:"legacy"`
+	// Firebase is one Firebase project's ID tokens and session cookies.
+	Firebase FirebaseConfig `yaml:"firebase"`
+	// Cache configures the cache of verified tokens.
+	Cache CacheConfig `yaml:"cache"`
+}
+
+// CacheConfig configures how long verification results are kept.
+type CacheConfig struct {
+	// TTL bounds how long a verified token is cached (in-process and in
+	// Redis); an entry never outlives the token's exp. Default 5m; a
+	// negative value turns the cache off.
+	TTL time.Duration `yaml:"ttl"`
+	// NegativeTTL keeps "invalid" and "expired" results in-process only, so
+	// that a client retrying a bad token costs little. Default 5s; negative
+	// turns it off.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// NegativeEntries bounds the in-process negative cache, apart from the
+	// positive one so that a flood of junk cannot evict valid tokens.
+	// Default 10000.
+	NegativeEntries int `yaml:"negative_entries"`
+}
+
+// DefaultConfig returns the verification defaults: every issuer off, the
+// cache on.
+func DefaultConfig() Config {
+	return Config{
+		Legacy:   LegacyConfig{},
+		Firebase: DefaultFirebaseConfig(),
+		Cache:    CacheConfig{TTL: 5 * time.Minute, NegativeTTL: 5 * time.Second, NegativeEntries: 10000},
+	}
 }
 
 // Validate reports every problem, each prefixed with its key.
 func (c Config) Validate() error {
 	var errs []error
-	if !c.Legacy.Enabled {
-		errs = append(errs, errors.New("legacy.enabled: no issuer is enabled; enable at least one"))
+	if !c.Legacy.Enabled && !c.Firebase.Enabled {
+		errs = append(errs, errors.New("legacy.enabled: no issuer is enabled; enable legacy, firebase or both"))
 	}
-	if err := c.Legacy.Validate(); err != nil {
-		errs = append(errs, configerr.Prefix("legacy.", err))
+	errs = append(errs,
+		configerr.Prefix("legacy.", c.Legacy.Validate()),
+		configerr.Prefix("firebase.", c.Firebase.Validate()))
+	if c.Legacy.Enabled && c.Firebase.Enabled && c.Firebase.ProjectID != "" &&
+		(c.Legacy.Issuer == firebaseIDTokenIssuer+c.Firebase.ProjectID || c.Legacy.Issuer == firebaseSessionIssuer+c.Firebase.ProjectID) {
+		errs = append(errs, errors.New("legacy.issuer: must differ from the Firebase issuers"))
+	}
+	if c.Cache.NegativeEntries < 0 {
+		errs = append(errs, errors.New("cache.negative_entries: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
 
 // issuer is one configured token issuer.
 type issuer interface {
+	// owns reports whether the token's unverified iss names this issuer.
 	owns(t *token) bool
-	verify(t *token, now time.Time) (Identity, error)
+	verify(ctx context.Context, t *token, now time.Time) (Identity, error)
 }
 
-// Verifier checks tokens against every configured issuer. The issuer is
-// chosen by the token's unverified iss claim; only that issuer's keys and
-// algorithms are then used. It is safe for concurrent use.
+// Verifier checks tokens against every configured issuer and caches the
+// results. The issuer is chosen by the token's unverified iss claim; only
+// that issuer's keys and algorithms are then used. It is safe for
+// concurrent use.
 type Verifier struct {
 	issuers  []namedIssuer
+	keySets  []*keySet
 	now      func() time.Time
 	log      *zap.Logger
-	total    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	m        *verifyMetrics
+	ttl      time.Duration
+	negTTL   time.Duration
+	tokens   *cache.Cache[Identity] // nil when the cache is off
+	negative *cache.Cache[string]   // reason of a recent failure
 }
 
 type namedIssuer struct {
@@ -53,10 +101,22 @@ type namedIssuer struct {
 }
 
 // Option adjusts a Verifier.
-type Option func(*Verifier)
+type Option func(*options)
+
+type options struct {
+	now   func() time.Time
+	cache cache.Config
+	redis *cache.Redis
+}
 
 // WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithCache shares verified tokens through rdb (nil: in-process only) with
+// the given cache settings.
+func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
+	return func(o *options) { o.cache, o.redis = cfg, rdb }
+}
 
 // New builds a Verifier from cfg. reg receives the verification metrics; it
 // may be nil.
@@ -64,74 +124,286 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{now: time.Now, log: log.Named("verify")}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	o := options{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL}
+	if v.ttl == 0 {
+		v.ttl = 5 * time.Minute
+	}
+	if v.negTTL == 0 {
+		v.negTTL = 5 * time.Second
+	}
+	m, err := newVerifyMetrics(reg, v)
+	if err != nil {
+		return nil, err
+	}
+	v.m = m
+	newKeys := func(name string, c KeySetConfig) *keySet {
+		k := newKeySet(name, c, v.now, v.log, m)
+		v.keySets = append(v.keySets, k)
+		return k
+	}
+	if cfg.Firebase.Enabled {
+		for _, is := range firebaseIssuers(cfg.Firebase, newKeys) {
+			v.issuers = append(v.issuers, namedIssuer{ProviderFirebase, is})
+		}
+	}
 	if cfg.Legacy.Enabled {
-		l, err := newLegacy(cfg.Legacy)
+		l, err := newLegacy(cfg.Legacy, newKeys)
 		if err != nil {
 			return nil, configerr.Prefix("legacy.", err)
 		}
 		v.issuers = append(v.issuers, namedIssuer{ProviderLegacy, l})
 	}
-	for _, o := range opts {
-		o(v)
-	}
-	v.total = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "verify_total",
-		Help: "Token verifications by provider and result.",
-	}, []string{"provider", "result"})
-	v.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "verify_duration_seconds",
-		Help:    "Time spent verifying a token that was not cached, by provider.",
-		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
-	}, []string{"provider"})
-	for _, p := range []Provider{ProviderLegacy, ProviderFirebase, "none"} {
-		for _, r := range []string{"ok", "invalid", "expired", "malformed", "unknown_issuer", "keys_unavailable", "error"} {
-			v.total.WithLabelValues(string(p), r)
+	cacheOpts := []cache.Option{cache.WithClock(v.now)}
+	if v.ttl > 0 {
+		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, cacheOpts...); err != nil {
+			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
-	if reg != nil {
-		if err := registerAll(reg, v.total, v.duration); err != nil {
-			return nil, err
+	if v.negTTL > 0 {
+		nc := cache.Config{LocalEntries: cfg.Cache.NegativeEntries}
+		if nc.LocalEntries == 0 {
+			nc.LocalEntries = 10000
+		}
+		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, cacheOpts...); err != nil {
+			return nil, fmt.Errorf("negative token cache: %w", err)
 		}
 	}
 	return v, nil
 }
 
+// cacheKey is the SHA-256 of the token: the token itself is never stored.
+func cacheKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
 // Verify checks token and returns the identity it proves. Errors wrap one of
-// the package's sentinel errors.
+// the package's sentinel errors. A token verified before is answered from
+// the cache; revocation (when on) is checked on every call against the
+// cached user record.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	if len(raw) == 0 || len(raw) > MaxTokenBytes {
+		return Identity{}, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
+	}
+	var id Identity
+	var err error
+	if v.tokens == nil {
+		id, err = v.verifyUncached(ctx, raw)
+	} else {
+		key := cacheKey(raw)
+		if v.negative != nil {
+			if reason, ok := v.negative.Get(ctx, key); ok {
+				return Identity{}, errorForReason(reason)
+			}
+		}
+		id, err = v.tokens.GetOrLoad(ctx, key, func(ctx context.Context) (Identity, time.Duration, error) {
+			id, err := v.verifyUncached(ctx, raw)
+			if err != nil {
+				return id, 0, err
+			}
+			return id, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
+		})
+		if err == nil && !v.now().Before(id.ExpiresAt) {
+			// A cached entry can only be this old through clock skew
+			// between replicas; verify again, with the issuer's leeway.
+			id, err = v.verifyUncached(ctx, raw)
+		}
+		if err != nil && v.negative != nil && cacheableFailure(err) {
+			v.negative.SetLocal(key, Reason(err), v.negTTL)
+		}
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	return id, nil
+}
+
+// cacheableFailure reports whether err is a property of the token alone, so
+// that the same token will fail the same way for a while.
+func cacheableFailure(err error) bool {
+	if errors.Is(err, errUnknownKid) || errors.Is(err, ErrKeysUnavailable) {
+		return false // a key refresh may change the answer
+	}
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrExpired) ||
+		errors.Is(err, ErrMalformed) || errors.Is(err, ErrUnknownIssuer)
+}
+
+func errorForReason(reason string) error {
+	switch reason {
+	case "expired":
+		return fmt.Errorf("%w (cached)", ErrExpired)
+	case "malformed":
+		return fmt.Errorf("%w (cached)", ErrMalformed)
+	case "unknown_issuer":
+		return fmt.Errorf("%w (cached)", ErrUnknownIssuer)
+	default:
+		return fmt.Errorf("%w (cached)", ErrInvalid)
+	}
+}
+
+// verifyUncached parses the token, picks its issuer and verifies it.
+func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, error) {
 	start := v.now()
 	t, err := parse(raw)
 	if err != nil {
-		v.total.WithLabelValues("none", Reason(err)).Inc()
+		v.m.total.WithLabelValues("none", Reason(err)).Inc()
 		return Identity{}, err
 	}
 	for _, is := range v.issuers {
 		if !is.owns(t) {
 			continue
 		}
-		id, err := is.verify(t, start)
-		v.total.WithLabelValues(string(is.provider), Reason(err)).Inc()
-		v.duration.WithLabelValues(string(is.provider)).Observe(v.now().Sub(start).Seconds())
+		id, err := is.verify(ctx, t, start)
+		v.m.total.WithLabelValues(string(is.provider), Reason(err)).Inc()
+		v.m.duration.WithLabelValues(string(is.provider)).Observe(v.now().Sub(start).Seconds())
 		return id, err
 	}
-	v.total.WithLabelValues("none", "unknown_issuer").Inc()
+	v.m.total.WithLabelValues("none", "unknown_issuer").Inc()
 	return Identity{}, ErrUnknownIssuer
 }
 
-// Check reports whether the verifier can verify tokens now, for readiness.
-func (v *Verifier) Check(ctx context.Context) error {
-	if len(v.issuers) == 0 {
-		return errors.New("no issuers")
+// Run fetches every key set now and refreshes each in the background as its
+// max-age runs out, until ctx is done. It returns nil then.
+func (v *Verifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, k := range v.keySets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.run(ctx, sleepCtx)
+		}()
 	}
+	wg.Wait()
 	return nil
 }
 
-func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register metrics: %w", err)
+// Prefetch fetches every key set once, so that the first requests do not
+// wait for keys. It returns the first error.
+func (v *Verifier) Prefetch(ctx context.Context) error {
+	var errs []error
+	for _, k := range v.keySets {
+		if err := k.refresh(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s keys: %w", k.name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Check reports whether tokens can be verified now: every issuer has usable
+// keys (possibly stale, within max_stale). It is the critical readiness
+// check.
+func (v *Verifier) Check(ctx context.Context) error {
+	var errs []error
+	for _, k := range v.keySets {
+		if err := k.check(); err != nil && !errors.Is(err, errDegraded) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// KeysFresh reports key sets served past their max-age because the key
+// endpoint fails: authgate still verifies, but health says degraded.
+func (v *Verifier) KeysFresh(ctx context.Context) error {
+	var errs []error
+	for _, k := range v.keySets {
+		if err := k.check(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CacheCheck reports the shared cache tier: nil, or an error when Redis is
+// unreachable and only the in-process tier serves.
+func (v *Verifier) CacheCheck(ctx context.Context) error {
+	if v.tokens == nil {
+		return nil
+	}
+	return v.tokens.Check(ctx)
+}
+
+// Close stops the caches' background work.
+func (v *Verifier) Close() error {
+	var errs []error
+	if v.tokens != nil {
+		errs = append(errs, v.tokens.Close())
+	}
+	if v.negative != nil {
+		errs = append(errs, v.negative.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// verifyMetrics are the verification series.
+type verifyMetrics struct {
+	total      *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	keyRefresh *prometheus.CounterVec
+	keyAge     *prometheus.GaugeVec
+	v          *Verifier
+}
+
+func newVerifyMetrics(reg prometheus.Registerer, v *Verifier) (*verifyMetrics, error) {
+	m := &verifyMetrics{v: v}
+	m.total = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "verify_total",
+		Help: "Token verifications (cache misses) by provider and result.",
+	}, []string{"provider", "result"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "verify_duration_seconds",
+		Help:    "Time spent verifying a token that was not cached, by provider.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
+	}, []string{"provider"})
+	m.keyRefresh = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "key_refresh_total",
+		Help: "Key set fetches by key set and result.",
+	}, []string{"keyset", "result"})
+	m.keyAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "key_age_seconds",
+		Help: "Age of the keys in use, by key set.",
+	}, []string{"keyset"})
+	for _, p := range []Provider{ProviderLegacy, ProviderFirebase, "none"} {
+		for _, r := range []string{"ok", "invalid", "expired", "malformed", "unknown_issuer", "keys_unavailable", "error"} {
+			m.total.WithLabelValues(string(p), r)
+		}
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.total, m.duration, m.keyRefresh, keyAgeCollector{m}} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register verify metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// keyAgeCollector sets the key age gauges when scraped.
+type keyAgeCollector struct{ m *verifyMetrics }
+
+func (c keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { c.m.keyAge.Describe(ch) }
+
+func (c keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, k := range c.m.v.keySets {
+		c.m.keyAge.WithLabelValues(k.name).Set(k.age())
+	}
+	c.m.keyAge.Collect(ch)
 }
