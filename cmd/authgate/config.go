@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/verify"
@@ -35,6 +36,9 @@ type Config struct {
 	Proxy proxy.Config `yaml:",inline"`
 	// Verify configures the token issuers.
 	Verify verify.Config `yaml:"verify"`
+	// Cache configures the shared two-tier cache (in-process, then Redis)
+	// that verified tokens and, later, user rows live in.
+	Cache cache.Config `yaml:"cache"`
 }
 
 // ServerConfig configures listeners and shutdown.
@@ -96,8 +100,9 @@ func defaultConfig() Config {
 			Admin:         AdminConfig{ListenerConfig: listener(":9090"), AdminConfig: proxy.AdminConfig{CheckTimeout: 2 * time.Second}},
 			ShutdownGrace: 25 * time.Second,
 		},
-		Log:   LogConfig{Level: "info", Format: "json", AccessLog: true},
-		Proxy: proxy.DefaultConfig(),
+		Log:    LogConfig{Level: "info", Format: "json", AccessLog: true},
+		Proxy:  proxy.DefaultConfig(),
+		Verify: verify.DefaultConfig(),
 	}
 }
 
@@ -129,7 +134,9 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
 	}
-	errs = append(errs, c.Proxy.Validate(), configerr.Prefix("verify.", c.Verify.Validate()))
+	errs = append(errs, c.Proxy.Validate(),
+		configerr.Prefix("verify.", c.Verify.Validate()),
+		configerr.Prefix("cache.", c.Cache.Validate()))
 	return errors.Join(errs...)
 }
 

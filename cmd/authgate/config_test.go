@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -170,5 +171,19 @@ func TestEnvKeysAreUnique(t *testing.T) {
 	}
 	if _, ok := seen["AUTHGATE_VERIFY_LEGACY_SECRETS"]; !ok {
 		t.Error("AUTHGATE_VERIFY_LEGACY_SECRETS is not a key")
+	}
+}
+
+// The Admin SDK skips signature checks against the Auth Emulator, so the
+// variable that points it there must not be set outside emulator mode.
+func TestServeRefusesEmulatorHostOutsideEmulatorMode(t *testing.T) {
+	secret := writeFile(t, "secret", "example-secret-0123456789abcdef0123456789")
+	path := writeFile(t, "c.yaml", minimalConfig)
+	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret, "FIREBASE_AUTH_EMULATOR_HOST=127.0.0.1:9099",
+		"AUTHGATE_SERVER_PUBLIC_ADDR=127.0.0.1:0", "AUTHGATE_SERVER_ADMIN_ADDR=127.0.0.1:0"}
+	var stderr strings.Builder
+	err := run(t.Context(), []string{"serve", "--config", path}, env, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "FIREBASE_AUTH_EMULATOR_HOST") {
+		t.Fatalf("serve with the emulator variable = %v, want a refusal naming it", err)
 	}
 }

@@ -47,7 +47,7 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, stderr, func(public, admin net.Addr) {
+	return serve(ctx, cfg, environ, stderr, func(public, admin net.Addr) {
 		fmt.Fprintf(stdout, `
 authgate dev is running (development only: the signing secret is random and printed below).
 

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/verify"
@@ -109,7 +111,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			fmt.Fprintf(stdout, "%s: ok\n", *path)
 			return nil
 		}
-		return serve(ctx, cfg, stderr, nil)
+		return serve(ctx, cfg, environ, stderr, nil)
 	case "dev":
 		return runDev(ctx, args, environ, stdout, stderr)
 	default:
@@ -143,14 +145,35 @@ func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, error) {
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), nil
 }
 
+// emulatorEnv is the variable that points the Firebase Admin SDK at the
+// Auth Emulator, which turns signature checks off.
+const emulatorEnv = "FIREBASE_AUTH_EMULATOR_HOST"
+
+// lookupEnv finds key in environ.
+func lookupEnv(environ []string, key string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
 // serve runs authgate until ctx is done, then shuts down gracefully. ready,
 // when not nil, receives the bound addresses once both listeners accept.
-func serve(ctx context.Context, cfg Config, logOut io.Writer, ready func(public, admin net.Addr)) error {
+func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, ready func(public, admin net.Addr)) error {
+	if host := lookupEnv(environ, emulatorEnv); host != "" && !(cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator) {
+		return fmt.Errorf("%s is set (%q) but verify.firebase.emulator is not enabled: the Firebase SDK skips signature checks against the emulator, so authgate refuses to start; unset it, or enable emulator mode for development", emulatorEnv, host)
+	}
 	log, err := newLogger(cfg.Log, logOut)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator {
+		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
+			zap.String("project_id", cfg.Verify.Firebase.ProjectID))
+	}
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,11 +182,37 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready func(public,
 	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
 	reg.MustRegister(build)
 
-	verifier, err := verify.New(cfg.Verify, log, reg)
+	rdb, err := cache.OpenRedis(cfg.Cache.Redis, log)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	if rdb != nil {
+		defer func() { _ = rdb.Close() }()
+	}
+	verifier, err := verify.New(cfg.Verify, log, reg, verify.WithCache(cfg.Cache, rdb))
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	checks := []proxy.Check{{Name: "verify", Critical: true, Func: verifier.Check}}
+	defer func() { _ = verifier.Close() }()
+	// Keys are fetched before the listeners open, so the first requests
+	// do not wait; a failure is not fatal (readiness reports it, and the
+	// background refresh and the first request try again).
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := verifier.Prefetch(pctx); err != nil {
+		log.Warn("prefetching keys failed", zap.Error(err))
+	}
+	pcancel()
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go func() { _ = verifier.Run(bgCtx) }()
+
+	checks := []proxy.Check{
+		{Name: "verify", Critical: true, Func: verifier.Check},
+		{Name: "keys", Func: verifier.KeysFresh},
+	}
+	if rdb != nil {
+		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
+	}
 	admin := proxy.NewAdmin(cfg.Server.Admin.AdminConfig, registry, checks)
 	handler, err := proxy.New(cfg.Proxy, verifier, log, reg,
 		proxy.WithReadiness(admin.Ready), proxy.WithAccessLog(cfg.Log.AccessLog))
