@@ -68,6 +68,17 @@ var (
 	// ErrKeysUnavailable: the verifier has no usable keys (key endpoint down
 	// and nothing cached); this is authgate's failure, not the client's.
 	ErrKeysUnavailable = errors.New("verification keys unavailable")
+	// ErrRevoked: the token is well formed and signed, but Firebase says its
+	// session is over: its tokens were revoked after it was issued, or its
+	// user was disabled (ErrUserDisabled) or deleted (ErrUserNotFound).
+	ErrRevoked = errors.New("token revoked")
+	// ErrUserDisabled: the token's Firebase user is disabled. Errors that
+	// wrap it wrap ErrRevoked too.
+	ErrUserDisabled = errors.New("user disabled")
+	// ErrRevocationUnavailable: whether the token was revoked could not be
+	// found out (the Firebase Admin API failed); this is authgate's
+	// failure, not the client's.
+	ErrRevocationUnavailable = errors.New("revocation state unavailable")
 )
 
 // Reason returns a short, fixed label for err, for metrics and logs.
@@ -83,6 +94,13 @@ func Reason(err error) string {
 		return "unknown_issuer"
 	case errors.Is(err, ErrKeysUnavailable):
 		return "keys_unavailable"
+	case errors.Is(err, ErrUserDisabled):
+		return "disabled"
+	case errors.Is(err, ErrRevoked):
+		return "revoked"
+	case errors.Is(err, ErrRevocationUnavailable):
+		// Before the context cases: a load that timed out wraps both.
+		return "revocation_unavailable"
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotResponsible):
 		return "invalid"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
