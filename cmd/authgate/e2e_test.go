@@ -92,11 +92,13 @@ func authgateBinary(t *testing.T) string {
 }
 
 // e2eEnv is the test's environment without AUTHGATE_* variables, which
-// would change the configuration under test, plus extra.
+// would change the configuration under test, and without
+// FIREBASE_AUTH_EMULATOR_HOST, which CI sets for the emulator tests and
+// authgate refuses outside emulator mode, plus extra.
 func e2eEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
+		if !strings.HasPrefix(kv, envPrefix) && !strings.HasPrefix(kv, "FIREBASE_AUTH_EMULATOR_HOST=") {
 			env = append(env, kv)
 		}
 	}
