@@ -38,12 +38,19 @@ var testRoutes = []RouteConfig{
 	{Name: "default-example", Host: "*.example.test", Path: "/"},
 }
 
-func newVerifier(t testing.TB) *verify.Verifier {
+// newVerifier is the real legacy verifier with its in-process cache;
+// edit may change the config (for example to turn the cache off).
+func newVerifier(t testing.TB, edit ...func(*verify.Config)) *verify.Verifier {
 	t.Helper()
-	v, err := verify.New(verify.Config{Legacy: verify.LegacyConfig{
+	cfg := verify.DefaultConfig()
+	cfg.Legacy = verify.LegacyConfig{
 		Enabled: true, Issuer: testIssuer, Audience: "platform",
 		Secrets: []string{verifytest.Secret},
-	}}, zap.NewNop(), nil)
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	v, err := verify.New(cfg, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatalf("verify.New: %v", err)
 	}

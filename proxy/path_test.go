@@ -101,6 +101,13 @@ func TestRouteMatch(t *testing.T) {
 		{name: "glob double star", giveRoute: RouteConfig{Path: "/static/**"}, givePath: "/static/a/b/c.css", want: true},
 		{name: "glob double star empty", giveRoute: RouteConfig{Path: "/static/**"}, givePath: "/static", want: true},
 		{name: "glob suffix", giveRoute: RouteConfig{Path: "/**/*.png"}, givePath: "/a/b/x.png", want: true},
+		{name: "glob suffix at root", giveRoute: RouteConfig{Path: "/**/*.png"}, givePath: "/x.png", want: true},
+		{name: "glob suffix mismatch", giveRoute: RouteConfig{Path: "/**/*.png"}, givePath: "/a/x.png/b", want: false},
+		{name: "glob double star in the middle", giveRoute: RouteConfig{Path: "/a/**/z"}, givePath: "/a/b/c/z", want: true},
+		{name: "glob double star in the middle, none", giveRoute: RouteConfig{Path: "/a/**/z"}, givePath: "/a/z", want: true},
+		{name: "glob double star in the middle, no tail", giveRoute: RouteConfig{Path: "/a/**/z"}, givePath: "/a/b", want: false},
+		{name: "glob longer path", giveRoute: RouteConfig{Path: "/u/*"}, givePath: "/u/1/2", want: false},
+		{name: "glob shorter path", giveRoute: RouteConfig{Path: "/u/*/x"}, givePath: "/u/1", want: false},
 		{name: "host exact any case with port", giveRoute: RouteConfig{Host: "API.example.test", Path: "/"}, giveHost: "api.Example.test:8443", givePath: "/", want: true},
 		{name: "host wildcard", giveRoute: RouteConfig{Host: "*.example.test", Path: "/"}, giveHost: "a.b.example.test", givePath: "/", want: true},
 		{name: "host wildcard excludes apex", giveRoute: RouteConfig{Host: "*.example.test", Path: "/"}, giveHost: "example.test", givePath: "/", want: false},
@@ -154,5 +161,16 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "routes:") {
 		t.Errorf("default config without routes: Validate() = %v, want a routes error", err)
+	}
+}
+
+func TestStripPort(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"svc", "svc"}, {"svc:8080", "svc"}, {"[::1]:8080", "::1"}, {"[::1]", "::1"}, {"::1", "::1"}, {"10.0.0.1:80", "10.0.0.1"},
+	}
+	for _, tt := range tests {
+		if got := stripPort(tt.give); got != tt.want {
+			t.Errorf("stripPort(%q) = %q, want %q", tt.give, got, tt.want)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path"
 	"strings"
 
@@ -170,7 +169,7 @@ func (rt *route) match(host, method, p string) bool {
 		}
 	}
 	if rt.glob != nil {
-		return matchGlob(rt.glob, strings.Split(p[1:], "/"))
+		return matchGlob(rt.glob, p[1:])
 	}
 	return matchPrefix(rt.prefix, p)
 }
@@ -182,36 +181,67 @@ func matchPrefix(prefix, p string) bool {
 	return len(p) == len(prefix) || prefix[len(prefix)-1] == '/' || p[len(prefix)] == '/'
 }
 
-func matchGlob(pat, segs []string) bool {
+// matchGlob matches the segments of rest ("a/b/c", the path without its
+// leading slash) against pat, walking the string so that no request
+// allocates. A "**" pattern segment matches any number of path segments.
+func matchGlob(pat []string, rest string) bool { return globSegs(pat, rest, false) }
+
+// globSegs matches pat against the segments left in rest; done reports
+// that there are none left (rest "" alone is one empty segment).
+func globSegs(pat []string, rest string, done bool) bool {
 	for len(pat) > 0 {
 		if pat[0] == "**" {
-			for i := 0; i <= len(segs); i++ {
-				if matchGlob(pat[1:], segs[i:]) {
+			for {
+				if globSegs(pat[1:], rest, done) {
 					return true
 				}
+				if done {
+					return false
+				}
+				if i := strings.IndexByte(rest, '/'); i >= 0 {
+					rest = rest[i+1:]
+				} else {
+					rest, done = "", true
+				}
 			}
+		}
+		if done {
 			return false
 		}
-		if len(segs) == 0 {
+		seg, tail, more := strings.Cut(rest, "/")
+		if ok, _ := path.Match(pat[0], seg); !ok {
 			return false
 		}
-		if ok, _ := path.Match(pat[0], segs[0]); !ok {
-			return false
+		pat = pat[1:]
+		if more {
+			rest = tail
+		} else {
+			rest, done = "", true
 		}
-		pat, segs = pat[1:], segs[1:]
 	}
-	return len(segs) == 0
+	return done
 }
 
 func matchHost(want, host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
+	host = stripPort(host)
 	host = strings.TrimSuffix(host, ".")
 	if suffix, ok := strings.CutPrefix(want, "*"); ok {
 		return len(host) > len(suffix) && hasSuffixFold(host, suffix)
 	}
 	return strings.EqualFold(host, want)
+}
+
+// stripPort removes a ":port" suffix from a Host value ("[::1]:8080" too)
+// without the error allocation of net.SplitHostPort.
+func stripPort(host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.IndexByte(host[i:], ']') >= 0 {
+		return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	if strings.Count(host, ":") > 1 && !strings.HasPrefix(host, "[") {
+		return host // a bare IPv6 address
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host[:i], "["), "]")
 }
 
 func hasSuffixFold(s, suffix string) bool {
