@@ -42,7 +42,8 @@ func statusFor(err error) int {
 		errors.Is(err, verify.ErrInvalid),
 		errors.Is(err, verify.ErrExpired),
 		errors.Is(err, verify.ErrUnknownIssuer),
-		errors.Is(err, verify.ErrNotResponsible):
+		errors.Is(err, verify.ErrNotResponsible),
+		errors.Is(err, verify.ErrRevoked):
 		return http.StatusUnauthorized
 	case errors.Is(err, errNoRoute), errors.Is(err, errDenied), errors.Is(err, errForbidden),
 		errors.Is(err, errUntrustedPeer), errors.Is(err, errNoOriginalURI), errors.Is(err, errConflictingOriginal):
@@ -53,7 +54,8 @@ func statusFor(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, errUpstream):
 		return http.StatusBadGateway
-	case errors.Is(err, verify.ErrKeysUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, verify.ErrKeysUnavailable), errors.Is(err, verify.ErrRevocationUnavailable),
+		errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/authgate/authgate/verify"
 )
 
 // The access log is a behaviour here: one line per request with the
@@ -233,5 +236,35 @@ func TestErrorPathsNeverSucceed(t *testing.T) {
 	}
 	if up.count() != 0 {
 		t.Errorf("upstream reached %d times by refused requests", up.count())
+	}
+}
+
+// TestStatusFor pins the one error-to-status mapping.
+func TestStatusFor(t *testing.T) {
+	tests := []struct {
+		give error
+		want int
+	}{
+		{give: verify.ErrMalformed, want: 401},
+		{give: verify.ErrInvalid, want: 401},
+		{give: verify.ErrExpired, want: 401},
+		{give: verify.ErrUnknownIssuer, want: 401},
+		{give: fmt.Errorf("check: %w: %w", verify.ErrRevoked, verify.ErrUserDisabled), want: 401},
+		{give: verify.ErrKeysUnavailable, want: 503},
+		{give: fmt.Errorf("check: %w", verify.ErrRevocationUnavailable), want: 503},
+		{give: errNoToken, want: 401},
+		{give: errForbidden, want: 403},
+		{give: errNoRoute, want: 403},
+		{give: errAmbiguousPath, want: 400},
+		{give: errAmbiguousToken, want: 400},
+		{give: errUpstream, want: 502},
+		{give: errUpstreamTime, want: 504},
+		{give: context.Canceled, want: 499},
+		{give: errors.New("surprise"), want: 500},
+	}
+	for _, tt := range tests {
+		if got := statusFor(tt.give); got != tt.want {
+			t.Errorf("statusFor(%v) = %d, want %d", tt.give, got, tt.want)
+		}
 	}
 }

@@ -47,6 +47,9 @@ type FirebaseConfig struct {
 	SessionCookies SessionCookieConfig `yaml:"session_cookies"`
 	// Claims names the custom claims that carry identity fields.
 	Claims FirebaseClaimNames `yaml:"claims"`
+	// Revocation checks revoked tokens and disabled users through the
+	// Firebase Admin SDK. Off by default.
+	Revocation RevocationConfig `yaml:"revocation"`
 	// Emulator accepts the unsigned tokens of the Firebase Auth Emulator.
 	// Development only: it turns off signature checks for this project.
 	// authgate refuses to start when FIREBASE_AUTH_EMULATOR_HOST is set
@@ -78,6 +81,7 @@ func DefaultFirebaseConfig() FirebaseConfig {
 		Keys:           KeySetConfig{URL: FirebaseIDTokenKeysURL},
 		SessionCookies: SessionCookieConfig{Enabled: true, Keys: KeySetConfig{URL: FirebaseSessionCookieKeysURL}},
 		Claims:         FirebaseClaimNames{Role: "user_type", Name: "name"},
+		Revocation:     RevocationConfig{CacheTTL: defaultRevocationCacheTTL},
 	}
 }
 
@@ -118,6 +122,7 @@ func (c FirebaseConfig) Validate() error {
 	if c.SessionCookies.Enabled {
 		errs = append(errs, configerr.Prefix("session_cookies.keys.", c.SessionCookies.Keys.Validate()))
 	}
+	errs = append(errs, configerr.Prefix("revocation.", c.Revocation.Validate()))
 	return errors.Join(errs...)
 }
 

@@ -94,6 +94,8 @@ type Verifier struct {
 	negTTL   time.Duration
 	tokens   *cache.Cache[Identity] // nil when the cache is off
 	negative *cache.Cache[string]   // reason of a recent failure
+	revoke   *revocation            // nil unless Firebase revocation is on
+	users    *cache.Cache[UserState]
 }
 
 type namedIssuer struct {
@@ -105,9 +107,10 @@ type namedIssuer struct {
 type Option func(*options)
 
 type options struct {
-	now   func() time.Time
-	cache cache.Config
-	redis *cache.Redis
+	now     func() time.Time
+	cache   cache.Config
+	redis   *cache.Redis
+	records UserRecords
 }
 
 // WithClock replaces time.Now, for tests.
@@ -118,6 +121,10 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cache, o.redis = cfg, rdb }
 }
+
+// WithUserRecords is the Firebase Admin SDK seam used for revocation and
+// disabled-user checks; it is required when firebase.revocation is on.
+func WithUserRecords(r UserRecords) Option { return func(o *options) { o.records = r } }
 
 // New builds a Verifier from cfg. reg receives the verification metrics; it
 // may be nil.
@@ -176,6 +183,15 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 			return nil, fmt.Errorf("negative token cache: %w", err)
 		}
 	}
+	if cfg.Firebase.Enabled && cfg.Firebase.Revocation.Enabled {
+		if o.records == nil {
+			return nil, errors.New("firebase.revocation: enabled but no Firebase Admin client was given")
+		}
+		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, cacheOpts...); err != nil {
+			return nil, fmt.Errorf("user record cache: %w", err)
+		}
+		v.revoke = newRevocation(cfg.Firebase.Revocation, o.records, v.users)
+	}
 	return v, nil
 }
 
@@ -225,7 +241,23 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
+	// Revocation is a property of the user, not of the token, so it is
+	// checked on every call (against the cached user record).
+	if v.revoke != nil && id.Provider == ProviderFirebase {
+		if err := v.revoke.check(ctx, id); err != nil {
+			return Identity{}, err
+		}
+	}
 	return id, nil
+}
+
+// ForgetUser drops the cached Firebase user record of uid, so that the next
+// request sees a revocation or a disabled account at once.
+func (v *Verifier) ForgetUser(ctx context.Context, uid string) error {
+	if v.revoke == nil {
+		return nil
+	}
+	return v.revoke.Invalidate(ctx, uid)
 }
 
 // cacheableFailure reports whether err is a property of the token alone, so
@@ -352,6 +384,9 @@ func (v *Verifier) Close() error {
 	}
 	if v.negative != nil {
 		errs = append(errs, v.negative.Close())
+	}
+	if v.users != nil {
+		errs = append(errs, v.users.Close())
 	}
 	return errors.Join(errs...)
 }

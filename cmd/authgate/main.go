@@ -189,7 +189,15 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 	if rdb != nil {
 		defer func() { _ = rdb.Close() }()
 	}
-	verifier, err := verify.New(cfg.Verify, log, reg, verify.WithCache(cfg.Cache, rdb))
+	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
+	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {
+		records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
+		if err != nil {
+			return fmt.Errorf("firebase admin: %w", err)
+		}
+		vopts = append(vopts, verify.WithUserRecords(records))
+	}
+	verifier, err := verify.New(cfg.Verify, log, reg, vopts...)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
