@@ -76,6 +76,20 @@ authgate_verify_total{provider="none",result="unknown_issuer"} 1
 	const wantDuration = `
 # HELP authgate_verify_duration_seconds Time spent verifying a token that was not cached, by provider.
 # TYPE authgate_verify_duration_seconds histogram
+authgate_verify_duration_seconds_bucket{provider="firebase",le="5e-05"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.0001"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.00025"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.0005"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.001"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.0025"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.005"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.01"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.05"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="0.25"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="1"} 0
+authgate_verify_duration_seconds_bucket{provider="firebase",le="+Inf"} 0
+authgate_verify_duration_seconds_sum{provider="firebase"} 0
+authgate_verify_duration_seconds_count{provider="firebase"} 0
 authgate_verify_duration_seconds_bucket{provider="legacy",le="5e-05"} 5
 authgate_verify_duration_seconds_bucket{provider="legacy",le="0.0001"} 5
 authgate_verify_duration_seconds_bucket{provider="legacy",le="0.00025"} 5

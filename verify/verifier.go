@@ -419,6 +419,9 @@ func newVerifyMetrics(reg prometheus.Registerer, v *Verifier) (*verifyMetrics, e
 		Name: "key_age_seconds",
 		Help: "Age of the keys in use, by key set.",
 	}, []string{"keyset"})
+	for _, p := range []Provider{ProviderLegacy, ProviderFirebase} {
+		m.duration.WithLabelValues(string(p))
+	}
 	for _, p := range []Provider{ProviderLegacy, ProviderFirebase, "none"} {
 		for _, r := range []string{"ok", "invalid", "expired", "malformed", "unknown_issuer", "keys_unavailable", "error"} {
 			m.total.WithLabelValues(string(p), r)

@@ -27,15 +27,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
-	"github.com/authgate/authgate/proxy"
-	"github.com/authgate/authgate/verify"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -174,59 +169,17 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
 			zap.String("project_id", cfg.Verify.Firebase.ProjectID))
 	}
-
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg := prometheus.WrapRegistererWithPrefix("authgate_", registry)
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "build_info", Help: "Build version and commit; always 1."}, []string{"version", "commit", "goversion"})
-	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
-	reg.MustRegister(build)
-
-	rdb, err := cache.OpenRedis(cfg.Cache.Redis, log)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("redis: %w", err)
+		return err
 	}
-	if rdb != nil {
-		defer func() { _ = rdb.Close() }()
-	}
-	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
-	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {
-		records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
-		if err != nil {
-			return fmt.Errorf("firebase admin: %w", err)
-		}
-		vopts = append(vopts, verify.WithUserRecords(records))
-	}
-	verifier, err := verify.New(cfg.Verify, log, reg, vopts...)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	defer func() { _ = verifier.Close() }()
-	// Keys are fetched before the listeners open, so the first requests
-	// do not wait; a failure is not fatal (readiness reports it, and the
-	// background refresh and the first request try again).
-	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	if err := verifier.Prefetch(pctx); err != nil {
-		log.Warn("prefetching keys failed", zap.Error(err))
-	}
-	pcancel()
 	bgCtx, stopBackground := context.WithCancel(context.Background())
-	defer stopBackground()
-	go func() { _ = verifier.Run(bgCtx) }()
-
-	checks := []proxy.Check{
-		{Name: "verify", Critical: true, Func: verifier.Check},
-		{Name: "keys", Func: verifier.KeysFresh},
-	}
-	if rdb != nil {
-		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
-	}
-	admin := proxy.NewAdmin(cfg.Server.Admin.AdminConfig, registry, checks)
-	handler, err := proxy.New(cfg.Proxy, verifier, log, reg,
-		proxy.WithReadiness(admin.Ready), proxy.WithAccessLog(cfg.Log.AccessLog))
-	if err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
+	defer func() {
+		stopBackground()
+		a.close()
+	}()
+	a.prefetch(ctx)
+	a.startBackground(bgCtx)
 
 	pubLn, err := net.Listen("tcp", cfg.Server.Public.Addr)
 	if err != nil {
@@ -238,8 +191,8 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	errLog := zap.NewStdLog(log.Named("http"))
-	pub := newServer(cfg.Server.Public, handler, errLog)
-	adm := newServer(cfg.Server.Admin.ListenerConfig, admin, errLog)
+	pub := newServer(cfg.Server.Public, a.handler, errLog)
+	adm := newServer(cfg.Server.Admin.ListenerConfig, a.admin, errLog)
 
 	errc := make(chan error, 2)
 	go func() { errc <- pub.Serve(pubLn) }()
@@ -262,7 +215,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 
 	// Drain: readiness fails first so load balancers stop sending, then
 	// the listeners close and in-flight requests get the grace period.
-	admin.Drain()
+	a.admin.Drain()
 	log.Info("shutting down", zap.Duration("delay", cfg.Server.ShutdownDelay), zap.Duration("grace", cfg.Server.ShutdownGrace))
 	if cfg.Server.ShutdownDelay > 0 {
 		time.Sleep(cfg.Server.ShutdownDelay)

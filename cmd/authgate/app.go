@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/verify"
+)
+
+// app is authgate wired from a Config: every component, the registry they
+// report to, and what must run in the background and be closed at the end.
+type app struct {
+	log      *zap.Logger
+	registry *prometheus.Registry
+	verifier *verify.Verifier
+	admin    *proxy.Admin
+	handler  *proxy.Handler
+
+	background []func(ctx context.Context) error
+	closers    []func()
+	wg         sync.WaitGroup
+}
+
+// newApp builds every component. It opens no listener and starts no
+// goroutine; Redis and key endpoints may be down.
+func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error) {
+	a = &app{log: log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := prometheus.WrapRegistererWithPrefix("authgate_", a.registry)
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "build_info", Help: "Build version and commit; always 1."}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
+	reg.MustRegister(build)
+
+	rdb, err := cache.OpenRedis(cfg.Cache.Redis, log)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if rdb != nil {
+		a.closers = append(a.closers, func() { _ = rdb.Close() })
+	}
+	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
+	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {
+		records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("firebase admin: %w", err)
+		}
+		vopts = append(vopts, verify.WithUserRecords(records))
+	}
+	a.verifier, err = verify.New(cfg.Verify, log, reg, vopts...)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	a.closers = append(a.closers, func() { _ = a.verifier.Close() })
+	a.background = append(a.background, a.verifier.Run)
+
+	checks := []proxy.Check{
+		{Name: "verify", Critical: true, Func: a.verifier.Check},
+		{Name: "keys", Func: a.verifier.KeysFresh},
+	}
+	if rdb != nil {
+		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
+	}
+	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks)
+	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg,
+		proxy.WithReadiness(a.admin.Ready), proxy.WithAccessLog(cfg.Log.AccessLog))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return a, nil
+}
+
+// prefetch fetches keys before the listeners open, so that the first
+// requests do not wait. A failure is not fatal: readiness reports it, and
+// the background refresh and the first request try again.
+func (a *app) prefetch(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.verifier.Prefetch(ctx); err != nil {
+		a.log.Warn("prefetching keys failed", zap.Error(err))
+	}
+}
+
+// startBackground runs every background loop until ctx is done; close
+// waits for them.
+func (a *app) startBackground(ctx context.Context) {
+	for _, run := range a.background {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := run(ctx); err != nil {
+				a.log.Error("background task stopped", zap.Error(err))
+			}
+		}()
+	}
+}
+
+// close releases everything newApp built, newest first, once the
+// background loops are stopped (their ctx must be done).
+func (a *app) close() {
+	a.wg.Wait()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
