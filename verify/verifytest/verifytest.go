@@ -1,5 +1,6 @@
 // Package verifytest mints tokens for tests of authgate and of code built on
-// it. It is for tests only: nothing in the binary imports it.
+// it, and serves the keys that verify them from a local key endpoint. It is
+// for tests only: nothing in the binary imports it.
 package verifytest
 
 import (
@@ -72,4 +73,28 @@ func Unsigned(tb testing.TB, hdr, claims map[string]any, sig string) string {
 	}
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(h) + "." + enc.EncodeToString(p) + "." + sig
+}
+
+// FirebaseClaims returns the claims of a Firebase ID token of project for
+// user uid, as Firebase Authentication writes them for an email and
+// password sign-in at now, with the custom claim user_type set to "user".
+// It expires in an hour.
+func FirebaseClaims(project, uid string, now time.Time) map[string]any {
+	return map[string]any{
+		"iss":            "https://securetoken.google.com/" + project,
+		"aud":            project,
+		"auth_time":      now.Add(-time.Minute).Unix(),
+		"user_id":        uid,
+		"sub":            uid,
+		"iat":            now.Unix(),
+		"exp":            now.Add(time.Hour).Unix(),
+		"email":          uid + "@example.test",
+		"email_verified": true,
+		"name":           "Test User " + uid,
+		"user_type":      "user",
+		"firebase": map[string]any{
+			"identities":       map[string]any{"email": []string{uid + "@example.test"}},
+			"sign_in_provider": "password",
+		},
+	}
 }
