@@ -229,13 +229,21 @@ func (k *keySet) fetch(ctx context.Context) error {
 	return nil
 }
 
+// maxDeltaSeconds is what RFC 9111 §1.2.2 says a larger delta-seconds
+// counts as. It also keeps max-age from overflowing a time.Duration.
+const maxDeltaSeconds = 1 << 31
+
 // cacheMaxAge reads max-age from a Cache-Control header.
 func cacheMaxAge(cc string, def time.Duration) time.Duration {
 	for _, d := range strings.Split(cc, ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(d), "=")
 		if ok && strings.EqualFold(name, "max-age") {
-			if n, err := strconv.Atoi(strings.Trim(val, `"`)); err == nil && n >= 0 {
-				return time.Duration(n) * time.Second
+			n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
+			if errors.Is(err, strconv.ErrRange) && n > 0 {
+				n, err = maxDeltaSeconds, nil
+			}
+			if err == nil && n >= 0 {
+				return time.Duration(min(n, maxDeltaSeconds)) * time.Second
 			}
 		}
 	}

@@ -128,6 +128,10 @@ func TestCacheMaxAge(t *testing.T) {
 		{name: "not a number", give: "max-age=soon", want: def},
 		{name: "empty value", give: "max-age=", want: def},
 		{name: "2^31 seconds", give: "max-age=2147483648", want: 2147483648 * time.Second},
+		// RFC 9111 §1.2.2: a larger delta-seconds counts as 2^31, rather
+		// than overflowing into a negative or tiny duration.
+		{name: "beyond time.Duration", give: "max-age=9223372037", want: 2147483648 * time.Second},
+		{name: "beyond int64", give: "max-age=99999999999999999999", want: 2147483648 * time.Second},
 	}
 
 	for _, tt := range tests {

@@ -236,6 +236,26 @@ func TestKeySetOutage(t *testing.T) {
 	}
 }
 
+// TestKeySetHugeMaxAge checks that a max-age too large for a
+// time.Duration is capped (RFC 9111 §1.2.2) instead of overflowing into
+// keys that expired centuries ago, which failed readiness right after a
+// good fetch.
+func TestKeySetHugeMaxAge(t *testing.T) {
+	fx := newFirebaseFixture(t)
+	fx.ids.SetCacheControl("public, max-age=9223372037")
+	v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{}))
+
+	if _, err := v.Verify(t.Context(), fx.id.Sign(t, firebaseClaims(), nil)); err != nil {
+		t.Fatalf("Verify() error = %v, want nil", err)
+	}
+	if err := v.Check(t.Context()); err != nil {
+		t.Errorf("Check() after a good fetch = %v, want nil", err)
+	}
+	if err := v.KeysFresh(t.Context()); err != nil {
+		t.Errorf("KeysFresh() after a good fetch = %v, want nil", err)
+	}
+}
+
 // TestKeySetFirstFetchFails checks a key set that never had keys: tokens
 // are refused with ErrKeysUnavailable (authgate's failure, not the
 // client's), at most one fetch per interval, until the endpoint answers.
