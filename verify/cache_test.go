@@ -218,6 +218,83 @@ func TestVerifyNegativeCache(t *testing.T) {
 	}
 }
 
+// TestVerifyUnknownKidNotNegativelyCached checks that a token refused for
+// naming a kid the key set does not have yet is not remembered as bad:
+// once the refresh interval allows, the rotated keys are fetched and the
+// same token succeeds, even with a negative_ttl far longer than that.
+func TestVerifyUnknownKidNotNegativelyCached(t *testing.T) {
+	k1, k2, other := firebaseKeys(t)
+	k1, k2, other = k1.WithID("k1"), k2.WithID("k2"), other.WithID("k1")
+
+	tests := []struct {
+		name         string
+		giveConfig   func(url string) verify.Config
+		giveClaims   map[string]any
+		wantProvider string
+	}{
+		{
+			name: "Firebase ID token",
+			giveConfig: func(url string) verify.Config {
+				return verify.Config{Firebase: verify.FirebaseConfig{Enabled: true, ProjectID: testProject,
+					Keys: verify.KeySetConfig{URL: url, MinRefreshInterval: 30 * time.Second}}}
+			},
+			giveClaims:   firebaseClaims(),
+			wantProvider: "firebase",
+		},
+		{
+			name: "legacy JWKS",
+			giveConfig: func(url string) verify.Config {
+				c := publicKeyLegacy([]string{"RS256"}, nil, url)
+				c.JWKS.MinRefreshInterval = 30 * time.Second
+				return verify.Config{Legacy: c}
+			},
+			giveClaims:   claimsWith(),
+			wantProvider: "legacy",
+		},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := verifytest.NewKeyServer(t)
+			srv.ServeJWKS(t, k1)
+			cfg := tt.giveConfig(srv.URL)
+			cfg.Cache.NegativeTTL = time.Hour
+			clock := verifytest.NewClock(testNow)
+			v, reg := newMetered(t, cfg, clock.Now)
+			tok1, tok2 := k1.Sign(t, tt.giveClaims, nil), k2.Sign(t, tt.giveClaims, nil)
+			forged := other.Sign(t, tt.giveClaims, nil)
+
+			if _, err := v.Verify(t.Context(), tok1); err != nil {
+				t.Fatalf("Verify(k1 token) error = %v", err)
+			}
+			if _, err := v.Verify(t.Context(), forged); !errors.Is(err, verify.ErrInvalid) {
+				t.Fatalf("Verify(forged) error = %v, want %v", err, verify.ErrInvalid)
+			}
+			srv.ServeJWKS(t, k1, k2)
+			if _, err := v.Verify(t.Context(), tok2); !errors.Is(err, verify.ErrInvalid) {
+				t.Fatalf("Verify(k2 token) within the refresh interval error = %v, want %v", err, verify.ErrInvalid)
+			}
+
+			clock.Advance(31 * time.Second)
+			if _, err := v.Verify(t.Context(), tok2); err != nil {
+				t.Errorf("Verify(k2 token) past the refresh interval error = %v, want nil (not negatively cached)", err)
+			}
+			if _, err := v.Verify(t.Context(), forged); !errors.Is(err, verify.ErrInvalid) {
+				t.Errorf("Verify(forged) again error = %v, want %v", err, verify.ErrInvalid)
+			}
+			// Both refusals of tok2 and the first of forged were
+			// verifications; the second refusal of forged came from the
+			// negative cache.
+			if got := verifications(t, reg, tt.wantProvider, "invalid"); got != 2 {
+				t.Errorf("verify_total{%s,invalid} = %v, want 2", tt.wantProvider, got)
+			}
+			if got := srv.Requests(); got != 2 {
+				t.Errorf("key fetches = %d, want 2", got)
+			}
+		})
+	}
+}
+
 // testRedisConfig returns the configuration of the Redis at TEST_REDIS_URL
 // with a key prefix of the test's own, and a plain client to inspect what
 // was stored. It skips the test when TEST_REDIS_URL is unset or with

@@ -304,11 +304,13 @@ func (v *legacyVerifier) checkSignature(ctx context.Context, t *token) error {
 	}
 	pa := publicKeyAlgorithms[alg] // checkHeader allowed it, so it is known
 	var keys []any
+	var unknownKid error // the JWKS lacks the kid, for now
 	if v.jwks != nil && t.header.Kid != "" {
 		pk, err := v.jwks.key(ctx, t.header.Kid)
 		if err != nil && !errors.Is(err, errUnknownKid) {
 			return err
 		}
+		unknownKid = err
 		if err == nil && (pk.alg == "" || pk.alg == alg) {
 			keys = append(keys, pk.key)
 		}
@@ -320,8 +322,16 @@ func (v *legacyVerifier) checkSignature(ctx context.Context, t *token) error {
 			fit = append(fit, k)
 		}
 	}
+	var err error
 	if len(fit) == 0 {
-		return fmt.Errorf("%w: no %s key for kid %q", ErrInvalid, alg, truncate(t.header.Kid))
+		err = fmt.Errorf("%w: no %s key for kid %q", ErrInvalid, alg, truncate(t.header.Kid))
+	} else {
+		err = t.verifyAny(pa.alg, fit)
 	}
-	return t.verifyAny(pa.alg, fit)
+	if err != nil && unknownKid != nil {
+		// A later refresh may bring the kid, so the refusal must say so:
+		// a negatively cached one would lock out a rotated key's tokens.
+		return unknownKid
+	}
+	return err
 }
