@@ -1,0 +1,282 @@
+package federation
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Defaults for unset (zero) fields, and bounds that catch unit mistakes.
+const (
+	defaultSchema            = "auth"
+	defaultMinConns          = 2
+	defaultMaxConns          = 10
+	defaultMaxConnIdleTime   = 10 * time.Second
+	defaultAcquireTimeout    = 2 * time.Second
+	defaultQueryTimeout      = 2 * time.Second
+	defaultLastLoginInterval = 5 * time.Minute
+	defaultCacheTTL          = time.Minute
+	defaultPendingMax        = 10_000
+
+	maxConns            = 1000
+	maxTimeout          = time.Minute
+	maxPendingMax       = 10_000_000
+	maxURLFileBytes     = 16 << 10
+	maxSchemaNameLength = 63 // NAMEDATALEN - 1
+)
+
+// Policies for OnUnavailable and OnEmailConflict.
+const (
+	PolicyAllow = "allow"
+	PolicyDeny  = "deny"
+)
+
+// Config configures the user store (the yaml key "federation").
+type Config struct {
+	// Enabled turns federation on: without it authgate keeps no user table
+	// and X-User-Id is the token subject. Open does not look at it; the
+	// caller decides whether to open a Store at all.
+	Enabled bool `yaml:"enabled"`
+	// DatabaseURL is a pgx connection string (URL or key=value), such as
+	// postgres://authgate@db:5432/platform?sslmode=verify-full. It may hold
+	// a password, so prefer DatabaseURLFile. Statements are prepared and
+	// cached per connection (pgx's default exec mode); behind PgBouncer in
+	// transaction mode add default_query_exec_mode=exec to the URL.
+	DatabaseURL string `yaml:"database_url"`
+	// DatabaseURLFile is a file holding the connection string (a trailing
+	// newline is ignored), such as a mounted Kubernetes Secret.
+	DatabaseURLFile string `yaml:"database_url_file"`
+	// Schema holds the users table and schema_migrations; it becomes the
+	// connections' search_path. Lowercase letters, digits and underscores.
+	// Default "auth".
+	Schema string `yaml:"schema"`
+	// MinConns is the number of connections kept open. Default 2.
+	MinConns int `yaml:"min_conns"`
+	// MaxConns bounds the pool. Default 10.
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnIdleTime closes connections (above MinConns) idle this long.
+	// Default 10s.
+	MaxConnIdleTime time.Duration `yaml:"max_conn_idle_time"`
+	// AcquireTimeout bounds waiting for a pooled connection, including
+	// opening one, on every request that misses the cache. Default 2s. The
+	// original service waited 30s: with PostgreSQL down or the pool
+	// exhausted, every request would hang that long before any fallback,
+	// past the timeouts of the gateways that call forward-auth, while
+	// goroutines and client connections pile up. Two seconds is far above a
+	// healthy acquire (microseconds) and short enough for on_unavailable to
+	// take over while the client still waits.
+	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
+	// QueryTimeout bounds the statements of one operation once a
+	// connection is acquired. Default 2s.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// MigrateOnStart applies the embedded migrations when authgate starts,
+	// before it serves. Off by default: run "authgate migrate" from a
+	// deploy job instead.
+	MigrateOnStart bool `yaml:"migrate_on_start"`
+	// OnUnavailable says what happens to a request when PostgreSQL cannot
+	// be reached: "allow" (default) serves the identity from the token,
+	// marked degraded, and creates its row once PostgreSQL is back; "deny"
+	// refuses it with ErrUnavailable (503).
+	OnUnavailable string `yaml:"on_unavailable"`
+	// OnEmailConflict says what happens to a Firebase identity whose email
+	// belongs to an existing account it may not be linked to (the token's
+	// email is not verified, or the account is linked to another Firebase
+	// user): "deny" (default) refuses it with ErrLinkRefused (403); "allow"
+	// serves it as an unlinked identity without a user id. The account is
+	// never linked either way.
+	OnEmailConflict string `yaml:"on_email_conflict"`
+	// LastLoginInterval is how often last_login is written per user at
+	// most; writes are batched. Default 5m; negative turns last_login
+	// tracking off.
+	LastLoginInterval time.Duration `yaml:"last_login_interval"`
+	// CacheTTL is how long a user row is cached, by user id and by Firebase
+	// uid. Changes made through this package invalidate it at once; other
+	// replicas' in-process copies expire per cache.local_max_ttl. Default
+	// 1m; negative turns the cache off.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// PendingMax bounds the Firebase identities remembered while PostgreSQL
+	// is unreachable, whose rows are created once it is back. Default
+	// 10000; identities beyond it are served but not remembered (they are
+	// created on their next request).
+	PendingMax int `yaml:"pending_max"`
+}
+
+// DefaultConfig returns the defaults, federation off.
+func DefaultConfig() Config {
+	return Config{
+		Schema:            defaultSchema,
+		MinConns:          defaultMinConns,
+		MaxConns:          defaultMaxConns,
+		MaxConnIdleTime:   defaultMaxConnIdleTime,
+		AcquireTimeout:    defaultAcquireTimeout,
+		QueryTimeout:      defaultQueryTimeout,
+		OnUnavailable:     PolicyAllow,
+		OnEmailConflict:   PolicyDeny,
+		LastLoginInterval: defaultLastLoginInterval,
+		CacheTTL:          defaultCacheTTL,
+		PendingMax:        defaultPendingMax,
+	}
+}
+
+// withDefaults returns c with unset fields defaulted. MinConns keeps an
+// explicit zero only when MaxConns is set too, so that an empty Config
+// means the defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Schema == "" {
+		c.Schema = d.Schema
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = d.MaxConns
+		if c.MinConns == 0 {
+			c.MinConns = d.MinConns
+		}
+	}
+	for _, f := range []struct {
+		p   *time.Duration
+		def time.Duration
+	}{
+		{&c.MaxConnIdleTime, d.MaxConnIdleTime},
+		{&c.AcquireTimeout, d.AcquireTimeout},
+		{&c.QueryTimeout, d.QueryTimeout},
+		{&c.LastLoginInterval, d.LastLoginInterval},
+		{&c.CacheTTL, d.CacheTTL},
+	} {
+		if *f.p == 0 {
+			*f.p = f.def
+		}
+	}
+	if c.OnUnavailable == "" {
+		c.OnUnavailable = d.OnUnavailable
+	}
+	if c.OnEmailConflict == "" {
+		c.OnEmailConflict = d.OnEmailConflict
+	}
+	if c.PendingMax == 0 {
+		c.PendingMax = d.PendingMax
+	}
+	return c
+}
+
+// String redacts the connection string, which may hold a password.
+func (c Config) String() string {
+	url := ""
+	if c.DatabaseURL != "" {
+		url = "[redacted]"
+	}
+	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d}",
+		c.Enabled, url, c.DatabaseURLFile, c.Schema, c.MinConns, c.MaxConns, c.MaxConnIdleTime,
+		c.AcquireTimeout, c.QueryTimeout, c.MigrateOnStart, c.OnUnavailable, c.OnEmailConflict,
+		c.LastLoginInterval, c.CacheTTL, c.PendingMax)
+}
+
+// GoString redacts the connection string from %#v too.
+func (c Config) GoString() string { return "federation.Config" + c.String() }
+
+// Validate reports every problem with the configuration, each prefixed with
+// its key. A disabled configuration is valid.
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if _, err := c.poolConfig(); err != nil {
+		errs = append(errs, err)
+	}
+	c = c.withDefaults()
+	if !validSchema(c.Schema) {
+		errs = append(errs, fmt.Errorf("schema: %q must be 1 to %d of [a-z0-9_], starting with a letter or _, and not pg_", c.Schema, maxSchemaNameLength))
+	}
+	if c.MinConns < 0 || c.MinConns > maxConns {
+		errs = append(errs, fmt.Errorf("min_conns: must be between 0 and %d", maxConns))
+	}
+	if c.MaxConns < 1 || c.MaxConns > maxConns {
+		errs = append(errs, fmt.Errorf("max_conns: must be between 1 and %d", maxConns))
+	} else if c.MinConns > c.MaxConns {
+		errs = append(errs, errors.New("min_conns: must not exceed max_conns"))
+	}
+	if c.MaxConnIdleTime < 0 {
+		errs = append(errs, errors.New("max_conn_idle_time: must not be negative"))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"acquire_timeout", c.AcquireTimeout}, {"query_timeout", c.QueryTimeout}} {
+		if d.v < 0 || d.v > maxTimeout {
+			errs = append(errs, fmt.Errorf("%s: must be between 0 (default) and %s", d.key, maxTimeout))
+		}
+	}
+	if c.OnUnavailable != PolicyAllow && c.OnUnavailable != PolicyDeny {
+		errs = append(errs, fmt.Errorf("on_unavailable: %q must be allow or deny", c.OnUnavailable))
+	}
+	if c.OnEmailConflict != PolicyAllow && c.OnEmailConflict != PolicyDeny {
+		errs = append(errs, fmt.Errorf("on_email_conflict: %q must be deny or allow", c.OnEmailConflict))
+	}
+	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
+		errs = append(errs, fmt.Errorf("pending_max: must be between 0 (default %d) and %d", defaultPendingMax, maxPendingMax))
+	}
+	return errors.Join(errs...)
+}
+
+// databaseURL returns DatabaseURL, or the content of DatabaseURLFile.
+func (c Config) databaseURL() (string, error) {
+	switch {
+	case c.DatabaseURL != "" && c.DatabaseURLFile != "":
+		return "", errors.New("database_url: set database_url or database_url_file, not both")
+	case c.DatabaseURLFile != "":
+		b, err := os.ReadFile(c.DatabaseURLFile)
+		if err != nil {
+			// The path is config, not secret; the error names it already.
+			return "", fmt.Errorf("database_url_file: %w", err)
+		}
+		if len(b) > maxURLFileBytes {
+			return "", fmt.Errorf("database_url_file: more than %d bytes", maxURLFileBytes)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return "", errors.New("database_url_file: is empty")
+		}
+		return s, nil
+	case c.DatabaseURL != "":
+		return c.DatabaseURL, nil
+	default:
+		return "", errors.New("database_url: required (or database_url_file)")
+	}
+}
+
+// poolConfig parses the connection string into a pool configuration with
+// the settings of c applied (see Open).
+func (c Config) poolConfig() (*pgxpool.Config, error) {
+	url, err := c.databaseURL()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx redacts the password from the string it quotes.
+		return nil, fmt.Errorf("database_url: %w", err)
+	}
+	return pc, nil
+}
+
+// validSchema reports whether s is a schema name that needs no quoting and
+// is not reserved for the system.
+func validSchema(s string) bool {
+	if len(s) == 0 || len(s) > maxSchemaNameLength || strings.HasPrefix(s, "pg_") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		switch {
+		case b >= 'a' && b <= 'z', b == '_':
+		case b >= '0' && b <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

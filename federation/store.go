@@ -1,0 +1,194 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/cache"
+)
+
+// Store is the user table. It is safe for concurrent use. Build it with
+// Open; Close releases it.
+type Store struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	users *cache.Cache[User] // nil when Config.CacheTTL is negative
+	now   func() time.Time
+	log   *zap.Logger
+}
+
+// Option adjusts a Store.
+type Option func(*options)
+
+type options struct {
+	cacheCfg cache.Config
+	rdb      *cache.Redis
+	now      func() time.Time
+	clock    bool // now was injected
+
+	// Set by tests only: a tracer counting queries.
+	tracer pgx.QueryTracer
+}
+
+// WithCache configures the cache of user rows: cfg is the process's shared
+// cache configuration and rdb the shared Redis tier (nil: in-process only).
+// Without it the rows are cached in-process with the cache defaults.
+func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
+	return func(o *options) { o.cacheCfg, o.rdb = cfg, rdb }
+}
+
+// WithClock replaces time.Now, for tests: it drives the times this package
+// writes and the cache's in-process expiry.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now, o.clock = now, true }
+}
+
+// Open builds a Store on a pool of connections to cfg.DatabaseURL. It does
+// not connect: connections are opened on first use, so authgate starts
+// while PostgreSQL is down (Check tells). reg receives the metrics and may
+// be nil; log may be nil. ctx only bounds the set-up.
+//
+// Every connection has search_path set to cfg.Schema, and pgx prepares and
+// caches each statement per connection (QueryExecModeCacheStatement, its
+// default), so the hot path sends no parse round trips.
+func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option) (*Store, error) {
+	cfg.Enabled = true // Validate checks only an enabled config
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("federation config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	o := options{now: time.Now}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("federation")
+
+	pc, err := cfg.poolConfig()
+	if err != nil {
+		return nil, err
+	}
+	pc.MinConns = int32(cfg.MinConns)
+	pc.MaxConns = int32(cfg.MaxConns)
+	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	cc := pc.ConnConfig
+	cc.RuntimeParams["search_path"] = pgx.Identifier{cfg.Schema}.Sanitize()
+	if cc.RuntimeParams["application_name"] == "" {
+		cc.RuntimeParams["application_name"] = "authgate"
+	}
+	if cc.ConnectTimeout == 0 {
+		// Connects go on in the background after an acquire gives up; pgx
+		// would let them hang for two minutes on a host that drops packets.
+		cc.ConnectTimeout = cfg.AcquireTimeout
+	}
+	if o.tracer != nil {
+		cc.Tracer = o.tracer
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgresql pool: %w", err)
+	}
+
+	s := &Store{
+		cfg:  cfg,
+		pool: pool,
+		now:  o.now,
+		log:  log,
+	}
+	if cfg.CacheTTL > 0 {
+		var copts []cache.Option
+		if o.clock {
+			copts = append(copts, cache.WithClock(o.now))
+		}
+		s.users, err = cache.New[User](o.cacheCfg, "users", o.rdb, cache.JSON[User]{}, log, reg, copts...)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("user cache: %w", err)
+		}
+	}
+	if err := registerMetrics(reg, s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Check reports whether PostgreSQL answers, for readiness: nil, or an error
+// wrapping ErrUnavailable.
+func (s *Store) Check(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.AcquireTimeout+s.cfg.QueryTimeout)
+	defer cancel()
+	err := translate(ctx, s.pool.Ping(pctx))
+	if err != nil && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		// A ping fails only for want of a connection.
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("ping postgresql: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool and the cache. The Store must not be used after.
+func (s *Store) Close() {
+	s.pool.Close()
+	if s.users != nil {
+		s.users.Close()
+	}
+}
+
+// querier runs statements: a pooled connection or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// withConn runs fn on a pooled connection. Acquiring waits at most the
+// acquire timeout and fn's statements run under the query timeout; errors
+// come back translated (see translate).
+func (s *Store) withConn(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AcquireTimeout)
+	c, err := s.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		return translate(ctx, fmt.Errorf("acquire connection: %w", err))
+	}
+	defer c.Release()
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	return translate(ctx, fn(qctx, c))
+}
+
+// invalidate drops cache keys after a change. A Redis failure is logged:
+// other replicas may then serve the old row until its TTL ends.
+func (s *Store) invalidate(ctx context.Context, keys ...string) {
+	if s.users == nil || len(keys) == 0 {
+		return
+	}
+	if err := s.users.Invalidate(context.WithoutCancel(ctx), keys...); err != nil {
+		s.log.Warn("user cache invalidation incomplete", zap.Error(err))
+	}
+}
+
+// keysOf returns the cache keys of u.
+func keysOf(u User) []string {
+	keys := []string{idKey(u.ID)}
+	if u.FirebaseUID != "" {
+		keys = append(keys, uidKey(u.FirebaseUID))
+	}
+	return keys
+}
+
+func idKey(id string) string   { return "id:" + id }
+func uidKey(uid string) string { return "uid:" + uid }
