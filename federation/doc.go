@@ -1,11 +1,22 @@
 // Package federation owns the platform's user table in PostgreSQL: its
-// embedded migrations and the user repository.
+// migrations, the user repository, and EnsureUser, which turns a verified
+// identity into the user's row, creating or linking it the first time a
+// Firebase user is seen.
 //
-// Statements run on a pgx pool whose connections have search_path set to
-// the configured schema; unique indexes, not checks in Go, keep one row per
-// Firebase uid, live email and username, and the token balance is changed
-// by single conditional statements so that it never goes below zero. Every
-// change invalidates the changed user's entries in the cache of user rows.
+// Every Firebase user gets exactly one row: rows are created with INSERT …
+// ON CONFLICT DO NOTHING and the unique indexes decide races between
+// requests and between replicas, never a check-then-insert. An existing
+// account is linked to a Firebase uid only when the token's email is
+// verified; an unverified claim on an existing email is recorded on that
+// account and refused (or served unlinked, per Config.OnEmailConflict).
+//
+// The hot path is a cache hit: rows are cached through internal/cache by
+// user id and Firebase uid, invalidated by every change made here, and
+// last_login is written in batches, at most once per interval per user.
+// When PostgreSQL is unreachable EnsureUser serves the token's identity,
+// marked degraded, or refuses it (Config.OnUnavailable); a circuit breaker
+// keeps a dead database from costing the acquire timeout on every request,
+// and Run creates the rows of identities seen meanwhile once it is back.
 //
 // This package never imports HTTP serving code; the proxy maps its errors
 // to status codes.

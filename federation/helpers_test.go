@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/verify"
 )
 
 // testTimeout bounds each integration test.
@@ -216,6 +217,10 @@ func (f *fixture) count(t testing.TB, sql string, args ...any) int {
 // withTracer sees every query, for counting them.
 func withTracer(tr pgx.QueryTracer) Option { return func(o *options) { o.tracer = tr } }
 
+// withTick drives Run: each value sent is one round of its work. A second
+// send returns only once the first round is done.
+func withTick(c <-chan time.Time) Option { return func(o *options) { o.tick = c } }
+
 // queryCounter counts the queries sent.
 type queryCounter struct{ n atomic.Int64 }
 
@@ -246,4 +251,21 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// firebaseID is a verified Firebase identity.
+func firebaseID(uid, email string, verified bool) verify.Identity {
+	return verify.Identity{
+		Provider:      verify.ProviderFirebase,
+		Subject:       uid,
+		FirebaseUID:   uid,
+		Email:         email,
+		EmailVerified: verified,
+		Name:          "name-" + uid,
+	}
+}
+
+// legacyID is a verified legacy identity for user id.
+func legacyID(id string) verify.Identity {
+	return verify.Identity{Provider: verify.ProviderLegacy, Subject: id, Role: "user"}
 }

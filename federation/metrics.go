@@ -7,15 +7,81 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// registerMetrics registers the Store's metrics with reg, if any.
-func registerMetrics(reg prometheus.Registerer, s *Store) error {
+// result is an EnsureUser outcome, the label of user_upserts_total.
+type result int
+
+const (
+	resultExisting    result = iota // the row was there (or another request created it)
+	resultCreated                   // this request created the row
+	resultLinked                    // this request linked an existing account
+	resultLinkRefused               // the email's account was not linked: email not verified
+	resultConflict                  // the email's account is linked to another uid
+	resultDisabled                  // the row is disabled or soft-deleted
+	resultDegraded                  // served from the token, PostgreSQL unreachable
+	resultUnknown                   // a legacy token for a user without a row
+	resultError                     // anything else, and PostgreSQL unreachable under deny
+	numResults
+)
+
+var resultNames = [numResults]string{
+	"existing", "created", "linked", "link_refused", "conflict", "disabled", "degraded", "unknown", "error",
+}
+
+// metrics are resolved to label values once, so that counting does not
+// allocate.
+type metrics struct {
+	upserts         [numResults]prometheus.Counter
+	lastLoginWrites prometheus.Counter
+	skipped         prometheus.Counter
+	pendingDropped  prometheus.Counter
+}
+
+func (m *metrics) upsert(r result) { m.upserts[r].Inc() }
+
+func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
+	upserts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "user_upserts_total",
+		Help: "EnsureUser calls by result: existing, created, linked, link_refused, conflict, disabled, degraded, unknown, error.",
+	}, []string{"result"})
+	m := &metrics{
+		lastLoginWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "last_login_writes_total",
+			Help: "Rows whose last_login was written by a batch flush.",
+		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "user_store_skipped_total",
+			Help: "Requests that did not try PostgreSQL because it failed recently (circuit breaker open).",
+		}),
+		pendingDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "users_pending_dropped_total",
+			Help: "Identities served during an outage but not remembered for row creation, pending_max being reached.",
+		}),
+	}
+	for r := range numResults {
+		m.upserts[r] = upserts.WithLabelValues(resultNames[r])
+	}
 	if reg == nil {
-		return nil
+		return m, nil
 	}
-	if err := reg.Register(newPoolCollector(s.pool)); err != nil {
-		return fmt.Errorf("register federation metrics: %w", err)
+	available := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "user_store_available",
+		Help: "1 while PostgreSQL is used, 0 while the circuit breaker skips it after a failure.",
+	}, func() float64 {
+		if s.br.open() {
+			return 0
+		}
+		return 1
+	})
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "users_pending",
+		Help: "Identities served during an outage whose rows wait to be created.",
+	}, func() float64 { return float64(s.wait.len()) })
+	for _, c := range []prometheus.Collector{upserts, m.lastLoginWrites, m.skipped, m.pendingDropped, available, pending, newPoolCollector(s.pool)} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register federation metrics: %w", err)
+		}
 	}
-	return nil
+	return m, nil
 }
 
 // poolCollector reports the pool's statistics when scraped.

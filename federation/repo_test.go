@@ -445,3 +445,65 @@ func TestWithTx(t *testing.T) {
 		t.Errorf("balance after the failed transaction = %d, %v, want 6", row.TokenBalance, err)
 	}
 }
+
+// TestRepoInvalidatesCache changes a cached row through each method and
+// expects EnsureUser to see the change at once.
+func TestRepoInvalidatesCache(t *testing.T) {
+	yes, no := true, false
+	tests := []struct {
+		name   string
+		change func(f *fixture, id string) error
+		check  func(u User, err error) bool
+	}{
+		{name: "update", change: func(f *fixture, id string) error {
+			_, err := f.s.Repo().Update(testContext(t), id, Changes{IsActive: &no})
+			return err
+		}, check: func(_ User, err error) bool { return errors.Is(err, ErrUserDisabled) }},
+		{name: "update in transaction", change: func(f *fixture, id string) error {
+			return f.s.WithTx(testContext(t), func(tx *Repo) error {
+				_, err := tx.Update(testContext(t), id, Changes{IsActive: &yes, UserType: ptr("admin")})
+				return err
+			})
+		}, check: func(u User, err error) bool { return err == nil && u.UserType == "admin" }},
+		{name: "balance", change: func(f *fixture, id string) error {
+			_, err := f.s.Repo().IncrementTokenBalance(testContext(t), id, 3)
+			return err
+		}, check: func(u User, err error) bool { return err == nil && u.TokenBalance == 3 }},
+		{name: "mark failed", change: func(f *fixture, id string) error {
+			_, err := f.s.Repo().MarkFailed(testContext(t), id, "x")
+			return err
+		}, check: func(u User, err error) bool { return err == nil && u.FederationStatus == StatusFailed }},
+		{name: "link", change: func(f *fixture, id string) error {
+			_, err := f.s.Repo().Link(testContext(t), id, "uid-cached")
+			return err
+		}, check: func(u User, err error) bool { return err == nil && u.FirebaseUID == "uid-cached" }},
+		{name: "soft delete", change: func(f *fixture, id string) error {
+			_, err := f.s.Repo().SoftDelete(testContext(t), id)
+			return err
+		}, check: func(_ User, err error) bool { return errors.Is(err, ErrUserDisabled) }},
+		{name: "hard delete", change: func(f *fixture, id string) error {
+			return f.s.Repo().HardDelete(testContext(t), id)
+		}, check: func(_ User, err error) bool { return errors.Is(err, ErrUnknownUser) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, fixtureOpts{})
+			ctx := testContext(t)
+			u, err := f.s.Repo().Create(ctx, NewUser{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.s.EnsureUser(ctx, legacyID(u.ID)); err != nil { // cached
+				t.Fatal(err)
+			}
+			if err := tt.change(f, u.ID); err != nil {
+				t.Fatalf("change: %v", err)
+			}
+			if got, err := f.s.EnsureUser(ctx, legacyID(u.ID)); !tt.check(got, err) {
+				t.Errorf("EnsureUser after the change = %+v, %v: the cached row was served", got, err)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

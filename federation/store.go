@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,16 +15,32 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/verify"
+)
+
+// runEvery is how often Run flushes last_login writes and retries the
+// identities remembered during an outage.
+const runEvery = 5 * time.Second
+
+// Breaker back-off after PostgreSQL failed: doubled by each failed probe.
+const (
+	breakerInitial = time.Second
+	breakerMax     = 30 * time.Second
 )
 
 // Store is the user table. It is safe for concurrent use. Build it with
-// Open; Close releases it.
+// Open; Run does its background work and Close releases it.
 type Store struct {
-	cfg   Config
-	pool  *pgxpool.Pool
-	users *cache.Cache[User] // nil when Config.CacheTTL is negative
-	now   func() time.Time
-	log   *zap.Logger
+	cfg    Config
+	pool   *pgxpool.Pool
+	users  *cache.Cache[User] // nil when Config.CacheTTL is negative
+	now    func() time.Time
+	log    *zap.Logger
+	m      *metrics
+	br     breaker
+	logins loginTracker
+	wait   pendingSet
+	tick   <-chan time.Time // replaces the Run ticker in tests
 }
 
 // Option adjusts a Store.
@@ -34,8 +52,10 @@ type options struct {
 	now      func() time.Time
 	clock    bool // now was injected
 
-	// Set by tests only: a tracer counting queries.
+	// Set by tests only: a tracer counting queries, and the ticks that
+	// drive Run.
 	tracer pgx.QueryTracer
+	tick   <-chan time.Time
 }
 
 // WithCache configures the cache of user rows: cfg is the process's shared
@@ -45,8 +65,8 @@ func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cacheCfg, o.rdb = cfg, rdb }
 }
 
-// WithClock replaces time.Now, for tests: it drives the times this package
-// writes and the cache's in-process expiry.
+// WithClock replaces time.Now, for tests: it drives last_login, the breaker
+// back-off and the cache's in-process expiry.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now, o.clock = now, true }
 }
@@ -104,7 +124,11 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		pool: pool,
 		now:  o.now,
 		log:  log,
+		tick: o.tick,
+		br:   breaker{initial: breakerInitial, max: breakerMax},
+		wait: pendingSet{max: cfg.PendingMax, m: make(map[string]verify.Identity)},
 	}
+	s.logins.dirty = make(map[string]time.Time)
 	if cfg.CacheTTL > 0 {
 		var copts []cache.Option
 		if o.clock {
@@ -116,7 +140,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 			return nil, fmt.Errorf("user cache: %w", err)
 		}
 	}
-	if err := registerMetrics(reg, s); err != nil {
+	if s.m, err = newMetrics(reg, s); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -124,7 +148,8 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 }
 
 // Check reports whether PostgreSQL answers, for readiness: nil, or an error
-// wrapping ErrUnavailable.
+// wrapping ErrUnavailable. It always sends a ping, even while the breaker
+// skips PostgreSQL for requests, and a success closes the breaker.
 func (s *Store) Check(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.AcquireTimeout+s.cfg.QueryTimeout)
 	defer cancel()
@@ -133,17 +158,47 @@ func (s *Store) Check(ctx context.Context) error {
 		// A ping fails only for want of a connection.
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	s.report(ctx, err)
 	if err != nil {
 		return fmt.Errorf("ping postgresql: %w", err)
 	}
 	return nil
 }
 
-// Close closes the pool and the cache. The Store must not be used after.
+// Close closes the pool and the cache. The Store must not be used after,
+// and Run must have returned.
 func (s *Store) Close() {
 	s.pool.Close()
 	if s.users != nil {
 		s.users.Close()
+	}
+}
+
+// Run does the Store's background work until ctx ends: every few seconds it
+// writes the batched last_login values and creates the rows of identities
+// served while PostgreSQL was unreachable. When ctx ends it writes the
+// last batch, bounded by the acquire and query timeouts, and returns nil.
+// It must run while the Store serves EnsureUser: without it last_login is
+// never written and the bookkeeping of it grows with every user seen. End
+// it before calling Close.
+func (s *Store) Run(ctx context.Context) error {
+	tick := s.tick
+	if tick == nil {
+		t := time.NewTicker(runEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AcquireTimeout+s.cfg.QueryTimeout)
+			s.flushLogins(fctx)
+			cancel()
+			return nil
+		case <-tick:
+			s.flushLogins(ctx)
+			s.retryPending(ctx)
+		}
 	}
 }
 
@@ -192,3 +247,105 @@ func keysOf(u User) []string {
 
 func idKey(id string) string   { return "id:" + id }
 func uidKey(uid string) string { return "uid:" + uid }
+
+// report feeds the breaker with the outcome of a PostgreSQL operation the
+// breaker allowed, and logs a change of state.
+func (s *Store) report(ctx context.Context, err error) {
+	switch {
+	case err == nil || !errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
+		if s.br.succeed() {
+			s.log.Info("postgresql available again")
+		}
+	case errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
+		if backoff, changed := s.br.fail(s.now(), err); changed {
+			s.log.Warn("postgresql unavailable, skipping it", zap.Error(err), zap.Duration("backoff", backoff))
+		}
+	default: // the caller went away: no verdict
+		s.br.release()
+	}
+}
+
+// breaker skips PostgreSQL on the request path after a failure, for a
+// back-off that doubles with each failed probe, so that a dead database
+// costs one acquire timeout per back-off instead of one per request. The
+// fast path, PostgreSQL healthy, is one atomic load.
+type breaker struct {
+	initial, max time.Duration
+
+	// until is the end of the back-off in Unix nanoseconds; zero while
+	// healthy.
+	until atomic.Int64
+
+	mu      sync.Mutex
+	backoff time.Duration // zero while healthy
+	probing bool          // one caller is trying PostgreSQL after a back-off
+}
+
+// allow reports whether PostgreSQL may be tried now. When a back-off has
+// ended it lets one caller through as the probe; the others keep skipping
+// until the probe reports.
+func (b *breaker) allow(now time.Time) bool {
+	until := b.until.Load()
+	if until == 0 {
+		return true
+	}
+	if now.UnixNano() < until {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.backoff == 0 {
+		return true
+	}
+	if b.probing {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+// open reports whether PostgreSQL is being skipped or probed.
+func (b *breaker) open() bool { return b.until.Load() != 0 }
+
+// succeed closes the breaker; it reports whether it was open.
+func (b *breaker) succeed() bool {
+	if b.until.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.backoff == 0 {
+		return false
+	}
+	b.backoff, b.probing = 0, false
+	b.until.Store(0)
+	return true
+}
+
+// fail opens the breaker, or doubles its back-off after a failed probe; it
+// reports the back-off and whether the breaker was closed before.
+func (b *breaker) fail(now time.Time, _ error) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wasClosed := b.backoff == 0
+	switch {
+	case wasClosed:
+		b.backoff = b.initial
+	case b.probing:
+		b.backoff = min(2*b.backoff, b.max)
+	default:
+		// A statement sent before the back-off began failed too; the
+		// back-off already accounts for it.
+		return b.backoff, false
+	}
+	b.probing = false
+	b.until.Store(now.Add(b.backoff).UnixNano())
+	return b.backoff, wasClosed
+}
+
+// release ends a probe that gave no verdict.
+func (b *breaker) release() {
+	b.mu.Lock()
+	b.probing = false
+	b.mu.Unlock()
+}

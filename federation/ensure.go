@@ -1,0 +1,443 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/verify"
+)
+
+// Reasons recorded in last_sync_error.
+const reasonUnverifiedEmail = "link refused: token email not verified"
+
+// ensureAttempts bounds the rounds of get-or-create for one identity. Each
+// round that loses a race sees the row that won it in the next, so two
+// rounds suffice unless rows keep changing underneath.
+const ensureAttempts = 4
+
+const (
+	sqlInsertFirebase = `INSERT INTO users AS u (firebase_uid, email, username, user_type, federation_status, last_synced_at)
+	VALUES ($1, $2, $3, coalesce($4, 'user'), 'active', $5)
+	ON CONFLICT DO NOTHING
+	RETURNING ` + userColumns
+
+	// Written only when the row's last_login is older than the interval,
+	// so that replicas flushing the same user write it once.
+	sqlFlushLogins = `UPDATE users u SET last_login = v.at
+	FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, at)
+	WHERE u.id = v.id AND (u.last_login IS NULL OR u.last_login <= v.at - $3::bigint * interval '1 microsecond')`
+)
+
+// EnsureUser returns the row of a verified identity, creating or linking
+// it the first time a Firebase user is seen. It is safe for concurrent
+// use; concurrent first requests for one user, on any number of replicas,
+// leave exactly one row.
+//
+// A Firebase identity is looked up by its uid. Without a row, a live
+// account with the token's email is linked to the uid if the token says
+// the email is verified. If it is not verified, the refusal is recorded on
+// that account (federation_status failed) and, like an account linked to
+// another uid already, the identity gets ErrLinkRefused, or with
+// on_email_conflict allow an unlinked User without ID and with status
+// failed. Otherwise a row is created (its email only if verified, its
+// username the token's name if free).
+//
+// A legacy identity is looked up by its subject as the user id; without a
+// row it gets ErrUnknownUser. A disabled or soft-deleted row gets
+// ErrUserDisabled, with the row.
+//
+// When PostgreSQL is unreachable it returns ErrUnavailable with
+// on_unavailable deny, or with allow a User without ID built from the
+// token, with status degraded; a Firebase identity is then remembered and
+// its row created by Run once PostgreSQL is back.
+func (s *Store) EnsureUser(ctx context.Context, id verify.Identity) (User, error) {
+	res := resultExisting // unless this call loaded the row itself
+	var u User
+	var err error
+	switch id.Provider {
+	case verify.ProviderFirebase:
+		if id.FirebaseUID == "" {
+			s.m.upsert(resultError)
+			return User{}, errors.New("ensure user: firebase identity without uid")
+		}
+		u, err = s.lookup(ctx, uidKey(id.FirebaseUID), &res, func(ctx context.Context) (User, result, error) {
+			return s.ensureFirebase(ctx, id)
+		})
+	case verify.ProviderLegacy:
+		if !validUUID(id.Subject) {
+			s.m.upsert(resultUnknown)
+			return User{}, fmt.Errorf("ensure user: subject is not a uuid: %w", ErrUnknownUser)
+		}
+		sub := strings.ToLower(id.Subject)
+		u, err = s.lookup(ctx, idKey(sub), &res, func(ctx context.Context) (User, result, error) {
+			return s.loadLegacy(ctx, sub)
+		})
+	default:
+		s.m.upsert(resultError)
+		return User{}, fmt.Errorf("ensure user: unknown provider %q", id.Provider)
+	}
+	switch {
+	case err == nil && u.ID == "": // unlinked by on_email_conflict allow
+		if res == resultExisting {
+			res = resultLinkRefused
+		}
+		s.m.upsert(res)
+		return u, nil
+	case err == nil && u.Disabled():
+		s.m.upsert(resultDisabled)
+		return u, fmt.Errorf("ensure user: %w", ErrUserDisabled)
+	case err == nil:
+		s.touch(u)
+		s.m.upsert(res)
+		return u, nil
+	case errors.Is(err, ErrUnavailable) && s.cfg.OnUnavailable == PolicyAllow && ctx.Err() == nil:
+		s.m.upsert(resultDegraded)
+		if id.Provider == verify.ProviderFirebase {
+			s.wait.add(id, s.m)
+		}
+		return degradedUser(id), nil
+	case errors.Is(err, ErrLinkRefused):
+		if res == resultExisting {
+			res = resultLinkRefused
+		}
+		s.m.upsert(res)
+	case errors.Is(err, ErrUnknownUser):
+		s.m.upsert(resultUnknown)
+	default:
+		s.m.upsert(resultError)
+	}
+	return User{}, fmt.Errorf("ensure user: %w", err)
+}
+
+// lookup returns the row cached under key, or loads it. Concurrent misses
+// share one load (in this process). res is set by load only in the call
+// that ran it. A row without ID is not cached.
+func (s *Store) lookup(ctx context.Context, key string, res *result, load func(context.Context) (User, result, error)) (User, error) {
+	if s.users == nil {
+		u, r, err := load(ctx)
+		*res = r
+		return u, err
+	}
+	return s.users.GetOrLoad(ctx, key, func(ctx context.Context) (User, time.Duration, error) {
+		u, r, err := load(ctx)
+		*res = r
+		if err != nil || u.ID == "" {
+			return u, 0, err
+		}
+		return u, s.cfg.CacheTTL, nil
+	})
+}
+
+// errSkipped: the breaker kept the request from PostgreSQL.
+var errSkipped = fmt.Errorf("%w: skipped after a recent failure", ErrUnavailable)
+
+// guarded runs fn on a pooled connection unless the breaker skips
+// PostgreSQL, and reports the outcome to the breaker.
+func (s *Store) guarded(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+	if !s.br.allow(s.now()) {
+		return errSkipped
+	}
+	err := s.withConn(ctx, fn)
+	s.report(ctx, err)
+	return err
+}
+
+// loadLegacy is the database part of EnsureUser for a legacy identity. The
+// legacy service creates a row when it registers a user, so a token
+// without one is refused, not given a row.
+func (s *Store) loadLegacy(ctx context.Context, id string) (User, result, error) {
+	var u User
+	err := s.guarded(ctx, func(ctx context.Context, q querier) error {
+		var err error
+		u, err = scanUser(q.QueryRow(ctx, sqlFindByID, id))
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return User{}, resultUnknown, ErrUnknownUser
+	case errors.Is(err, errSkipped):
+		s.m.skipped.Inc()
+	}
+	return u, resultExisting, err
+}
+
+// ensureFirebase is the database part of EnsureUser for a Firebase
+// identity.
+func (s *Store) ensureFirebase(ctx context.Context, id verify.Identity) (User, result, error) {
+	var u User
+	res := resultError
+	err := s.guarded(ctx, func(ctx context.Context, q querier) error {
+		var err error
+		u, res, err = s.getOrCreate(ctx, q, id)
+		return err
+	})
+	if errors.Is(err, errSkipped) {
+		s.m.skipped.Inc()
+	}
+	return u, res, err
+}
+
+// getOrCreate finds, links or creates the row of a Firebase identity, in
+// rounds: a round that loses a race to another request (the uid, the
+// email or the username was taken meanwhile) learns why in the next.
+func (s *Store) getOrCreate(ctx context.Context, q querier, id verify.Identity) (User, result, error) {
+	uid := id.FirebaseUID
+	username := id.Name
+	for range ensureAttempts {
+		u, err := scanUser(q.QueryRow(ctx, sqlFindByFirebaseUID, uid))
+		if err == nil {
+			return u, resultExisting, nil
+		}
+		if err = translate(ctx, err); !errors.Is(err, ErrNotFound) {
+			return User{}, resultError, err
+		}
+		if id.Email != "" {
+			owner, err := scanUser(q.QueryRow(ctx, sqlFindByEmail, id.Email))
+			if err == nil {
+				u, res, err := s.linkOrRefuse(ctx, q, owner, id)
+				if errors.Is(err, errLostRace) {
+					continue
+				}
+				return u, res, err
+			}
+			if err = translate(ctx, err); !errors.Is(err, ErrNotFound) {
+				return User{}, resultError, err
+			}
+		}
+		// An unverified email is not stored: it would claim the address
+		// (unique among live rows) for someone who may not own it.
+		var email string
+		if id.EmailVerified {
+			email = id.Email
+		}
+		u, err = scanUser(q.QueryRow(ctx, sqlInsertFirebase, uid, nullable(email), nullable(username), nullable(id.Role), s.now()))
+		if err == nil {
+			return u, resultCreated, nil
+		}
+		if err = translate(ctx, err); !errors.Is(err, ErrNotFound) {
+			return User{}, resultError, err
+		}
+		// A unique rule stopped the insert. If it was the uid or the email,
+		// the next round finds the row; if the username, it goes without.
+		username = ""
+	}
+	return User{}, resultError, fmt.Errorf("get or create firebase user: rows kept changing for %d rounds", ensureAttempts)
+}
+
+// errLostRace: the account changed between reading and linking it.
+var errLostRace = errors.New("lost a race")
+
+// linkOrRefuse handles a Firebase identity without a row whose email
+// belongs to the live account owner.
+func (s *Store) linkOrRefuse(ctx context.Context, q querier, owner User, id verify.Identity) (User, result, error) {
+	switch {
+	case owner.FirebaseUID == id.FirebaseUID: // linked meanwhile
+		return owner, resultExisting, nil
+	case owner.FirebaseUID != "":
+		// Never hand over an account linked to someone else. Nothing is
+		// recorded on it: it is in order.
+		s.log.Warn("email belongs to an account linked to another firebase user",
+			zap.String("user_id", owner.ID), zap.String("provider", string(id.Provider)))
+		return s.refuse(id, resultConflict, fmt.Errorf("%w: %w: account linked to another firebase uid", ErrLinkRefused, ErrConflict))
+	case !id.EmailVerified:
+		u, err := scanUser(q.QueryRow(ctx, sqlMarkFailed, owner.ID, reasonUnverifiedEmail, s.now()))
+		if err != nil {
+			return User{}, resultError, translate(ctx, err)
+		}
+		s.invalidate(ctx, keysOf(u)...)
+		s.log.Warn("link refused: token email not verified", zap.String("user_id", owner.ID))
+		return s.refuse(id, resultLinkRefused, fmt.Errorf("%w: token email not verified", ErrLinkRefused))
+	}
+	u, err := scanUser(q.QueryRow(ctx, sqlLinkUnlinked, owner.ID, id.FirebaseUID, s.now()))
+	if err != nil {
+		// No row: the account was linked or deleted meanwhile. A conflict:
+		// the uid got a row meanwhile. The next round sees which.
+		if err = translate(ctx, err); errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+			return User{}, resultError, errLostRace
+		}
+		return User{}, resultError, err
+	}
+	// The uid key held nothing: the uid had no row.
+	s.invalidate(ctx, idKey(u.ID))
+	return u, resultLinked, nil
+}
+
+// refuse applies on_email_conflict to a refused link.
+func (s *Store) refuse(id verify.Identity, res result, err error) (User, result, error) {
+	if s.cfg.OnEmailConflict == PolicyDeny {
+		return User{}, res, err
+	}
+	return User{FirebaseUID: id.FirebaseUID, Email: id.Email, IsActive: true, FederationStatus: StatusFailed}, res, nil
+}
+
+// degradedUser is the identity served from its token while PostgreSQL is
+// unreachable.
+func degradedUser(id verify.Identity) User {
+	return User{FirebaseUID: id.FirebaseUID, Email: id.Email, UserType: id.Role, IsActive: true, FederationStatus: StatusDegraded}
+}
+
+// loginTracker schedules last_login writes: at most one per user per
+// interval from this replica, and the flush statement skips rows another
+// replica wrote within the interval.
+type loginTracker struct {
+	// seen maps a user id to when this replica last scheduled its write.
+	// Read on every request, written once per interval per user.
+	seen  sync.Map
+	mu    sync.Mutex
+	dirty map[string]time.Time // user id → login time to write
+}
+
+// touch schedules a last_login write for u unless one was written or
+// scheduled within the interval.
+func (s *Store) touch(u User) {
+	interval := s.cfg.LastLoginInterval
+	if interval < 0 {
+		return
+	}
+	now := s.now()
+	if now.Sub(u.LastLogin) < interval {
+		return
+	}
+	if v, ok := s.logins.seen.Load(u.ID); ok && now.Sub(v.(time.Time)) < interval {
+		return
+	}
+	s.logins.seen.Store(u.ID, now)
+	s.logins.mu.Lock()
+	s.logins.dirty[u.ID] = now
+	s.logins.mu.Unlock()
+}
+
+// flushLogins writes the scheduled last_login values in one statement, and
+// forgets schedules older than the interval. A failed batch is kept for
+// the next flush.
+func (s *Store) flushLogins(ctx context.Context) {
+	now := s.now()
+	s.logins.seen.Range(func(k, v any) bool {
+		if now.Sub(v.(time.Time)) >= s.cfg.LastLoginInterval {
+			s.logins.seen.Delete(k)
+		}
+		return true
+	})
+	s.logins.mu.Lock()
+	batch := s.logins.dirty
+	s.logins.dirty = make(map[string]time.Time)
+	s.logins.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if s.br.open() {
+		// Not worth an acquire timeout: requests or Check will find out
+		// when PostgreSQL is back.
+		s.logins.mu.Lock()
+		s.keepLogins(batch)
+		s.logins.mu.Unlock()
+		return
+	}
+	// Sorted, so that replicas flushing overlapping batches lock rows in
+	// the same order.
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	ats := make([]time.Time, len(ids))
+	for i, id := range ids {
+		ats[i] = batch[id]
+	}
+	var n int64
+	err := s.withConn(ctx, func(ctx context.Context, q querier) error {
+		tag, err := q.Exec(ctx, sqlFlushLogins, ids, ats, s.cfg.LastLoginInterval.Microseconds())
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		s.logins.mu.Lock()
+		s.keepLogins(batch)
+		s.logins.mu.Unlock()
+		s.log.Warn("last_login not written, retrying later", zap.Int("users", len(batch)), zap.Error(err))
+		return
+	}
+	s.m.lastLoginWrites.Add(float64(n))
+}
+
+// keepLogins puts an unwritten batch back, behind any later login.
+// s.logins.mu must be held.
+func (s *Store) keepLogins(batch map[string]time.Time) {
+	for id, at := range batch {
+		if cur, ok := s.logins.dirty[id]; !ok || cur.Before(at) {
+			s.logins.dirty[id] = at
+		}
+	}
+}
+
+// pendingSet remembers Firebase identities served while PostgreSQL was
+// unreachable, keyed by uid, up to max.
+type pendingSet struct {
+	max int
+	mu  sync.Mutex
+	m   map[string]verify.Identity
+}
+
+// add remembers id, without its claims.
+func (p *pendingSet) add(id verify.Identity, m *metrics) {
+	slim := verify.Identity{
+		Provider: id.Provider, Subject: id.Subject, FirebaseUID: id.FirebaseUID,
+		Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name, Role: id.Role,
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.m[id.FirebaseUID]; !ok && len(p.m) >= p.max {
+		m.pendingDropped.Inc()
+		return
+	}
+	p.m[id.FirebaseUID] = slim
+}
+
+// len returns the number of identities remembered.
+func (p *pendingSet) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}
+
+// retryPending creates the rows of the remembered identities, by the rules
+// of EnsureUser, until PostgreSQL fails again.
+func (s *Store) retryPending(ctx context.Context) {
+	s.wait.mu.Lock()
+	ids := make([]verify.Identity, 0, len(s.wait.m))
+	for _, id := range s.wait.m {
+		ids = append(ids, id)
+	}
+	s.wait.mu.Unlock()
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		var res result
+		err := s.guarded(ctx, func(ctx context.Context, q querier) error {
+			var err error
+			_, res, err = s.getOrCreate(ctx, q, id)
+			return err
+		})
+		if errors.Is(err, ErrUnavailable) {
+			return // still or again unavailable; the rest wait
+		}
+		s.wait.mu.Lock()
+		delete(s.wait.m, id.FirebaseUID)
+		s.wait.mu.Unlock()
+		switch {
+		case err == nil || errors.Is(err, ErrLinkRefused):
+			s.m.upsert(res)
+		default:
+			s.m.upsert(resultError)
+			s.log.Warn("user row for an identity served during an outage not created", zap.Error(err))
+		}
+	}
+}
