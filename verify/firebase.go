@@ -126,8 +126,8 @@ func (c FirebaseConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validProjectID accepts Firebase/GCP project ids: 6 to 30 lowercase
-// letters, digits and hyphens (demo- projects included).
+// validProjectID accepts Firebase/GCP project ids: lowercase letters,
+// digits and hyphens, 4 to 63 long (demo- projects included).
 func validProjectID(s string) bool {
 	if len(s) < 4 || len(s) > 63 {
 		return false

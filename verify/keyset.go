@@ -362,7 +362,7 @@ func (k *keySet) check() error {
 	case now.After(s.freshTill.Add(k.cfg.MaxStale)):
 		return fmt.Errorf("%s: keys expired past max_stale", k.name)
 	case now.After(s.freshTill):
-		return fmt.Errorf("%w: %s: serving keys fetched %s ago; refresh failing", errDegraded, k.name, now.Sub(s.fetchedAt).Round(time.Second))
+		return fmt.Errorf("%w: %s: serving keys fetched %s ago, past their max-age", errDegraded, k.name, now.Sub(s.fetchedAt).Round(time.Second))
 	}
 	return nil
 }
