@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/verify"
 )
 
@@ -45,6 +46,11 @@ func statusFor(err error) int {
 		errors.Is(err, verify.ErrNotResponsible),
 		errors.Is(err, verify.ErrRevoked):
 		return http.StatusUnauthorized
+	case errors.Is(err, federation.ErrUserDisabled), errors.Is(err, federation.ErrLinkRefused),
+		errors.Is(err, federation.ErrUnknownUser):
+		return http.StatusForbidden
+	case errors.Is(err, federation.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, errNoRoute), errors.Is(err, errDenied), errors.Is(err, errForbidden),
 		errors.Is(err, errUntrustedPeer), errors.Is(err, errNoOriginalURI), errors.Is(err, errConflictingOriginal):
 		return http.StatusForbidden
@@ -89,6 +95,14 @@ func reasonFor(err error) string {
 		return "upstream_error"
 	case errors.Is(err, errBadRequest):
 		return "bad_request"
+	case errors.Is(err, federation.ErrUserDisabled):
+		return "user_disabled"
+	case errors.Is(err, federation.ErrLinkRefused):
+		return "link_refused"
+	case errors.Is(err, federation.ErrUnknownUser):
+		return "unknown_user"
+	case errors.Is(err, federation.ErrUnavailable):
+		return "user_store_unavailable"
 	default:
 		return verify.Reason(err)
 	}

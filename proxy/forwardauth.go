@@ -32,12 +32,12 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 		writeAuthError(w, out.status, err)
 		return
 	}
-	id, ok := h.decide(r, req, out)
+	p, ok := h.decide(r, req, out)
 	if out.status != http.StatusOK {
 		writeAuthError(w, out.status, out.err)
 		return
 	}
-	vals := identityValues(&id, ok)
+	vals := identityValues(&p, ok)
 	hdr := w.Header()
 	h.ident.set(hdr, &vals, true)
 	hdr["Cache-Control"] = noStore

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/verify"
 )
 
@@ -30,10 +31,17 @@ type Verifier interface {
 	Verify(ctx context.Context, token string) (verify.Identity, error)
 }
 
+// Users resolves a verified identity to the platform's user row
+// (federation): it finds, creates or links it.
+type Users interface {
+	EnsureUser(ctx context.Context, id verify.Identity) (federation.User, error)
+}
+
 // Handler serves the public listener. It is safe for concurrent use.
 type Handler struct {
 	cfg      Config
 	verifier Verifier
+	users    Users // nil when federation is off
 	log      *zap.Logger
 	now      func() time.Time
 	ident    identityHeaders
@@ -62,6 +70,10 @@ func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = 
 func WithReadiness(ready func(ctx context.Context) Readiness) Option {
 	return func(h *Handler) { h.ready = ready }
 }
+
+// WithUsers turns federation on: X-User-Id becomes the platform user id and
+// the business fields come from the user row.
+func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
 
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
@@ -178,45 +190,94 @@ type request struct {
 	host, method, path string
 }
 
-// decide runs the shared pipeline: route, token, verification, policy. It
-// returns the identity (zero when anonymous) and the status to answer.
-func (h *Handler) decide(r *http.Request, req request, out *outcome) (verify.Identity, bool) {
+// principal is who a request is from: the verified token and, with
+// federation, the user row.
+type principal struct {
+	id   verify.Identity
+	user federation.User
+	// federated is set when the user row lookup ran (even if it served a
+	// degraded or unlinked identity without a row).
+	federated bool
+}
+
+// decide runs the shared pipeline: route, token, verification, user row,
+// policy. It returns the principal and whether there is one (false when
+// anonymous or refused); out.status is the status to answer.
+func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal, bool) {
 	out.path = req.path
 	out.route = h.matchRoute(req)
 	if out.route < 0 {
 		out.status, out.err = http.StatusForbidden, errNoRoute
-		return verify.Identity{}, false
+		return principal{}, false
 	}
 	rt := &h.routes[out.route]
 	if rt.access == AccessDeny {
 		out.status, out.err = http.StatusForbidden, errDenied
-		return verify.Identity{}, false
+		return principal{}, false
 	}
 	tok, err := h.extractToken(r)
 	if err != nil {
 		out.status, out.err = statusFor(err), err
-		return verify.Identity{}, false
+		return principal{}, false
 	}
 	if tok == "" {
 		if rt.access == AccessPublic {
 			out.status = http.StatusOK
-			return verify.Identity{}, false
+			return principal{}, false
 		}
 		out.status, out.err = http.StatusUnauthorized, errNoToken
-		return verify.Identity{}, false
+		return principal{}, false
 	}
-	id, err := h.verifier.Verify(r.Context(), tok)
+	p, err := h.resolve(r.Context(), tok)
+	out.userID = p.userID()
 	if err != nil {
 		out.status, out.err = statusFor(err), err
-		return verify.Identity{}, false
+		return principal{}, false
 	}
-	out.userID = id.Subject
-	if !rt.require.allows(&id) {
+	if !rt.require.allows(&p) {
 		out.status, out.err = http.StatusForbidden, errForbidden
-		return id, false
+		return p, false
 	}
 	out.status = http.StatusOK
-	return id, true
+	return p, true
+}
+
+// resolve verifies the token and, with federation on, finds the user row.
+func (h *Handler) resolve(ctx context.Context, tok string) (principal, error) {
+	id, err := h.verifier.Verify(ctx, tok)
+	if err != nil {
+		return principal{}, err
+	}
+	p := principal{id: id}
+	if h.users == nil {
+		return p, nil
+	}
+	p.user, err = h.users.EnsureUser(ctx, id)
+	p.federated = true
+	return p, err
+}
+
+// userID is the platform user id when there is a row; the token subject
+// when federation is off or degraded; empty for an identity left unlinked
+// by policy, which has no platform id (its Firebase uid is in its own
+// header).
+func (p *principal) userID() string {
+	switch {
+	case p.user.ID != "":
+		return p.user.ID
+	case p.federated && p.user.FederationStatus == federation.StatusFailed:
+		return ""
+	default:
+		return p.id.Subject
+	}
+}
+
+// role is the platform role: the row's, else the token's.
+func (p *principal) role() string {
+	if p.user.ID != "" && p.user.UserType != "" {
+		return p.user.UserType
+	}
+	return p.id.Role
 }
 
 func (h *Handler) matchRoute(req request) int {
@@ -228,23 +289,38 @@ func (h *Handler) matchRoute(req request) int {
 	return -1
 }
 
-// identityValues maps an identity onto the header slots. An anonymous request
-// (zero identity) gets all-empty values.
-func identityValues(id *verify.Identity, known bool) [numSlots]string {
+// identityValues maps a principal onto the header slots. An anonymous
+// request gets all-empty values.
+func identityValues(p *principal, known bool) [numSlots]string {
 	var v [numSlots]string
 	if !known {
 		return v
 	}
-	v[slotUserID] = id.Subject
-	v[slotFirebaseUID] = id.FirebaseUID
-	v[slotEmail] = id.Email
+	id, u := &p.id, &p.user
+	v[slotUserID] = p.userID()
+	v[slotFirebaseUID] = firstNonEmpty(u.FirebaseUID, id.FirebaseUID)
+	v[slotEmail] = firstNonEmpty(u.Email, id.Email)
 	v[slotEmailVerified] = strconv.FormatBool(id.EmailVerified)
-	v[slotName] = id.Name
-	v[slotType] = id.Role
+	v[slotName] = firstNonEmpty(u.Username, id.Name)
+	v[slotType] = p.role()
 	v[slotProvider] = string(id.Provider)
-	// Federation is not wired yet: the identity comes from the token alone.
-	v[slotFederation] = "disabled"
+	switch {
+	case !p.federated:
+		v[slotFederation] = "disabled" // federation is off
+	default:
+		v[slotFederation] = string(u.FederationStatus)
+	}
+	if u.ID != "" {
+		v[slotTokenBalance] = strconv.FormatInt(u.TokenBalance, 10)
+	}
 	return v
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // peerTrusted reports whether the TCP peer is in TrustedProxies.

@@ -131,12 +131,12 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 		writeError(w, out.status)
 		return
 	}
-	id, ok := h.decide(r, request{host: r.Host, method: r.Method, path: p}, out)
+	pr, ok := h.decide(r, request{host: r.Host, method: r.Method, path: p}, out)
 	if out.status != http.StatusOK {
 		writeAuthError(w, out.status, out.err)
 		return
 	}
-	vals := identityValues(&id, ok)
+	vals := identityValues(&pr, ok)
 	h.ident.set(r.Header, &vals, false)
 	// The upstream receives exactly the path that policy saw.
 	r.URL.Path, r.URL.RawPath = p, ""

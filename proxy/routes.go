@@ -248,12 +248,14 @@ func hasSuffixFold(s, suffix string) bool {
 	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
 }
 
-// allows reports whether id meets the route's requirements.
-func (q *Requirements) allows(id *verify.Identity) bool {
+// allows reports whether p meets the route's requirements. user_type is
+// the platform role from the user row when federation found one.
+func (q *Requirements) allows(p *principal) bool {
+	id := &p.id
 	if q.EmailVerified && !id.EmailVerified {
 		return false
 	}
-	if len(q.UserType) > 0 && !contains(q.UserType, id.Role) {
+	if len(q.UserType) > 0 && !contains(q.UserType, p.role()) {
 		return false
 	}
 	if len(q.Provider) > 0 && !contains(q.Provider, string(id.Provider)) {

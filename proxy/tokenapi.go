@@ -21,6 +21,8 @@ type tokenUser struct {
 	UserType         string `json:"userType,omitempty"`
 	Provider         string `json:"provider"`
 	FederationStatus string `json:"federationStatus"`
+	// TokenBalance is the business field of the user row, when there is one.
+	TokenBalance *int64 `json:"tokenBalance,omitempty"`
 }
 
 type tokenAPIError struct {
@@ -99,13 +101,16 @@ func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *out
 }
 
 func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *outcome, tok string) {
-	id, err := h.verifier.Verify(r.Context(), tok)
+	p, err := h.resolve(r.Context(), tok)
+	out.userID = p.userID()
 	if err != nil {
 		status := statusFor(err)
 		switch status {
 		case http.StatusUnauthorized:
 			w.Header()["Www-Authenticate"] = wwwAuthInvalid
 			h.tokenAPIAnswer(w, out, status, "invalid_token", "token is invalid or expired", err)
+		case http.StatusForbidden:
+			h.tokenAPIAnswer(w, out, status, "user_refused", "the user may not sign in", err)
 		case statusClientClosed:
 			out.status, out.err = status, err
 		default:
@@ -113,18 +118,21 @@ func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *ou
 		}
 		return
 	}
-	out.userID = id.Subject
-	v := identityValues(&id, true)
-	h.tokenAPIAnswer(w, out, http.StatusOK, "", "", nil, &tokenUser{
+	v := identityValues(&p, true)
+	u := &tokenUser{
 		ID:               v[slotUserID],
 		FirebaseUID:      v[slotFirebaseUID],
 		Email:            v[slotEmail],
-		EmailVerified:    id.EmailVerified,
+		EmailVerified:    p.id.EmailVerified,
 		Username:         v[slotName],
 		UserType:         v[slotType],
 		Provider:         v[slotProvider],
 		FederationStatus: v[slotFederation],
-	})
+	}
+	if p.user.ID != "" {
+		u.TokenBalance = &p.user.TokenBalance
+	}
+	h.tokenAPIAnswer(w, out, http.StatusOK, "", "", nil, u)
 }
 
 var jsonType = []string{"application/json"}

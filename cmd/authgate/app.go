@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/verify"
@@ -22,6 +23,7 @@ type app struct {
 	log      *zap.Logger
 	registry *prometheus.Registry
 	verifier *verify.Verifier
+	store    *federation.Store // nil when federation is off
 	admin    *proxy.Admin
 	handler  *proxy.Handler
 
@@ -74,13 +76,51 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 	if rdb != nil {
 		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
 	}
+	popts := []proxy.Option{proxy.WithAccessLog(cfg.Log.AccessLog)}
+	if cfg.Federation.Enabled {
+		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, federation.WithCache(cfg.Cache, rdb))
+		if err != nil {
+			return nil, fmt.Errorf("federation: %w", err)
+		}
+		a.closers = append(a.closers, a.store.Close)
+		a.background = append(a.background, a.store.Run)
+		if cfg.Federation.MigrateOnStart {
+			a.background = append(a.background, a.migrateUntilDone)
+		}
+		// With on_unavailable: deny every request fails while PostgreSQL
+		// is down, so readiness follows it; with allow authgate serves
+		// degraded identities and PostgreSQL only degrades readiness.
+		checks = append(checks, proxy.Check{Name: "postgres", Critical: cfg.Federation.OnUnavailable == federation.PolicyDeny, Func: a.store.Check})
+		popts = append(popts, proxy.WithUsers(a.store))
+	}
 	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks)
-	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg,
-		proxy.WithReadiness(a.admin.Ready), proxy.WithAccessLog(cfg.Log.AccessLog))
+	popts = append(popts, proxy.WithReadiness(a.admin.Ready))
+	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return a, nil
+}
+
+// migrateUntilDone applies the migrations at start, retrying with back-off
+// while PostgreSQL is unreachable, so that authgate serves (degraded) in the
+// meantime instead of failing to start.
+func (a *app) migrateUntilDone(ctx context.Context) error {
+	wait := time.Second
+	for {
+		err := a.store.Migrate(ctx)
+		if err == nil {
+			a.log.Info("migrations applied")
+			return nil
+		}
+		a.log.Warn("migrations failed, retrying", zap.Error(err), zap.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, time.Minute)
+	}
 }
 
 // prefetch fetches keys before the listeners open, so that the first

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/proxy"
@@ -36,6 +37,9 @@ type Config struct {
 	Proxy proxy.Config `yaml:",inline"`
 	// Verify configures the token issuers.
 	Verify verify.Config `yaml:"verify"`
+	// Federation keeps the platform's PostgreSQL user table in step with
+	// the tokens seen.
+	Federation federation.Config `yaml:"federation"`
 	// Cache configures the shared two-tier cache (in-process, then Redis)
 	// that verified tokens and, later, user rows live in.
 	Cache cache.Config `yaml:"cache"`
@@ -100,9 +104,10 @@ func defaultConfig() Config {
 			Admin:         AdminConfig{ListenerConfig: listener(":9090"), AdminConfig: proxy.AdminConfig{CheckTimeout: 2 * time.Second}},
 			ShutdownGrace: 25 * time.Second,
 		},
-		Log:    LogConfig{Level: "info", Format: "json", AccessLog: true},
-		Proxy:  proxy.DefaultConfig(),
-		Verify: verify.DefaultConfig(),
+		Log:        LogConfig{Level: "info", Format: "json", AccessLog: true},
+		Proxy:      proxy.DefaultConfig(),
+		Verify:     verify.DefaultConfig(),
+		Federation: federation.DefaultConfig(),
 	}
 }
 
@@ -136,6 +141,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Proxy.Validate(),
 		configerr.Prefix("verify.", c.Verify.Validate()),
+		configerr.Prefix("federation.", c.Federation.Validate()),
 		configerr.Prefix("cache.", c.Cache.Validate()))
 	return errors.Join(errs...)
 }

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
 )
 
@@ -44,6 +45,7 @@ const usage = `usage: authgate <command> [flags]
 commands:
   serve --config FILE          run authgate
   check-config --config FILE   validate a configuration and print every problem
+  migrate --config FILE        apply the user-table migrations (safe from several replicas)
   dev                          run with an embedded development configuration
   version                      print version and commit
 
@@ -86,7 +88,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return nil
-	case "serve", "check-config":
+	case "serve", "check-config", "migrate":
 		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		path := fs.String("config", "", "configuration file (YAML)")
@@ -102,9 +104,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			printProblems(stderr, *path, err)
 			return exitError{2}
 		}
-		if cmd == "check-config" {
+		switch cmd {
+		case "check-config":
 			fmt.Fprintf(stdout, "%s: ok\n", *path)
 			return nil
+		case "migrate":
+			return migrate(ctx, cfg, stdout, stderr)
 		}
 		return serve(ctx, cfg, environ, stderr, nil)
 	case "dev":
@@ -113,6 +118,28 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "authgate: unknown command %q\n\n%s", cmd, usage)
 		return exitError{2}
 	}
+}
+
+// migrate applies the embedded migrations and exits.
+func migrate(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	if !cfg.Federation.Enabled {
+		fmt.Fprintln(stderr, "authgate migrate: federation.enabled is false; nothing to migrate")
+		return exitError{2}
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	store, err := federation.Open(ctx, cfg.Federation, log, nil)
+	if err != nil {
+		return fmt.Errorf("federation: %w", err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	fmt.Fprintf(stdout, "migrations applied to schema %q\n", cfg.Federation.Schema)
+	return nil
 }
 
 func printProblems(w io.Writer, path string, err error) {

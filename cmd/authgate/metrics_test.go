@@ -27,6 +27,9 @@ func TestMetricsGolden(t *testing.T) {
     session_cookies:
       keys:
         url: http://127.0.0.1:1/session-keys
+federation:
+  enabled: true
+  database_url: postgres://postgres@127.0.0.1:1/none
 `), []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret})
 	if err != nil {
 		t.Fatal(err)
