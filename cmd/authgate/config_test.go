@@ -137,6 +137,7 @@ func TestLoadConfigProblems(t *testing.T) {
 // Every example in configs/ stays valid once its secret file exists.
 func TestExampleConfigsAreValid(t *testing.T) {
 	secret := writeFile(t, "secret", "example-secret-0123456789abcdef0123456789")
+	dbURL := writeFile(t, "database-url", "postgres://authgate@db:5432/platform?sslmode=disable\n")
 	err := fs.WalkDir(configs.Files, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -147,7 +148,7 @@ func TestExampleConfigsAreValid(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := writeFile(t, name, string(b))
-			env := []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret}
+			env := []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret, "AUTHGATE_FEDERATION_DATABASE_URL_FILE=" + dbURL}
 			if _, err := loadConfig(path, env); err != nil {
 				t.Errorf("configs/%s: %v", name, err)
 			}
