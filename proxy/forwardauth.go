@@ -33,6 +33,9 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 		return
 	}
 	p, ok := h.decide(r, req, out)
+	if out.status == http.StatusBadRequest {
+		out.status = http.StatusForbidden // as above: gateways take 2xx, 401, 403
+	}
 	if out.status != http.StatusOK {
 		writeAuthError(w, out.status, out.err)
 		return

@@ -44,6 +44,7 @@ func TestForwardAuth(t *testing.T) {
 		{name: "client adds X-Forwarded-Uri to an nginx request", giveHdr: map[string]string{"X-Original-URI": "/admin", "X-Forwarded-Uri": "/public/x"}, wantStatus: 403},
 		{name: "families that agree", giveHdr: map[string]string{"X-Original-URI": "/public/x?a=1", "X-Forwarded-Uri": "/public/x?b=2"}, wantStatus: 200},
 		{name: "methods that disagree", giveHdr: map[string]string{"X-Original-Method": "GET", "X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/public/x"}, wantStatus: 403},
+		{name: "upper case that changes the route", giveHdr: map[string]string{"X-Forwarded-Uri": "/Admin"}, giveToken: user, wantStatus: 403},
 		{name: "ingress-nginx X-Original-URL", giveHdr: map[string]string{"X-Original-URL": "https://svc/admin?x=1"}, giveToken: admin, wantStatus: 200, wantUser: "a-1"},
 		{name: "query cannot carry a public path", giveHdr: map[string]string{"X-Forwarded-Uri": "/admin?/public/x"}, wantStatus: 401, wantWWW: "Bearer"},
 		{name: "ambiguous path is 403 for gateways", giveHdr: map[string]string{"X-Forwarded-Uri": "/public/..%2fadmin"}, wantStatus: 403},

@@ -126,7 +126,7 @@ func TestRouteMatch(t *testing.T) {
 			if method == "" {
 				method = "GET"
 			}
-			if got := rt.match(tt.giveHost, method, tt.givePath); got != tt.want {
+			if got := rt.match(tt.giveHost, method, tt.givePath, false); got != tt.want {
 				t.Errorf("match(%q, %q, %q) = %v, want %v", tt.giveHost, method, tt.givePath, got, tt.want)
 			}
 		})

@@ -46,15 +46,19 @@ type Handler struct {
 	now      func() time.Time
 	ident    identityHeaders
 	routes   []route
-	trusted  []netip.Prefix
-	faPath   string
-	apiPath  string
-	rp       *httputil.ReverseProxy // nil when there is no upstream
-	upstream http.Handler           // rp, or the echo upstream
-	metrics  *metrics
-	ids      *requestIDs
-	ready    func(ctx context.Context) Readiness
-	access   bool
+	// upperPatterns is set when a route path has upper-case letters, so
+	// the case-insensitive reading must be checked even for lower-case
+	// request paths.
+	upperPatterns bool
+	trusted       []netip.Prefix
+	faPath        string
+	apiPath       string
+	rp            *httputil.ReverseProxy // nil when there is no upstream
+	upstream      http.Handler           // rp, or the echo upstream
+	metrics       *metrics
+	ids           *requestIDs
+	ready         func(ctx context.Context) Readiness
+	access        bool
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -96,6 +100,11 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 		trusted:  trusted,
 		ids:      newRequestIDs(),
 		access:   true,
+	}
+	for _, r := range cfg.Routes {
+		if strings.ToLower(r.Path) != r.Path {
+			h.upperPatterns = true
+		}
 	}
 	if cfg.ForwardAuth.Enabled {
 		h.faPath = cfg.ForwardAuth.Path
@@ -205,7 +214,12 @@ type principal struct {
 // anonymous or refused); out.status is the status to answer.
 func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal, bool) {
 	out.path = req.path
-	out.route = h.matchRoute(req)
+	route, err := h.matchRoute(req)
+	if err != nil {
+		out.status, out.err = statusFor(err), err
+		return principal{}, false
+	}
+	out.route = route
 	if out.route < 0 {
 		out.status, out.err = http.StatusForbidden, errNoRoute
 		return principal{}, false
@@ -280,9 +294,24 @@ func (p *principal) role() string {
 	return p.id.Role
 }
 
-func (h *Handler) matchRoute(req request) int {
+// matchRoute returns the index of the first route that matches req, or -1.
+// Some backends read paths case-insensitively (/ADMIN as /admin), others
+// do not; when the two readings pick different routes, the request is
+// ambiguous and refused, since authgate cannot know which the upstream
+// will make.
+func (h *Handler) matchRoute(req request) (int, error) {
+	i := h.firstRoute(req, req.path, false)
+	if lower := strings.ToLower(req.path); lower != req.path || h.upperPatterns {
+		if j := h.firstRoute(req, lower, true); j != i {
+			return -1, errAmbiguousPath
+		}
+	}
+	return i, nil
+}
+
+func (h *Handler) firstRoute(req request, p string, fold bool) int {
 	for i := range h.routes {
-		if h.routes[i].match(req.host, req.method, req.path) {
+		if h.routes[i].match(req.host, req.method, p, fold) {
 			return i
 		}
 	}

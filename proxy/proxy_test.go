@@ -61,6 +61,11 @@ func TestProxyDecisions(t *testing.T) {
 		{name: "NUL refused", givePath: "/public/a%00", wantStatus: 400},
 		{name: "double encoding refused", givePath: "/public/%252e%252e/admin", wantStatus: 400},
 		{name: "servlet dot-dot-semicolon refused", givePath: "/public/..;/admin", wantStatus: 400},
+		// A case-insensitive backend reads /ADMIN as /admin; a case-sensitive
+		// one does not. When that changes the route, the request is refused.
+		{name: "upper case that changes the route", givePath: "/ADMIN/x", giveToken: user, wantStatus: 400},
+		{name: "upper case that would make a path public", givePath: "/Public/a", wantStatus: 400},
+		{name: "upper case that changes nothing", givePath: "/orders/ABC123", giveToken: user, wantStatus: 200, wantUser: "u-1", wantUp: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -428,5 +433,24 @@ func TestProxyWithoutUpstreamIsNotFound(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer "+token(t, "u-1", nil))
 	if w := serve(h, r, "203.0.113.9:1"); w.Code != 404 {
 		t.Fatalf("status = %d, want 404", w.Code)
+	}
+}
+
+// Route policy is evaluated on every request, never cached with the token:
+// a token verified (and cached) on a lenient route is still refused on a
+// stricter one.
+func TestCachedTokenStillMeetsEachRoute(t *testing.T) {
+	up := newUpstream(t, nil)
+	h := newHandler(t, testConfig(up.URL))
+	tok := token(t, "u-1", func(c map[string]any) { c["email_verified"] = false })
+	for _, c := range []struct {
+		path string
+		want int
+	}{{"/x", 200}, {"/admin", 403}, {"/verified", 403}, {"/x", 200}, {"/admin", 403}} {
+		r := httptest.NewRequest("GET", "http://svc"+c.path, nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		if w := serve(h, r, "203.0.113.9:1"); w.Code != c.want {
+			t.Errorf("GET %s = %d, want %d", c.path, w.Code, c.want)
+		}
 	}
 }

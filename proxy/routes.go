@@ -70,6 +70,10 @@ type route struct {
 	methods []string
 	prefix  string
 	glob    []string // nil unless Path is a glob
+	// lowerPrefix and lowerGlob are the pattern in lower case, to find the
+	// route a case-insensitive backend would pick.
+	lowerPrefix string
+	lowerGlob   []string
 	access  Access
 	require Requirements
 }
@@ -140,8 +144,10 @@ func compileRoutes(rs []RouteConfig) []route {
 		}
 		if isGlob(r.Path) {
 			c.glob = strings.Split(r.Path[1:], "/")
+			c.lowerGlob = strings.Split(strings.ToLower(r.Path[1:]), "/")
 		} else {
 			c.prefix = r.Path
+			c.lowerPrefix = strings.ToLower(r.Path)
 		}
 		out[i] = c
 	}
@@ -151,8 +157,9 @@ func compileRoutes(rs []RouteConfig) []route {
 func isGlob(p string) bool { return strings.ContainsAny(p, "*?[") }
 
 // match reports whether the route applies to a request. host may carry a
-// port; p is the canonical path.
-func (rt *route) match(host, method, p string) bool {
+// port; p is the canonical path. With fold, p must be in lower case and the
+// route's lower-case pattern is used.
+func (rt *route) match(host, method, p string, fold bool) bool {
 	if rt.host != "" && !matchHost(rt.host, host) {
 		return false
 	}
@@ -168,10 +175,16 @@ func (rt *route) match(host, method, p string) bool {
 			return false
 		}
 	}
-	if rt.glob != nil {
+	switch {
+	case rt.glob != nil && fold:
+		return matchGlob(rt.lowerGlob, p[1:])
+	case rt.glob != nil:
 		return matchGlob(rt.glob, p[1:])
+	case fold:
+		return matchPrefix(rt.lowerPrefix, p)
+	default:
+		return matchPrefix(rt.prefix, p)
 	}
-	return matchPrefix(rt.prefix, p)
 }
 
 func matchPrefix(prefix, p string) bool {
