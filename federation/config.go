@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authgate/authgate/internal/configerr"
 )
 
 // Defaults for unset (zero) fields, and bounds that catch unit mistakes.
@@ -103,6 +105,15 @@ type Config struct {
 	// 10000; identities beyond it are served but not remembered (they are
 	// created on their next request).
 	PendingMax int `yaml:"pending_max"`
+	// FirebaseCredentialsFile is the service account key file with which
+	// the worker and the admin link API read Firebase user records
+	// (Firebase Auth Admin read access suffices). Empty means the one of
+	// verify.firebase.revocation.credentials_file, and if that is empty
+	// too, Google's application default credentials. Not used with the
+	// Auth Emulator.
+	FirebaseCredentialsFile string `yaml:"firebase_credentials_file"`
+	// Worker retries failed federations in the background.
+	Worker WorkerConfig `yaml:"worker"`
 }
 
 // DefaultConfig returns the defaults, federation off.
@@ -119,6 +130,7 @@ func DefaultConfig() Config {
 		LastLoginInterval: defaultLastLoginInterval,
 		CacheTTL:          defaultCacheTTL,
 		PendingMax:        defaultPendingMax,
+		Worker:            WorkerConfig{}.withDefaults(),
 	}
 }
 
@@ -159,6 +171,7 @@ func (c Config) withDefaults() Config {
 	if c.PendingMax == 0 {
 		c.PendingMax = d.PendingMax
 	}
+	c.Worker = c.Worker.withDefaults()
 	return c
 }
 
@@ -168,10 +181,10 @@ func (c Config) String() string {
 	if c.DatabaseURL != "" {
 		url = "[redacted]"
 	}
-	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d}",
+	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d FirebaseCredentialsFile:%q Worker:%+v}",
 		c.Enabled, url, c.DatabaseURLFile, c.Schema, c.MinConns, c.MaxConns, c.MaxConnIdleTime,
 		c.AcquireTimeout, c.QueryTimeout, c.MigrateOnStart, c.OnUnavailable, c.OnEmailConflict,
-		c.LastLoginInterval, c.CacheTTL, c.PendingMax)
+		c.LastLoginInterval, c.CacheTTL, c.PendingMax, c.FirebaseCredentialsFile, c.Worker)
 }
 
 // GoString redacts the connection string from %#v too.
@@ -218,6 +231,18 @@ func (c Config) Validate() error {
 	}
 	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
 		errs = append(errs, fmt.Errorf("pending_max: must be between 0 (default %d) and %d", defaultPendingMax, maxPendingMax))
+	}
+	if f := c.FirebaseCredentialsFile; f != "" {
+		if fi, err := os.Stat(f); err != nil {
+			errs = append(errs, fmt.Errorf("firebase_credentials_file: %w", err))
+		} else if !fi.Mode().IsRegular() {
+			errs = append(errs, fmt.Errorf("firebase_credentials_file: %s is not a regular file", f))
+		}
+	}
+	errs = append(errs, configerr.Prefix("worker.", c.Worker.Validate()))
+	if c.Worker.Enabled && c.MaxConns < 2 {
+		// One connection holds the worker's lock while others do its work.
+		errs = append(errs, errors.New("worker.enabled: needs max_conns of at least 2"))
 	}
 	return errors.Join(errs...)
 }

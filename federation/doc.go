@@ -18,6 +18,13 @@
 // keeps a dead database from costing the acquire timeout on every request,
 // and Run creates the rows of identities seen meanwhile once it is back.
 //
+// Failed federations are retried by RunWorker, on one replica at a time
+// (a PostgreSQL advisory lock), with exponential back-off: linked rows are
+// refreshed from their Firebase user record (Profiles, on the Admin SDK),
+// and a refused link is linked only to the Firebase user that has the
+// account's email, once Firebase says that email is verified. LinkUser
+// links a legacy account to a Firebase uid by hand, for the admin API.
+//
 // This package never imports HTTP serving code; the proxy maps its errors
 // to status codes.
 package federation

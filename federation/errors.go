@@ -41,6 +41,13 @@ var (
 	// acquire or query timeout, connection lost). EnsureUser returns it only
 	// when on_unavailable is deny; the proxy answers 503.
 	ErrUnavailable = errors.New("user store unavailable")
+	// ErrUnknownFirebaseUser: LinkUser was given a uid that no Firebase
+	// user has.
+	ErrUnknownFirebaseUser = errors.New("unknown firebase user")
+	// ErrFirebaseUnavailable: Firebase's user records could not be read
+	// (network, timeout, quota, server error, credentials); nothing was
+	// learnt about the user.
+	ErrFirebaseUnavailable = errors.New("firebase user records unavailable")
 )
 
 // translate turns a pgx error into this package's errors, keeping the

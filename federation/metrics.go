@@ -34,6 +34,8 @@ type metrics struct {
 	lastLoginWrites prometheus.Counter
 	skipped         prometheus.Counter
 	pendingDropped  prometheus.Counter
+	workerRuns      [numRunResults]prometheus.Counter
+	workerRows      [numRowResults]prometheus.Counter
 }
 
 func (m *metrics) upsert(r result) { m.upserts[r].Inc() }
@@ -60,8 +62,29 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	for r := range numResults {
 		m.upserts[r] = upserts.WithLabelValues(resultNames[r])
 	}
+	workerRuns := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "federation_worker_runs_total",
+		Help: "Rounds of the federation worker by result: ok, skipped (another replica holds the lock), error (PostgreSQL or Firebase unavailable).",
+	}, []string{"result"})
+	for r := range numRunResults {
+		m.workerRuns[r] = workerRuns.WithLabelValues(runResultNames[r])
+	}
+	workerRows := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "federation_worker_rows_total",
+		Help: "Failed federations retried by the worker, by result: linked, refreshed, disabled, failed (retried later), gave_up (max_attempts reached), skipped (changed meanwhile), error.",
+	}, []string{"result"})
+	for r := range numRowResults {
+		m.workerRows[r] = workerRows.WithLabelValues(rowResultNames[r])
+	}
 	if reg == nil {
 		return m, nil
+	}
+	if s.cfg.Worker.Enabled {
+		for _, c := range []prometheus.Collector{workerRuns, workerRows} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register federation worker metrics: %w", err)
+			}
+		}
 	}
 	available := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "user_store_available",

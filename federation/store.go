@@ -41,6 +41,8 @@ type Store struct {
 	logins loginTracker
 	wait   pendingSet
 	tick   <-chan time.Time // replaces the Run ticker in tests
+
+	workerTick <-chan time.Time // replaces the RunWorker ticker in tests
 }
 
 // Option adjusts a Store.
@@ -53,9 +55,10 @@ type options struct {
 	clock    bool // now was injected
 
 	// Set by tests only: a tracer counting queries, and the ticks that
-	// drive Run.
-	tracer pgx.QueryTracer
-	tick   <-chan time.Time
+	// drive Run and RunWorker.
+	tracer     pgx.QueryTracer
+	tick       <-chan time.Time
+	workerTick <-chan time.Time
 }
 
 // WithCache configures the cache of user rows: cfg is the process's shared
@@ -128,6 +131,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		br:   breaker{initial: breakerInitial, max: breakerMax},
 		wait: pendingSet{max: cfg.PendingMax, m: make(map[string]verify.Identity)},
 	}
+	s.workerTick = o.workerTick
 	s.logins.dirty = make(map[string]time.Time)
 	if cfg.CacheTTL > 0 {
 		var copts []cache.Option
