@@ -1,4 +1,4 @@
-# authgate: make build | test | lint | bench | run | image
+# authgate: make build | test | lint | bench | bench-suite | bench-smoke | run | image
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BENCH   ?= .
 COUNT   ?= 1
 
-.PHONY: build test lint bench run image clean
+.PHONY: build test lint bench bench-suite bench-smoke run image clean
 
 build: ## the static binary in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/authgate ./cmd/authgate
@@ -20,6 +20,12 @@ lint: ## gofmt and go vet
 
 bench: ## Go benchmarks; compare runs with benchstat (COUNT=10 > old.txt ...)
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=$(COUNT) ./...
+
+bench-suite: ## the load suite: authgate against a bare net/http floor, a few minutes (BENCH_FLAGS=...; see BENCHMARKS.md)
+	$(GO) run ./bench $(BENCH_FLAGS)
+
+bench-smoke: ## the load suite in seconds, as CI runs it: fails on errors, never on numbers
+	$(GO) run ./bench -smoke
 
 run: ## authgate dev: no external service, built-in echo upstream, prints a token
 	$(GO) run ./cmd/authgate dev

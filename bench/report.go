@@ -1,0 +1,261 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+type report struct {
+	o          options
+	mach       *machine
+	started    time.Time
+	finished   time.Time
+	pairs      []*pairResult
+	allocs     int // handler benchmark allocs/op; 0 = not run
+	rss        rssResult
+	startup    startupResult
+	profileDir string
+}
+
+type pairResult struct {
+	spec   pairSpec
+	rounds [][2]runStat // base, x
+}
+
+var titles = map[string]string{
+	"floor":    "bare net/http answering 200 (floor)",
+	"revproxy": "bare httputil.ReverseProxy → upstream",
+	scFAHit:    "forward-auth, hot RS256 token (in-process hit)",
+	scFACold:   "forward-auth, new RS256 token per request, known user",
+	scFANew:    "forward-auth, new RS256 token per request, new user (row insert)",
+	scFARedis:  "forward-auth, 256 hot tokens from Redis (in-process tier 1ns)",
+	scProxy:    "reverse proxy → upstream",
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+// column extracts one number per round from base (0) or x (1).
+func (p *pairResult) column(side int, f func(runStat) float64) []float64 {
+	out := make([]float64, len(p.rounds))
+	for i, r := range p.rounds {
+		out[i] = f(r[side])
+	}
+	return out
+}
+
+// ratios returns x/base of f per round.
+func (p *pairResult) ratios(f func(runStat) float64) []float64 {
+	out := make([]float64, len(p.rounds))
+	for i, r := range p.rounds {
+		out[i] = f(r[1]) / f(r[0])
+	}
+	return out
+}
+
+func rps(r runStat) float64    { return r.rps }
+func cpuReq(r runStat) float64 { return float64(r.cpuPerReq) }
+func p50(r runStat) float64    { return float64(r.p50) }
+func p99(r runStat) float64    { return float64(r.p99) }
+func peak(r runStat) float64   { return float64(r.peakRSS) }
+func counter(name string) func(runStat) float64 {
+	return func(r runStat) float64 { return r.perReq[name] }
+}
+
+// pair returns the pair of a scenario, or nil.
+func (r *report) pair(sc string) *pairResult {
+	for _, p := range r.pairs {
+		if p.spec.scenario == sc && len(p.rounds) > 0 {
+			return p
+		}
+	}
+	return nil
+}
+
+func fmtDur(ns float64) string {
+	d := time.Duration(ns)
+	switch {
+	case math.IsNaN(ns):
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", ns/1e3)
+	default:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	}
+}
+
+func fmtMiB(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+func fmtRange(v []float64, format string) string {
+	m := fmt.Sprintf(format, median(v))
+	if len(v) < 2 {
+		return m
+	}
+	return fmt.Sprintf("%s (%s–%s)", m, fmt.Sprintf(format, slices.Min(v)), fmt.Sprintf(format, slices.Max(v)))
+}
+
+type targetRow struct {
+	what, want, got string
+	ok              bool
+}
+
+// targets evaluates the targets of issue 6 on what was measured.
+func (r *report) targets() []targetRow {
+	var rows []targetRow
+	if p := r.pair(scFAHit); p != nil {
+		cpu, tput := median(p.ratios(cpuReq)), median(p.ratios(rps))
+		rows = append(rows,
+			targetRow{"forward-auth hot token: CPU per request", "≤ 1.5× floor", fmt.Sprintf("%.2f×", cpu), cpu <= 1.5},
+			targetRow{"forward-auth hot token: throughput", "≥ 0.75× floor", fmt.Sprintf("%.2f×", tput), tput >= 0.75})
+	}
+	if r.allocs > 0 {
+		rows = append(rows, targetRow{"forward-auth hot token: allocations (BenchmarkForwardAuth/cache=hit/accesslog=on)", "≤ 10 per request", fmt.Sprintf("%d", r.allocs), r.allocs <= 10})
+	}
+	if p := r.pair(scFACold); p != nil {
+		cpu := median(p.ratios(cpuReq))
+		rows = append(rows, targetRow{"new token per request: CPU per request", "≤ 4× floor", fmt.Sprintf("%.2f×", cpu), cpu <= 4})
+	}
+	if p := r.pair(scFARedis); p != nil {
+		tok := median(p.column(1, counter(ctrTokensRedis)))
+		usr := median(p.column(1, counter(ctrUsersRedis)))
+		db := median(p.column(1, counter(ctrDB)))
+		ver := median(p.column(1, counter(ctrVerify)))
+		trips := tok + usr
+		rows = append(rows, targetRow{"Redis-tier hit: Redis round trips and database round trips per request",
+			"1 and 0",
+			fmt.Sprintf("%.2f (token %.2f + user row %.2f) and %.2f; %.2f verifications", trips, tok, usr, db, ver),
+			math.Abs(trips-1) < 0.01 && db < 0.001 && ver < 0.001})
+	}
+	if p := r.pair(scProxy); p != nil {
+		tput := median(p.ratios(rps))
+		rows = append(rows, targetRow{"reverse-proxy mode: throughput", "≥ 0.85× bare httputil.ReverseProxy", fmt.Sprintf("%.2f×", tput), tput >= 0.85})
+	}
+	if r.rss.tokens > 0 {
+		rows = append(rows, targetRow{fmt.Sprintf("peak RSS with %d distinct cached tokens", r.rss.tokens), "≤ 64 MiB", fmtMiB(float64(r.rss.peakRSS)), r.rss.peakRSS <= 64<<20})
+	}
+	if len(r.startup.times) > 0 {
+		med := r.startup.times[len(r.startup.times)/2]
+		rows = append(rows, targetRow{"start to ready (exec → /readyz 200), keys prefetched", "≤ 100 ms",
+			fmt.Sprintf("%s median, %s max", fmtDur(float64(med)), fmtDur(float64(slices.Max(r.startup.times)))), med <= 100*time.Millisecond})
+	}
+	return rows
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	o := r.o
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("### authgate load suite, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	w("| | |\n|---|---|\n")
+	w("| command | `go run ./bench %s` |\n", strings.Join(o.args, " "))
+	w("| CPU | %s, %d cores |\n", r.mach.cpu, r.mach.cores)
+	if r.mach.memory != "" {
+		w("| memory | %s |\n", r.mach.memory)
+	}
+	w("| Go | %s |\n| kernel | %s |\n", r.mach.goVer, r.mach.kernel)
+	w("| 1-minute load average | %.2f at start, %.2f at end |\n", r.mach.loadAvg[0], r.mach.loadAvg[1])
+	w("| method | %d interleaved rounds (base, X, base, X …); %s runs after %s warm-up; %d keep-alive connections, closed loop; all on 127.0.0.1 |\n",
+		o.rounds, o.duration, o.warmup, o.conns)
+	if !r.finished.IsZero() {
+		w("| duration | %s |\n", r.finished.Sub(r.started).Round(time.Second))
+	}
+	w("\n")
+
+	if len(r.pairs) > 0 {
+		w("CPU per request is the server process's utime+stime (`/proc/<pid>/stat`) over the run divided by the requests answered; peak RSS is its `VmHWM`, reset before each run. Values are medians over the rounds; ratios are the median of the per-round ratios to the base measured in the same round (range in brackets). fa-cold and fa-new runs last %d requests (pre-minted tokens), not %s.\n\n", o.coldTokens, o.duration)
+		w("| scenario | server | req/s | p50 | p99 | CPU/request | peak RSS | req/s ÷ base | CPU/request ÷ base |\n")
+		w("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, p := range r.pairs {
+			if len(p.rounds) == 0 {
+				continue
+			}
+			for side, t := range []*target{p.spec.base, p.spec.x} {
+				ratioR, ratioC := "base", "base"
+				if side == 1 {
+					ratioR = fmtRange(p.ratios(rps), "%.2f")
+					ratioC = fmtRange(p.ratios(cpuReq), "%.2f")
+				}
+				w("| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", p.spec.scenario, titles[t.name],
+					median(p.column(side, rps)), fmtDur(median(p.column(side, p50))), fmtDur(median(p.column(side, p99))),
+					fmt.Sprintf("%.1f µs", median(p.column(side, cpuReq))/1e3), fmtMiB(median(p.column(side, peak))), ratioR, ratioC)
+			}
+		}
+		w("\n")
+
+		w("Per-round CPU/request ratios (X ÷ base, in round order):\n\n")
+		for _, p := range r.pairs {
+			var parts []string
+			for _, v := range p.ratios(cpuReq) {
+				parts = append(parts, fmt.Sprintf("%.2f", v))
+			}
+			var tp []string
+			for _, v := range p.ratios(rps) {
+				tp = append(tp, fmt.Sprintf("%.2f", v))
+			}
+			w("- %s: CPU %s; req/s %s\n", p.spec.scenario, strings.Join(parts, " "), strings.Join(tp, " "))
+		}
+		w("\n")
+
+		w("authgate's own counters per request (from its `/metrics`, medians over the rounds):\n\n")
+		w("| scenario |")
+		for _, c := range counterOrder {
+			w(" %s |", c)
+		}
+		w("\n|---|")
+		for range counterOrder {
+			w("---:|")
+		}
+		w("\n")
+		for _, p := range r.pairs {
+			if !p.spec.x.authg || len(p.rounds) == 0 {
+				continue
+			}
+			w("| %s |", p.spec.scenario)
+			for _, c := range counterOrder {
+				w(" %.2f |", median(p.column(1, counter(c))))
+			}
+			w("\n")
+		}
+		w("\n")
+	}
+	if r.rss.tokens > 0 {
+		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end, peak (`VmHWM`) %s. Both the token cache and the user-row cache then hold %d entries.\n\n",
+			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.peakRSS)), r.rss.tokens)
+	}
+	if len(r.startup.times) > 0 {
+		var parts []string
+		for _, d := range r.startup.times {
+			parts = append(parts, fmtDur(float64(d)))
+		}
+		w("Start to ready (startup): exec of `authgate serve` to the first 200 from `/readyz` (polled every 1 ms), production configuration, keys prefetched from the local key server (%d fetches per start): %s.\n\n",
+			r.startup.keys, strings.Join(parts, ", "))
+	}
+	if rows := r.targets(); len(rows) > 0 {
+		w("| target | wanted | measured | |\n|---|---|---|---|\n")
+		for _, t := range rows {
+			res := "pass"
+			if !t.ok {
+				res = "**miss**"
+			}
+			w("| %s | %s | %s | %s |\n", t.what, t.want, t.got, res)
+		}
+		w("\n")
+	}
+	if r.profileDir != "" {
+		w("Profiles: %s (`<scenario>.cpu.pprof`, allocations as `-base <scenario>.allocs-before.pprof <scenario>.allocs-after.pprof`, summaries in `*.txt`).\n", r.profileDir)
+	}
+	return b.String()
+}
