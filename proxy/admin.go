@@ -3,8 +3,13 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +35,84 @@ type AdminConfig struct {
 	Pprof bool `yaml:"pprof"`
 	// CheckTimeout bounds each readiness check. Default 2s.
 	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// APISecret is the bearer secret of the admin API (POST
+	// /admin/users/{id}/link); at least 32 bytes. Empty, with
+	// APISecretFile empty too, turns the admin API off (404). Prefer
+	// APISecretFile or the AUTHGATE_SERVER_ADMIN_API_SECRET variable.
+	APISecret string `yaml:"api_secret"`
+	// APISecretFile is a file holding the admin API secret (a trailing
+	// newline is ignored), such as a mounted Kubernetes Secret.
+	APISecretFile string `yaml:"api_secret_file"`
 }
 
+// String redacts the admin API secret.
+func (c AdminConfig) String() string {
+	secret := ""
+	if c.APISecret != "" {
+		secret = "[redacted]"
+	}
+	return fmt.Sprintf("{Pprof:%t CheckTimeout:%s APISecret:%s APISecretFile:%q}", c.Pprof, c.CheckTimeout, secret, c.APISecretFile)
+}
+
+// GoString redacts the admin API secret from %#v too.
+func (c AdminConfig) GoString() string { return "proxy.AdminConfig" + c.String() }
+
+// Validate reports every problem, each prefixed with its key. The secret
+// file is read to check it.
+func (c AdminConfig) Validate() error {
+	var errs []error
+	if c.CheckTimeout < 0 {
+		errs = append(errs, errors.New("check_timeout: must not be negative"))
+	}
+	if _, err := c.apiSecret(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// apiSecret returns the admin API secret, from APISecret or
+// APISecretFile; "" when neither is set. Errors never quote the secret.
+func (c AdminConfig) apiSecret() (string, error) {
+	key, secret := "api_secret", c.APISecret
+	switch {
+	case c.APISecret != "" && c.APISecretFile != "":
+		return "", errors.New("api_secret: set api_secret or api_secret_file, not both")
+	case c.APISecretFile != "":
+		key = "api_secret_file"
+		f, err := os.Open(c.APISecretFile)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxAdminSecretFile+1))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		if len(b) > maxAdminSecretFile {
+			return "", fmt.Errorf("%s: more than %d bytes", key, maxAdminSecretFile)
+		}
+		secret = strings.TrimRight(string(b), "\r\n")
+		if secret == "" {
+			return "", fmt.Errorf("%s: %s is empty", key, c.APISecretFile)
+		}
+	case c.APISecret == "":
+		return "", nil
+	}
+	if len(secret) < minAdminSecret {
+		return "", fmt.Errorf("%s: %d bytes is too short; the admin API secret needs at least %d (openssl rand -hex 32)", key, len(secret), minAdminSecret)
+	}
+	return secret, nil
+}
+
+// Admin API secret bounds.
+const (
+	minAdminSecret     = 32
+	maxAdminSecretFile = 4 << 10
+)
+
 // Admin serves /healthz, /readyz, /metrics and optionally /debug/pprof/ on
-// the admin listener. It is safe for concurrent use.
+// the admin listener, and the admin API under /admin/ when WithAdminAPI
+// mounts it. It is safe for concurrent use.
 type Admin struct {
 	mux      *http.ServeMux
 	checks   []Check
@@ -41,8 +120,16 @@ type Admin struct {
 	draining atomic.Bool
 }
 
+// AdminOption adjusts an Admin.
+type AdminOption func(*Admin)
+
+// WithAdminAPI serves api under /admin/.
+func WithAdminAPI(api *AdminAPI) AdminOption {
+	return func(a *Admin) { a.mux.Handle("/admin/", api) }
+}
+
 // NewAdmin builds the admin handler. gatherer is served on /metrics.
-func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check) *Admin {
+func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check, opts ...AdminOption) *Admin {
 	a := &Admin{mux: http.NewServeMux(), checks: checks, timeout: cfg.CheckTimeout}
 	if a.timeout <= 0 {
 		a.timeout = 2 * time.Second
@@ -59,6 +146,9 @@ func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check) *Ad
 		a.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		a.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		a.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	for _, o := range opts {
+		o(a)
 	}
 	return a
 }
