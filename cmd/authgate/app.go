@@ -77,6 +77,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
 	}
 	popts := []proxy.Option{proxy.WithAccessLog(cfg.Log.AccessLog)}
+	var linker proxy.Linker
 	if cfg.Federation.Enabled {
 		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, federation.WithCache(cfg.Cache, rdb))
 		if err != nil {
@@ -92,14 +93,49 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		// degraded identities and PostgreSQL only degrades readiness.
 		checks = append(checks, proxy.Check{Name: "postgres", Critical: cfg.Federation.OnUnavailable == federation.PolicyDeny, Func: a.store.Check})
 		popts = append(popts, proxy.WithUsers(a.store))
+
+		// Validate allows the worker and the admin API only with Firebase.
+		if fb := cfg.Verify.Firebase; fb.Enabled && (cfg.Federation.Worker.Enabled || cfg.Server.Admin.apiSecretKey() != "") {
+			creds := cfg.Federation.FirebaseCredentialsFile
+			if creds == "" {
+				creds = fb.Revocation.CredentialsFile
+			}
+			profiles, err := federation.NewFirebaseProfiles(ctx, fb.ProjectID, creds)
+			if err != nil {
+				return nil, fmt.Errorf("firebase admin for federation: %w", err)
+			}
+			if cfg.Federation.Worker.Enabled {
+				a.background = append(a.background, func(ctx context.Context) error { return a.store.RunWorker(ctx, profiles) })
+			}
+			linker = storeLinker{store: a.store, profiles: profiles}
+		}
 	}
-	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks)
+	var aopts []proxy.AdminOption
+	if cfg.Server.Admin.apiSecretKey() != "" {
+		api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, linker, log)
+		if err != nil {
+			return nil, fmt.Errorf("admin api: %w", err)
+		}
+		aopts = append(aopts, proxy.WithAdminAPI(api))
+	}
+	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks, aopts...)
 	popts = append(popts, proxy.WithReadiness(a.admin.Ready))
 	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return a, nil
+}
+
+// storeLinker links accounts for the admin API, checking the Firebase uid
+// against the user records.
+type storeLinker struct {
+	store    *federation.Store
+	profiles federation.Profiles
+}
+
+func (l storeLinker) LinkUser(ctx context.Context, userID, firebaseUID string) (federation.User, error) {
+	return l.store.LinkUser(ctx, userID, firebaseUID, l.profiles)
 }
 
 // migrateUntilDone applies the migrations at start, retrying with back-off

@@ -76,6 +76,27 @@ type AdminConfig struct {
 	proxy.AdminConfig `yaml:",inline"`
 }
 
+// String shows both halves, the admin API secret redacted; without it the
+// String of proxy.AdminConfig would be promoted and hide the listener.
+func (c AdminConfig) String() string {
+	return fmt.Sprintf("{ListenerConfig:%+v AdminConfig:%v}", c.ListenerConfig, c.AdminConfig)
+}
+
+// GoString redacts the admin API secret from %#v too.
+func (c AdminConfig) GoString() string { return "main.AdminConfig" + c.String() }
+
+// apiSecretKey is the key that sets the admin API secret, "" when none
+// does.
+func (c AdminConfig) apiSecretKey() string {
+	switch {
+	case c.APISecret != "":
+		return "server.admin.api_secret"
+	case c.APISecretFile != "":
+		return "server.admin.api_secret_file"
+	}
+	return ""
+}
+
 // LogConfig configures zap.
 type LogConfig struct {
 	// Level is debug, info, warn or error. Default info.
@@ -120,6 +141,7 @@ func (c Config) Validate() error {
 	}{{"server.public.", c.Server.Public}, {"server.admin.", c.Server.Admin.ListenerConfig}} {
 		errs = append(errs, configerr.Prefix(l.key, l.l.validate()))
 	}
+	errs = append(errs, configerr.Prefix("server.admin.", c.Server.Admin.AdminConfig.Validate()))
 	if sameListenAddr(c.Server.Public.Addr, c.Server.Admin.Addr) {
 		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
 	}
@@ -138,6 +160,15 @@ func (c Config) Validate() error {
 	case "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
+	}
+	// The worker and the admin API read Firebase user records of
+	// verify.firebase.project_id, and write the user table.
+	firebaseUsers := c.Federation.Enabled && c.Verify.Firebase.Enabled
+	if c.Federation.Enabled && c.Federation.Worker.Enabled && !c.Verify.Firebase.Enabled {
+		errs = append(errs, errors.New("federation.worker.enabled: needs verify.firebase.enabled, whose project's users it reads"))
+	}
+	if key := c.Server.Admin.apiSecretKey(); key != "" && !firebaseUsers {
+		errs = append(errs, fmt.Errorf("%s: the admin API links accounts to Firebase users and needs federation.enabled and verify.firebase.enabled", key))
 	}
 	errs = append(errs, c.Proxy.Validate(),
 		configerr.Prefix("verify.", c.Verify.Validate()),

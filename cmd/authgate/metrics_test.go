@@ -17,6 +17,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // metric, so that a renamed series (which breaks dashboards and alerts) is
 // a visible change. Run with -update to accept a change.
 func TestMetricsGolden(t *testing.T) {
+	// The federation worker's Admin SDK client needs credentials unless it
+	// talks to the emulator; none is reached, as nothing runs.
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:1")
 	secret := writeFile(t, "secret", "golden-secret-0123456789abcdef0123456789")
 	cfg, err := loadConfig(writeFile(t, "c.yaml", minimalConfig+`
   firebase:
@@ -30,6 +33,8 @@ func TestMetricsGolden(t *testing.T) {
 federation:
   enabled: true
   database_url: postgres://postgres@127.0.0.1:1/none
+  worker:
+    enabled: true
 `), []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret})
 	if err != nil {
 		t.Fatal(err)
