@@ -74,8 +74,8 @@ type route struct {
 	// route a case-insensitive backend would pick.
 	lowerPrefix string
 	lowerGlob   []string
-	access  Access
-	require Requirements
+	access      Access
+	require     Requirements
 }
 
 func validateRoutes(rs []RouteConfig) error {
