@@ -155,49 +155,6 @@ func TestMetricsPreCreated(t *testing.T) {
 	}
 }
 
-func TestBreaker(t *testing.T) {
-	b := breaker{initial: time.Second, max: 4 * time.Second}
-	t0 := time.Unix(1000, 0)
-	errDown := errors.New("down")
-	steps := []struct {
-		name      string
-		at        time.Duration
-		do        string // allow, fail, succeed
-		wantAllow bool
-		wantOpen  bool
-	}{
-		{name: "healthy", at: 0, do: "allow", wantAllow: true},
-		{name: "first failure", at: 0, do: "fail", wantOpen: true},
-		{name: "in back-off", at: 500 * time.Millisecond, do: "allow", wantOpen: true},
-		{name: "probe", at: time.Second, do: "allow", wantAllow: true, wantOpen: true},
-		{name: "one probe at a time", at: time.Second, do: "allow", wantOpen: true},
-		{name: "probe fails: 2s", at: time.Second, do: "fail", wantOpen: true},
-		{name: "still in back-off", at: 2900 * time.Millisecond, do: "allow", wantOpen: true},
-		{name: "second probe", at: 3 * time.Second, do: "allow", wantAllow: true, wantOpen: true},
-		{name: "probe fails: 4s", at: 3 * time.Second, do: "fail", wantOpen: true},
-		{name: "third probe", at: 7 * time.Second, do: "allow", wantAllow: true, wantOpen: true},
-		{name: "probe fails: capped", at: 7 * time.Second, do: "fail", wantOpen: true},
-		{name: "capped at 4s", at: 11 * time.Second, do: "allow", wantAllow: true, wantOpen: true},
-		{name: "probe succeeds", at: 11 * time.Second, do: "succeed"},
-		{name: "healthy again", at: 11 * time.Second, do: "allow", wantAllow: true},
-	}
-	for _, st := range steps {
-		now := t0.Add(st.at)
-		allowed := false
-		switch st.do {
-		case "allow":
-			allowed = b.allow(now)
-		case "fail":
-			b.fail(now, errDown)
-		case "succeed":
-			b.succeed()
-		}
-		if allowed != st.wantAllow || b.open() != st.wantOpen {
-			t.Errorf("%s: allow = %t, open = %t, want %t, %t", st.name, allowed, b.open(), st.wantAllow, st.wantOpen)
-		}
-	}
-}
-
 func TestValidUUID(t *testing.T) {
 	tests := []struct {
 		give string

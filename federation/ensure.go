@@ -141,7 +141,7 @@ var errSkipped = fmt.Errorf("%w: skipped after a recent failure", ErrUnavailable
 // guarded runs fn on a pooled connection unless the breaker skips
 // PostgreSQL, and reports the outcome to the breaker.
 func (s *Store) guarded(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
-	if !s.br.allow(s.now()) {
+	if !s.br.Allow(s.now()) {
 		return errSkipped
 	}
 	err := s.withConn(ctx, fn)
@@ -332,7 +332,7 @@ func (s *Store) flushLogins(ctx context.Context) {
 	if len(batch) == 0 {
 		return
 	}
-	if s.br.open() {
+	if s.br.Open() {
 		// Not worth an acquire timeout: requests or Check will find out
 		// when PostgreSQL is back.
 		s.logins.mu.Lock()

@@ -90,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		Name: "user_store_available",
 		Help: "1 while PostgreSQL is used, 0 while the circuit breaker skips it after a failure.",
 	}, func() float64 {
-		if s.br.open() {
+		if s.br.Open() {
 			return 0
 		}
 		return 1

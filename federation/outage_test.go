@@ -43,7 +43,7 @@ func TestEnsureUserUnavailableAllow(t *testing.T) {
 	if err != nil || got != want {
 		t.Fatalf("EnsureUser = %+v, %v, want %+v, nil", got, err, want)
 	}
-	if !s.br.open() {
+	if !s.br.Open() {
 		t.Fatal("breaker closed after a refused connection, want open")
 	}
 	if n := testutil.ToFloat64(s.m.skipped); n != 0 {
@@ -78,9 +78,7 @@ func TestEnsureUserUnavailableAllow(t *testing.T) {
 	if n := testutil.ToFloat64(s.m.skipped); n != 2 { // the legacy request was skipped too
 		t.Errorf("user_store_skipped_total = %v after the probe, want 2", n)
 	}
-	s.br.mu.Lock()
-	backoff := s.br.backoff
-	s.br.mu.Unlock()
+	backoff := s.br.Backoff()
 	if backoff != 2*breakerInitial {
 		t.Errorf("back-off after a failed probe = %s, want %s", backoff, 2*breakerInitial)
 	}
@@ -273,7 +271,7 @@ func TestCheckClosesBreaker(t *testing.T) {
 	if err := f.s.Check(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Check while down = %v, want ErrUnavailable", err)
 	}
-	if !f.s.br.open() {
+	if !f.s.br.Open() {
 		t.Fatal("breaker closed after a failed Check, want open")
 	}
 	if v := gaugeValue(t, f.reg, "user_store_available"); v != 0 {

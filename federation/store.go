@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/internal/breaker"
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/verify"
 )
@@ -37,7 +36,7 @@ type Store struct {
 	now    func() time.Time
 	log    *zap.Logger
 	m      *metrics
-	br     breaker
+	br     *breaker.Breaker
 	logins loginTracker
 	wait   pendingSet
 	tick   <-chan time.Time // replaces the Run ticker in tests
@@ -128,7 +127,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		now:  o.now,
 		log:  log,
 		tick: o.tick,
-		br:   breaker{initial: breakerInitial, max: breakerMax},
+		br:   breaker.New(breakerInitial, breakerMax),
 		wait: pendingSet{max: cfg.PendingMax, m: make(map[string]verify.Identity)},
 	}
 	s.workerTick = o.workerTick
@@ -257,99 +256,14 @@ func uidKey(uid string) string { return "uid:" + uid }
 func (s *Store) report(ctx context.Context, err error) {
 	switch {
 	case err == nil || !errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
-		if s.br.succeed() {
+		if s.br.Succeed() {
 			s.log.Info("postgresql available again")
 		}
 	case errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
-		if backoff, changed := s.br.fail(s.now(), err); changed {
+		if backoff, changed := s.br.Fail(s.now(), err); changed {
 			s.log.Warn("postgresql unavailable, skipping it", zap.Error(err), zap.Duration("backoff", backoff))
 		}
 	default: // the caller went away: no verdict
-		s.br.release()
+		s.br.Release()
 	}
-}
-
-// breaker skips PostgreSQL on the request path after a failure, for a
-// back-off that doubles with each failed probe, so that a dead database
-// costs one acquire timeout per back-off instead of one per request. The
-// fast path, PostgreSQL healthy, is one atomic load.
-type breaker struct {
-	initial, max time.Duration
-
-	// until is the end of the back-off in Unix nanoseconds; zero while
-	// healthy.
-	until atomic.Int64
-
-	mu      sync.Mutex
-	backoff time.Duration // zero while healthy
-	probing bool          // one caller is trying PostgreSQL after a back-off
-}
-
-// allow reports whether PostgreSQL may be tried now. When a back-off has
-// ended it lets one caller through as the probe; the others keep skipping
-// until the probe reports.
-func (b *breaker) allow(now time.Time) bool {
-	until := b.until.Load()
-	if until == 0 {
-		return true
-	}
-	if now.UnixNano() < until {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.backoff == 0 {
-		return true
-	}
-	if b.probing {
-		return false
-	}
-	b.probing = true
-	return true
-}
-
-// open reports whether PostgreSQL is being skipped or probed.
-func (b *breaker) open() bool { return b.until.Load() != 0 }
-
-// succeed closes the breaker; it reports whether it was open.
-func (b *breaker) succeed() bool {
-	if b.until.Load() == 0 {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.backoff == 0 {
-		return false
-	}
-	b.backoff, b.probing = 0, false
-	b.until.Store(0)
-	return true
-}
-
-// fail opens the breaker, or doubles its back-off after a failed probe; it
-// reports the back-off and whether the breaker was closed before.
-func (b *breaker) fail(now time.Time, _ error) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	wasClosed := b.backoff == 0
-	switch {
-	case wasClosed:
-		b.backoff = b.initial
-	case b.probing:
-		b.backoff = min(2*b.backoff, b.max)
-	default:
-		// A statement sent before the back-off began failed too; the
-		// back-off already accounts for it.
-		return b.backoff, false
-	}
-	b.probing = false
-	b.until.Store(now.Add(b.backoff).UnixNano())
-	return b.backoff, wasClosed
-}
-
-// release ends a probe that gave no verdict.
-func (b *breaker) release() {
-	b.mu.Lock()
-	b.probing = false
-	b.mu.Unlock()
 }

@@ -5,12 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/breaker"
 )
 
 // ErrRedisUnavailable is wrapped by Check while Redis is failing and being
@@ -30,7 +30,7 @@ type Redis struct {
 	prefix string
 	now    func() time.Time
 	log    *zap.Logger
-	br     breaker
+	br     *breaker.Breaker
 }
 
 // OpenRedis builds a client from cfg. It does not connect: connections are
@@ -77,7 +77,7 @@ func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error)
 		prefix: cfg.KeyPrefix,
 		now:    o.now,
 		log:    orNop(log).Named("redis"),
-		br:     breaker{initial: cfg.FailureBackoff, max: cfg.FailureBackoffMax},
+		br:     breaker.New(cfg.FailureBackoff, cfg.FailureBackoffMax),
 	}, nil
 }
 
@@ -112,8 +112,8 @@ func (r *Redis) Check(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
-	if !r.br.allow(r.now()) {
-		if err := r.br.lastErr(); err != nil {
+	if !r.br.Allow(r.now()) {
+		if err := r.br.LastErr(); err != nil {
 			return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
 		}
 		return ErrRedisUnavailable
@@ -127,116 +127,35 @@ func (r *Redis) Check(ctx context.Context) error {
 }
 
 // allow reports whether a command may be sent now; see breaker.allow.
-func (r *Redis) allow() bool { return r.br.allow(r.now()) }
+func (r *Redis) allow() bool { return r.br.Allow(r.now()) }
 
 // report records the outcome of a command that allow let through, logs a
 // change of state, and reports whether err was a Redis failure.
 func (r *Redis) report(ctx context.Context, err error) (failed bool) {
 	now := r.now()
-	changed, failed := r.br.report(ctx, now, err)
+	changed, failed := report(ctx, r.br, now, err)
 	switch {
 	case changed && failed:
-		r.log.Warn("redis unavailable, skipping it", zap.Error(err), zap.Duration("backoff", r.br.initial))
+		r.log.Warn("redis unavailable, skipping it", zap.Error(err), zap.Duration("backoff", r.br.Backoff()))
 	case changed:
 		r.log.Info("redis available again")
 	}
 	return failed
 }
 
-// breaker skips Redis after failures. The fast path, Redis healthy, is one
-// atomic load.
-type breaker struct {
-	initial, max time.Duration
-
-	// until is the end of the current back-off in Unix nanoseconds; zero
-	// while Redis is healthy.
-	until atomic.Int64
-
-	mu      sync.Mutex
-	backoff time.Duration // zero while healthy
-	probing bool          // one caller is trying Redis after a back-off
-	err     error         // the failure that started or extended the back-off
-}
-
-// allow reports whether Redis may be used now. When a back-off has ended it
-// lets exactly one caller through as the probe; the others keep skipping
-// until the probe reports.
-func (b *breaker) allow(now time.Time) bool {
-	until := b.until.Load()
-	if until == 0 {
-		return true
-	}
-	if now.UnixNano() < until {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.backoff == 0 {
-		return true // recovered meanwhile
-	}
-	if b.probing {
-		return false
-	}
-	b.probing = true
-	return true
-}
-
-// report records the outcome of a command allowed by allow. It returns
-// whether the state changed (healthy to failing or back) and whether the
-// outcome counted as a Redis failure. An error caused by ctx ending is the
-// caller's, not Redis's, and changes nothing.
-func (b *breaker) report(ctx context.Context, now time.Time, err error) (changed, failed bool) {
+// report records the outcome of a command that b allowed. It returns whether
+// the state changed (healthy to failing or back) and whether the outcome
+// counted as a Redis failure. redis.Nil (a miss) is a success; an error
+// caused by ctx ending is the caller's, not Redis's, and changes nothing.
+func report(ctx context.Context, b *breaker.Breaker, now time.Time, err error) (changed, failed bool) {
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
-		return b.succeed(), false
+		return b.Succeed(), false
 	case ctx.Err() != nil:
-		b.mu.Lock()
-		b.probing = false
-		b.mu.Unlock()
+		b.Release()
 		return false, false
 	default:
-		return b.fail(now, err), true
+		_, changed := b.Fail(now, err)
+		return changed, true
 	}
-}
-
-func (b *breaker) succeed() bool {
-	if b.until.Load() == 0 {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.backoff == 0 {
-		return false
-	}
-	b.backoff, b.probing, b.err = 0, false, nil
-	b.until.Store(0)
-	return true
-}
-
-func (b *breaker) fail(now time.Time, err error) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	wasHealthy := b.backoff == 0
-	switch {
-	case wasHealthy:
-		b.backoff = b.initial
-	case b.probing:
-		b.backoff = min(2*b.backoff, b.max)
-	default:
-		// A command sent before the back-off began failed too; the
-		// back-off already accounts for it.
-		return false
-	}
-	b.probing, b.err = false, err
-	b.until.Store(now.Add(b.backoff).UnixNano())
-	return wasHealthy
-}
-
-// degraded reports whether Redis is failing.
-func (b *breaker) degraded() bool { return b.until.Load() != 0 }
-
-func (b *breaker) lastErr() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/authgate/authgate/internal/breaker"
 )
 
 // testRedisConfig returns the configuration of the Redis at TEST_REDIS_URL
@@ -514,22 +516,22 @@ func TestBreaker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &breaker{initial: time.Second, max: 3 * time.Second}
+			b := breaker.New(time.Second, 3*time.Second)
 			for i, s := range tt.steps {
 				now := t0.Add(s.at)
 				got := false
 				switch s.op {
 				case "allow":
-					got = b.allow(now)
+					got = b.Allow(now)
 				case "fail":
-					b.report(ctx, now, boom)
+					report(ctx, b, now, boom)
 				case "ok":
-					b.report(ctx, now, redis.Nil)
+					report(ctx, b, now, redis.Nil)
 				case "cancel":
-					b.report(canceled, now, context.Canceled)
+					report(canceled, b, now, context.Canceled)
 				}
-				if got != s.want || b.degraded() != s.wantState {
-					t.Errorf("step %d (%s at %v) = %t, degraded %t, want %t, degraded %t", i, s.op, s.at, got, b.degraded(), s.want, s.wantState)
+				if got != s.want || b.Open() != s.wantState {
+					t.Errorf("step %d (%s at %v) = %t, degraded %t, want %t, degraded %t", i, s.op, s.at, got, b.Open(), s.want, s.wantState)
 				}
 			}
 		})
