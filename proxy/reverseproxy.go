@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,12 +45,33 @@ func (h *Handler) newReverseProxy() (*httputil.ReverseProxy, error) {
 	return &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { h.rewrite(pr, target) },
 		Transport: transport,
-		// Streaming responses (SSE, chunked without length) flush as they
-		// come; ReverseProxy flushes text/event-stream immediately anyway.
-		FlushInterval: 100 * time.Millisecond,
+		// No periodic flush: ReverseProxy flushes event streams and
+		// responses without a length after every write by itself, and a
+		// periodic flush would cost a timer on every other response.
+		FlushInterval: 0,
 		ErrorHandler:  h.upstreamError,
 		ErrorLog:      zap.NewStdLog(h.log.Named("upstream")),
+		BufferPool:    &bufferPool{},
 	}, nil
+}
+
+// bufferPool is an httputil.BufferPool of 32 KiB buffers: it lends the
+// reverse proxy the response copy buffers it would otherwise allocate, one
+// for every response.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
 }
 
 // rewrite builds the outbound request. Authentication has already happened
