@@ -35,3 +35,7 @@ image: ## container image (needs a Docker engine)
 
 clean:
 	rm -rf bin
+
+.PHONY: e2e-traefik
+e2e-traefik: ## Traefik end-to-end test; needs .tools/bin/traefik (scripts/build-traefik.sh, ~25 min) or traefik on PATH
+	scripts/e2e-traefik.sh
