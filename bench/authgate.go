@@ -46,11 +46,13 @@ func moduleRoot(goTool string) (string, error) {
 // agConfig is what differs between the authgate instances of the suite;
 // everything else is the production configuration: JSON logs with the
 // access log on (to a file), metrics, Firebase and legacy issuers,
-// federation with PostgreSQL, Redis as the shared tier.
+// federation with PostgreSQL.
 type agConfig struct {
 	upstream    string
 	localMaxTTL time.Duration
 	pprof       bool
+	noAccessLog bool
+	redis       bool   // Redis as the shared tier
 	publicAddr  string // default 127.0.0.1:0
 	adminAddr   string
 }
@@ -65,10 +67,15 @@ type fixture struct {
 	schema      string
 	redisAddr   string
 	redisPrefix string
+	logPipe     bool // authgate's output through a drained pipe, else straight to a file
 }
 
 func (f *fixture) yaml(c agConfig) string {
 	pub, adm := cmpOr(c.publicAddr, "127.0.0.1:0"), cmpOr(c.adminAddr, "127.0.0.1:0")
+	redisAddrs := "[]"
+	if c.redis {
+		redisAddrs = fmt.Sprintf("[%q]", f.redisAddr)
+	}
 	localMaxTTL := "0s"
 	if c.localMaxTTL > 0 {
 		localMaxTTL = c.localMaxTTL.String()
@@ -84,7 +91,7 @@ server:
 log:
   level: info
   format: json
-  access_log: true
+  access_log: %t
 upstream: %q
 trusted_proxies: ["127.0.0.1/32"]
 routes:
@@ -120,10 +127,10 @@ federation:
 cache:
   local_max_ttl: %s
   redis:
-    addrs: [%q]
+    addrs: %s
     key_prefix: %q
-`, pub, adm, c.pprof, c.upstream, legacyIssuer, f.secretFile, projectID, f.keysURL, f.keysURL,
-		f.schema, localMaxTTL, f.redisAddr, f.redisPrefix)
+`, pub, adm, c.pprof, !c.noAccessLog, c.upstream, legacyIssuer, f.secretFile, projectID, f.keysURL, f.keysURL,
+		f.schema, localMaxTTL, redisAddrs, f.redisPrefix)
 }
 
 func cmpOr(a, b string) string {
@@ -173,7 +180,7 @@ func (f *fixture) start(ctx context.Context, name string, c agConfig) (*proc, er
 	}
 	cmd := exec.Command(f.bin, "serve", "--config", path)
 	cmd.Env = f.env()
-	p, err := startProc(ctx, "authgate "+name, cmd, filepath.Join(f.dir, name+".log"))
+	p, err := startProc(ctx, "authgate "+name, cmd, filepath.Join(f.dir, name+".log"), f.logPipe)
 	if err != nil {
 		return nil, err
 	}

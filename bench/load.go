@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -28,6 +29,10 @@ type loadSpec struct {
 	duration time.Duration
 	limit    int64
 	request  requestFunc
+	// rate, when positive, paces the load to about rate requests per
+	// second in all (open loop per connection, each with its share)
+	// instead of sending as fast as answers come back.
+	rate float64
 	// wantStatus is the status every answer must have.
 	wantStatus int
 }
@@ -102,7 +107,20 @@ func runLoad(ctx context.Context, spec loadSpec) loadResult {
 			_ = conn.SetDeadline(deadline.Add(time.Second))
 			br := bufio.NewReaderSize(conn, 16<<10)
 			var buf []byte
+			var interval time.Duration
+			due := time.Now()
+			if spec.rate > 0 {
+				interval = time.Duration(float64(spec.conns) / spec.rate * float64(time.Second))
+				// Spread the connections' first requests over one interval.
+				due = due.Add(time.Duration(rand.Int64N(int64(interval))))
+			}
 			for time.Now().Before(deadline) {
+				if interval > 0 {
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+					due = due.Add(interval)
+				}
 				n := next.Add(1) - 1
 				if spec.limit > 0 && n >= spec.limit {
 					return

@@ -14,7 +14,10 @@
 //	go run ./bench floor|upstream|revproxy [-upstream URL]
 //	                                one of the suite's own servers
 //
-// It needs PostgreSQL (-database-url, default $TEST_DATABASE_URL or
+// The production configuration is the one issue 6 names: metrics, JSON
+// access log (to a file), federation with PostgreSQL; Redis, the tier that
+// replicas share, only where a scenario says so. It needs PostgreSQL
+// (-database-url, default $TEST_DATABASE_URL or
 // postgres://postgres@127.0.0.1:5432/test) and Redis (-redis, default
 // 127.0.0.1:6379); it creates its own schema and key prefix and removes
 // them at the end.
@@ -54,22 +57,25 @@ func main() {
 
 // Scenario names, for -scenarios.
 const (
-	scFAHit   = "fa-hit"   // forward-auth, one hot RS256 Firebase token (in-process hit)
-	scFACold  = "fa-cold"  // forward-auth, a new token of a known user per request
-	scFANew   = "fa-new"   // forward-auth, a new token of a new user per request
-	scFARedis = "fa-redis" // forward-auth, hot token served from Redis
-	scProxy   = "proxy"    // reverse-proxy mode against a bare httputil.ReverseProxy
-	scRSS     = "rss"      // peak RSS with many distinct cached tokens
-	scStartup = "startup"  // exec to /readyz 200
+	scFAHit   = "fa-hit"        // forward-auth, one hot RS256 Firebase token (in-process hit)
+	scFANoLog = "fa-nolog"      // fa-hit with the access log off: how much of the gap the log is
+	scFACold  = "fa-cold"       // forward-auth, a new token of a known user per request
+	scFAColdR = "fa-cold-redis" // fa-cold with Redis as the shared tier: the lookup and write a new token costs there
+	scFANew   = "fa-new"        // forward-auth, a new token of a new user per request
+	scFARedis = "fa-redis"      // forward-auth, hot token served from Redis
+	scProxy   = "proxy"         // reverse-proxy mode against a bare httputil.ReverseProxy
+	scRSS     = "rss"           // peak RSS with many distinct cached tokens
+	scStartup = "startup"       // exec to /readyz 200
 )
 
-var allScenarios = []string{scFAHit, scFACold, scFANew, scFARedis, scProxy, scRSS, scStartup}
+var allScenarios = []string{scFAHit, scFANoLog, scFACold, scFAColdR, scFANew, scFARedis, scProxy, scRSS, scStartup}
 
 type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	rounds      int
 	conns       int
+	rate        float64
 	scenarios   []string
 	coldTokens  int
 	coldUsers   int
@@ -80,6 +86,7 @@ type options struct {
 	databaseURL string
 	redisAddr   string
 	out         string
+	logSink     string
 	keep        bool
 	smoke       bool
 	args        []string
@@ -107,8 +114,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds (floor, X, floor, X, ...)")
 	fs.IntVar(&o.conns, "conns", 32, "keep-alive connections of the load generator")
+	fs.Float64Var(&o.rate, "rate", 0, "requests per second in all, paced (0 = closed loop, as fast as answers come); with a rate every server gets the same load, and CPU per request is compared at equal load")
 	fs.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
-	fs.IntVar(&o.coldTokens, "cold-tokens", 6000, "tokens per measured run of fa-cold and fa-new (RS256, minted before the runs; a run ends when they are used up)")
+	fs.IntVar(&o.coldTokens, "cold-tokens", 4000, "tokens per measured run of fa-cold and fa-new (RS256, minted before the runs; a run ends when they are used up)")
 	fs.IntVar(&o.coldUsers, "cold-users", 256, "users whose new tokens fa-cold sends")
 	fs.IntVar(&o.rssTokens, "rss-tokens", 100_000, "distinct tokens (HS256 legacy, of as many users) cached for the rss scenario")
 	fs.IntVar(&o.startups, "startups", 5, "starts measured by the startup scenario")
@@ -116,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.allocs, "allocs", true, "run the handler benchmark (BenchmarkForwardAuth cache=hit) for the allocation target")
 	fs.StringVar(&o.databaseURL, "database-url", dbDefault, "PostgreSQL for federation (a schema is created and dropped)")
 	fs.StringVar(&o.redisAddr, "redis", "127.0.0.1:6379", "Redis for the shared cache tier (a unique key prefix is used and cleared)")
+	fs.StringVar(&o.logSink, "log", "pipe", "where authgate's JSON log (with the access log) goes: pipe (stdout to a pipe the suite drains into a file, as a container runtime does) or file (appended to a file directly)")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, binary)")
 	fs.BoolVar(&o.smoke, "smoke", false, "a few seconds in all: every scenario once, tiny runs; for CI (fails on errors, never on numbers)")
@@ -160,8 +169,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.scenarios = append(o.scenarios, s)
 	}
 	switch {
+	case o.logSink != "pipe" && o.logSink != "file":
+		return o, fmt.Errorf("-log must be pipe or file")
 	case o.duration <= 0 || o.warmup < 0:
 		return o, fmt.Errorf("-duration must be positive and -warmup not negative")
+	case o.rate < 0:
+		return o, fmt.Errorf("-rate must not be negative")
 	case o.rounds < 1 || o.conns < 1 || o.startups < 1:
 		return o, fmt.Errorf("-rounds, -conns and -startups must be at least 1")
 	case o.coldTokens < 10 || o.coldUsers < 1 || o.rssTokens < 1:

@@ -82,6 +82,24 @@ func parseStatus(b []byte) (hwm, rss int64, err error) {
 	return hwm, rss, nil
 }
 
+// fileRSS returns RssFile of pid, the resident pages backed by files
+// (mostly the binary's own), in bytes; 0 if unknown.
+func fileRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
 // resetPeakRSS makes VmHWM start again from the current RSS (Linux 4.0+),
 // so that a long-lived server's peak is measured per run. It reports
 // whether that worked.

@@ -29,7 +29,9 @@ var titles = map[string]string{
 	"floor":    "bare net/http answering 200 (floor)",
 	"revproxy": "bare httputil.ReverseProxy → upstream",
 	scFAHit:    "forward-auth, hot RS256 token (in-process hit)",
+	scFANoLog:  "the same with the access log off (diagnostic)",
 	scFACold:   "forward-auth, new RS256 token per request, known user",
+	scFAColdR:  "the same with Redis as the shared tier (lookup and write per token)",
 	scFANew:    "forward-auth, new RS256 token per request, new user (row insert)",
 	scFARedis:  "forward-auth, 256 hot tokens from Redis (in-process tier 1ns)",
 	scProxy:    "reverse proxy → upstream",
@@ -167,8 +169,17 @@ func (r *report) markdown() string {
 	}
 	w("| Go | %s |\n| kernel | %s |\n", r.mach.goVer, r.mach.kernel)
 	w("| 1-minute load average | %.2f at start, %.2f at end |\n", r.mach.loadAvg[0], r.mach.loadAvg[1])
-	w("| method | %d interleaved rounds (base, X, base, X …); %s runs after %s warm-up; %d keep-alive connections, closed loop; all on 127.0.0.1 |\n",
-		o.rounds, o.duration, o.warmup, o.conns)
+	loop := "closed loop"
+	if o.rate > 0 {
+		loop = fmt.Sprintf("paced at %.0f requests/s in all", o.rate)
+	}
+	w("| method | %d interleaved rounds (base, X, base, X …); %s runs after %s warm-up; %d keep-alive connections, %s; all on 127.0.0.1 |\n",
+		o.rounds, o.duration, o.warmup, o.conns, loop)
+	sink := "stdout, a pipe that the suite drains into a file (as a container runtime drains it)"
+	if o.logSink == "file" {
+		sink = "appended to a file directly"
+	}
+	w("| authgate log | JSON, access log on (one line per request): %s |\n", sink)
 	if !r.finished.IsZero() {
 		w("| duration | %s |\n", r.finished.Sub(r.started).Round(time.Second))
 	}
@@ -232,8 +243,8 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	if r.rss.tokens > 0 {
-		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end, peak (`VmHWM`) %s. Both the token cache and the user-row cache then hold %d entries.\n\n",
-			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.peakRSS)), r.rss.tokens)
+		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end (%s of it file-backed: the binary's pages), peak (`VmHWM`) %s. Both the token cache and the user-row cache then hold %d entries.\n\n",
+			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.fileRSS)), fmtMiB(float64(r.rss.peakRSS)), r.rss.tokens)
 	}
 	if len(r.startup.times) > 0 {
 		var parts []string

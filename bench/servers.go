@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -47,6 +48,7 @@ func okHandler(w http.ResponseWriter, _ *http.Request) {
 func runServer(name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	upstream := fs.String("upstream", "", "revproxy: the upstream URL")
+	withPprof := fs.Bool("pprof", false, "serve /debug/pprof/ on a second loopback listener (its address is the admin_addr of the listening line)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,7 +96,21 @@ func runServer(name string, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	line, _ := json.Marshal(map[string]string{"msg": "listening", "public_addr": ln.Addr().String()})
+	listening := map[string]string{"msg": "listening", "public_addr": ln.Addr().String()}
+	if *withPprof {
+		// Profiles of the floor, to set beside authgate's; the handler
+		// under load is untouched.
+		adm, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(adm) }()
+		listening["admin_addr"] = adm.Addr().String()
+	}
+	line, _ := json.Marshal(listening)
 	fmt.Printf("%s\n", line)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -112,29 +128,62 @@ type proc struct {
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
-	err     error // from Wait; read after done is closed
+	drained chan struct{} // closed when the output pipe is drained; nil without one
+	err     error         // from Wait; read after done is closed
 	public  string
 	admin   string
 }
 
-// startProc starts cmd with its stdout and stderr in logPath (JSON logs to
-// a pipe that nobody reads would block the server), and waits for the
-// "listening" line.
-func startProc(ctx context.Context, name string, cmd *exec.Cmd, logPath string) (*proc, error) {
+// startProc starts cmd with its stdout and stderr going to logPath, and
+// waits for the "listening" line. With viaPipe the output goes through a
+// pipe that the suite drains into the file, as a container runtime drains
+// a container's stdout: the server then pays a pipe write per log line,
+// not a file-system append. (JSON logs to a pipe that nobody reads would
+// block the server.)
+func startProc(ctx context.Context, name string, cmd *exec.Cmd, logPath string, viaPipe bool) (*proc, error) {
 	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	var pw *os.File
+	if viaPipe {
+		var pr *os.File
+		if pr, pw, err = os.Pipe(); err != nil {
+			out.Close()
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = pw, pw
+		drained := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(out, pr)
+			pr.Close()
+			out.Close()
+			close(drained)
+		}()
+		p.drained = drained
+	} else {
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	// The kernel stops the servers if the suite dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if pw != nil {
+		pw.Close() // the child holds its own copy
+	} else {
+		out.Close()
+	}
+	if err != nil {
+		if pw != nil {
+			<-p.drained
+		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		if p.drained != nil {
+			<-p.drained
+		}
 		close(p.done)
 	}()
 	p.public, p.admin, err = p.waitListening(ctx, 20*time.Second)

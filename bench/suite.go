@@ -131,8 +131,11 @@ func (s *suite) startHelper(ctx context.Context, name string, args ...string) (*
 	if err != nil {
 		return nil, err
 	}
+	if s.o.profile != "" {
+		args = append(args, "-pprof")
+	}
 	cmd := exec.Command(self, append([]string{name}, args...)...)
-	p, err := startProc(ctx, name, cmd, filepath.Join(s.dir, name+".log"))
+	p, err := startProc(ctx, name, cmd, filepath.Join(s.dir, name+".log"), false)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +198,7 @@ func (s *suite) run(ctx context.Context) (*report, error) {
 		bin: bin, dir: s.dir, keysURL: s.ks.url, secretFile: secret,
 		databaseURL: o.databaseURL, schema: "authgate_bench_" + nonce,
 		redisAddr: o.redisAddr, redisPrefix: "authgate-bench-" + nonce + ":",
+		logPipe: o.logSink == "pipe",
 	}
 	s.migrated = true // from here on, cleanup drops the schema
 	s.logf("authgate migrate into schema %s", s.fx.schema)
@@ -254,7 +258,7 @@ func (s *suite) run(ctx context.Context) (*report, error) {
 // the token sets, and returns the pairs to interleave.
 func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 	o := s.o
-	needFloor := o.has(scFAHit) || o.has(scFACold) || o.has(scFANew) || o.has(scFARedis)
+	needFloor := o.has(scFAHit) || o.has(scFANoLog) || o.has(scFACold) || o.has(scFAColdR) || o.has(scFANew) || o.has(scFARedis)
 	var floor, upstream, bare *proc
 	var err error
 	if needFloor {
@@ -277,8 +281,8 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 	}
 	for _, sc := range o.scenarios {
 		switch sc {
-		case scFAHit:
-			p, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != ""})
+		case scFAHit, scFANoLog:
+			p, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != "", noAccessLog: sc == scFANoLog})
 			if err != nil {
 				return nil, err
 			}
@@ -298,7 +302,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			// row. redisUsers hot tokens of as many users, sent round-robin,
 			// keep concurrent requests from sharing one Redis lookup (which
 			// a single hot token would, and so hide the cost).
-			p, err := s.startAuthgate(ctx, sc, agConfig{localMaxTTL: redisTiny, pprof: o.profile != ""})
+			p, err := s.startAuthgate(ctx, sc, agConfig{localMaxTTL: redisTiny, redis: true, pprof: o.profile != ""})
 			if err != nil {
 				return nil, err
 			}
@@ -313,8 +317,8 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 				return nil, err
 			}
 			pairs = append(pairs, pairSpec{sc, floorTarget(toks[0]), &target{name: sc, p: p, authg: true, request: req}})
-		case scFACold, scFANew:
-			p, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != ""})
+		case scFACold, scFAColdR, scFANew:
+			p, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != "", redis: sc == scFAColdR})
 			if err != nil {
 				return nil, err
 			}
@@ -362,17 +366,17 @@ func (s *suite) tokenTarget(ctx context.Context, sc string, p *proc) (*target, e
 	per := o.coldTokens + warmN
 	total := runs * per
 	var spec tokenSpec
-	if sc == scFACold {
+	if sc == scFACold || sc == scFAColdR {
 		users := o.coldUsers
 		spec = func(i int) (string, time.Duration) {
 			// Token i of user i%users is issued i/users seconds earlier
 			// than the one before it: every token differs.
-			return fmt.Sprintf("bench-cold-%d", i%users), time.Minute + time.Duration(i/users)*time.Second
+			return fmt.Sprintf("bench-%s-%d", sc, i%users), time.Minute + time.Duration(i/users)*time.Second
 		}
 		// The users' rows exist before the rounds: a token each, sent
 		// once.
 		rows, err := s.sig.mintFirebase(users, func(i int) (string, time.Duration) {
-			return fmt.Sprintf("bench-cold-%d", i), 30 * time.Second
+			return fmt.Sprintf("bench-%s-%d", sc, i), 30 * time.Second
 		})
 		if err != nil {
 			return nil, err
@@ -443,7 +447,7 @@ func (s *suite) measure(ctx context.Context, t *target) (runStat, error) {
 			return runStat{}, err
 		}
 	case o.warmup > 0:
-		lr := runLoad(ctx, loadSpec{addr: t.p.public, conns: o.conns, duration: o.warmup, request: warmReq, wantStatus: http.StatusOK})
+		lr := runLoad(ctx, loadSpec{addr: t.p.public, conns: o.conns, duration: o.warmup, request: warmReq, rate: o.rate, wantStatus: http.StatusOK})
 		if lr.errors > 0 {
 			return runStat{}, fmt.Errorf("%s: warm-up: %d errors, first: %v\n%s", t.name, lr.errors, lr.firstErr, t.p.tail())
 		}
@@ -461,7 +465,7 @@ func (s *suite) measure(ctx context.Context, t *target) (runStat, error) {
 	if err != nil {
 		return runStat{}, err
 	}
-	lr := runLoad(ctx, loadSpec{addr: t.p.public, conns: o.conns, duration: dur, limit: limit, request: req, wantStatus: http.StatusOK})
+	lr := runLoad(ctx, loadSpec{addr: t.p.public, conns: o.conns, duration: dur, limit: limit, request: req, rate: o.rate, wantStatus: http.StatusOK})
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return runStat{}, err
@@ -536,13 +540,21 @@ func perRequest(before, after metrics, n int64) map[string]float64 {
 // profileRuns captures, for each authgate scenario, a CPU profile over
 // one extra run and the allocations made during it.
 func (s *suite) profileRuns(ctx context.Context, pairs []pairSpec) error {
+	// The floor and the bare reverse proxy are profiled once each too,
+	// to compare with.
 	if err := os.MkdirAll(s.o.profile, 0o755); err != nil {
 		return err
 	}
 	secs := max(int(s.o.duration.Round(time.Second)/time.Second), 1)
 	client := &http.Client{Timeout: time.Duration(secs)*time.Second + 30*time.Second}
+	var targets []*target
 	for _, pr := range pairs {
-		t := pr.x
+		targets = append(targets, pr.x)
+		if pr.base.p.admin != "" && !slices.ContainsFunc(targets, func(t *target) bool { return t.name == pr.base.name }) {
+			targets = append(targets, pr.base)
+		}
+	}
+	for _, t := range targets {
 		s.logf("profile: %s (%ds)", t.name, secs)
 		base := "http://" + t.p.admin + "/debug/pprof/"
 		allocsBefore, err := getURL(ctx, client, base+"allocs")
@@ -635,6 +647,7 @@ type rssResult struct {
 	tokens        int
 	startRSS      int64
 	peakRSS, rss  int64
+	fileRSS       int64
 	verifications float64
 	elapsed       time.Duration
 }
@@ -686,7 +699,7 @@ func (s *suite) rssRun(ctx context.Context) (rssResult, error) {
 		}
 	}
 	return rssResult{
-		tokens: n, startRSS: startRSS, peakRSS: hwm, rss: rss, elapsed: lr.elapsed,
+		tokens: n, startRSS: startRSS, peakRSS: hwm, rss: rss, fileRSS: fileRSS(p.pid()), elapsed: lr.elapsed,
 		verifications: after.sum("authgate_verify_total", "result", "ok") - before.sum("authgate_verify_total", "result", "ok"),
 	}, nil
 }
