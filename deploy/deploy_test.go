@@ -1208,7 +1208,9 @@ func TestCompose(t *testing.T) {
 	for k, v := range ag.Environment {
 		env = append(env, k+"="+v)
 	}
-	checkConfig(t, cfgFile, string(cfgText), env...)
+	t.Run("check-config", func(t *testing.T) {
+		checkConfig(t, cfgFile, string(cfgText), env...)
+	})
 
 	var cfg struct {
 		authgateConfig
