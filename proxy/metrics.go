@@ -19,6 +19,9 @@ type metrics struct {
 	// requests[mode][route+1][class]; route 0 is "none".
 	requests [len(modes)][][len(statusClass)]prometheus.Counter
 	duration [len(modes)]prometheus.Observer
+	// upstream[route+1][class] times the upstream round trip in proxy mode.
+	upstream    [][len(statusClass)]prometheus.Observer
+	upstreamVec *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, routes []string) (*metrics, error) {
@@ -31,8 +34,19 @@ func newMetrics(reg prometheus.Registerer, routes []string) (*metrics, error) {
 		Help:    "Time from request to response on the public listener, by mode.",
 		Buckets: durationBins,
 	}, []string{"mode"})
-	m := &metrics{}
+	up := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "upstream_request_duration_seconds",
+		Help:    "Time from forwarding a request to the upstream until its response ended, by route and status class.",
+		Buckets: durationBins,
+	}, []string{"route", "code"})
+	m := &metrics{upstreamVec: up}
 	names := append([]string{"none"}, routes...)
+	m.upstream = make([][len(statusClass)]prometheus.Observer, len(names))
+	for ri, rn := range names {
+		for ci, c := range statusClass {
+			m.upstream[ri][ci] = up.WithLabelValues(rn, c)
+		}
+	}
 	for mi, mode := range modes {
 		m.requests[mi] = make([][len(statusClass)]prometheus.Counter, len(names))
 		for ri, rn := range names {
@@ -43,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, routes []string) (*metrics, error) {
 		m.duration[mi] = dur.WithLabelValues(mode)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{reqs, dur} {
+		for _, c := range []prometheus.Collector{reqs, dur, up} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register proxy metrics: %w", err)
 			}
@@ -62,11 +76,19 @@ func modeIndex(mode string) int {
 }
 
 func (m *metrics) observe(mode string, route, status int, d time.Duration) {
-	mi := modeIndex(mode)
-	ci := status/100 - 1
+	m.requests[modeIndex(mode)][route+1][classIndex(status)].Inc()
+	m.duration[modeIndex(mode)].Observe(d.Seconds())
+}
+
+func (m *metrics) observeUpstream(route, status int, d time.Duration) {
+	m.upstream[route+1][classIndex(status)].Observe(d.Seconds())
+}
+
+// classIndex is the status class of code; anything odd counts as 5xx.
+func classIndex(code int) int {
+	ci := code/100 - 1
 	if ci < 0 || ci >= len(statusClass) {
 		ci = len(statusClass) - 1
 	}
-	m.requests[mi][route+1][ci].Inc()
-	m.duration[mi].Observe(d.Seconds())
+	return ci
 }

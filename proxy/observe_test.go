@@ -128,6 +128,38 @@ requests_total{code="4xx",mode="forward_auth",route="admin"} 1
 	if strings.Count(got, "\n") != 3 {
 		t.Errorf("unexpected non-zero series:\n%s", got)
 	}
+	// The two proxied requests were timed upstream; the refused ones were not.
+	if n := testutil.CollectAndCount(h.metrics.upstreamVec, "upstream_request_duration_seconds"); n != (len(testRoutes)+1)*len(statusClass) {
+		t.Errorf("upstream_request_duration_seconds has %d series, want all pre-created", n)
+	}
+	if c := histogramCount(t, reg, "upstream_request_duration_seconds", map[string]string{"route": "default", "code": "2xx"}); c != 2 {
+		t.Errorf("upstream_request_duration_seconds{route=default,code=2xx} count = %d, want 2", c)
+	}
+}
+
+// histogramCount returns the sample count of the histogram series of name
+// with exactly labels.
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue next
+				}
+			}
+			return m.GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
 }
 
 // nonZero renders the non-zero samples of metric name, one per line.

@@ -170,6 +170,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 		_ = rc.SetWriteDeadline(time.Time{})
 	}
 	sw := &statusWriter{ResponseWriter: w, rc: rc}
+	start := h.now()
 	h.upstream.ServeHTTP(sw, r)
 	out.status = sw.status
 	if out.status == 0 {
@@ -179,6 +180,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 		out.err = sw.err
 		out.status = statusFor(sw.err)
 	}
+	h.metrics.observeUpstream(out.route, out.status, h.now().Sub(start))
 }
 
 func isUpgrade(r *http.Request) bool {

@@ -53,6 +53,9 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 	}
 	if rdb != nil {
 		a.closers = append(a.closers, func() { _ = rdb.Close() })
+		if err := reg.Register(rdb.PoolCollector()); err != nil {
+			return nil, fmt.Errorf("redis metrics: %w", err)
+		}
 	}
 	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
 	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {

@@ -35,6 +35,9 @@ federation:
   database_url: postgres://postgres@127.0.0.1:1/none
   worker:
     enabled: true
+cache:
+  redis:
+    addrs: ["127.0.0.1:1"]
 `), []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret})
 	if err != nil {
 		t.Fatal(err)
