@@ -264,13 +264,13 @@ func checkServices(ctx context.Context, databaseURL, redisAddr string) error {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
-		return fmt.Errorf("PostgreSQL at -database-url: %w (start it, or point TEST_DATABASE_URL at one)", err)
+		return fmt.Errorf("reach PostgreSQL at -database-url: %w (start it, or point TEST_DATABASE_URL at one)", err)
 	}
 	_ = conn.Close(ctx)
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, MaxRetries: -1})
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("Redis at -redis %s: %w", redisAddr, err)
+		return fmt.Errorf("reach Redis at -redis %s: %w", redisAddr, err)
 	}
 	return nil
 }

@@ -293,7 +293,7 @@ func getURL(ctx context.Context, client *http.Client, url string) ([]byte, error
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return b, fmt.Errorf("GET %s: status %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
+		return b, fmt.Errorf("get %s: status %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return b, nil
 }
