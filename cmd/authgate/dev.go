@@ -18,12 +18,18 @@ import (
 
 // runDev starts authgate with the embedded configs/dev.yaml: no external
 // service, a built-in echo upstream and a legacy issuer whose secret is made
-// up at start. It prints a token and a curl line.
+// up at start. It prints a token and a curl line. --database-url turns
+// federation on (migrations applied at start); --firebase-emulator accepts
+// the unsigned tokens of a Firebase Auth Emulator, the only mode in which
+// authgate accepts unsigned tokens.
 func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "public listen address")
 	adminAddr := fs.String("admin-addr", "127.0.0.1:9090", "admin listen address")
+	dbURL := fs.String("database-url", "", "PostgreSQL URL: turn federation on (migrations applied at start)")
+	emulator := fs.String("firebase-emulator", "", "HOST:PORT of a Firebase Auth Emulator whose unsigned tokens to accept")
+	project := fs.String("firebase-project", "demo-authgate", "Firebase project id of the emulator's tokens")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -35,6 +41,20 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	var secret [32]byte
 	_, _ = rand.Read(secret[:])
 	cfg.Verify.Legacy.Secrets = []string{hex.EncodeToString(secret[:])}
+	if *dbURL != "" {
+		cfg.Federation.Enabled, cfg.Federation.DatabaseURL, cfg.Federation.MigrateOnStart = true, *dbURL, true
+	}
+	if *emulator != "" {
+		if _, _, err := net.SplitHostPort(*emulator); err != nil {
+			fmt.Fprintf(stderr, "authgate dev: --firebase-emulator %q: want HOST:PORT\n", *emulator)
+			return exitError{2}
+		}
+		fb := &cfg.Verify.Firebase
+		fb.Enabled, fb.ProjectID, fb.Emulator = true, *project, true
+		// The Admin SDK finds the emulator through this variable; serve
+		// accepts it because emulator mode is explicit here.
+		environ = append(environ, emulatorEnv+"="+*emulator)
+	}
 	if err := applyEnv(&cfg, environ); err != nil {
 		printProblems(stderr, "environment", err)
 		return exitError{2}
@@ -48,6 +68,15 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		return err
 	}
 	return serve(ctx, cfg, environ, stderr, func(public, admin net.Addr) {
+		if *emulator != "" {
+			fmt.Fprintf(stdout, `
+!!! FIREBASE AUTH EMULATOR MODE: unsigned tokens for project %q are accepted. !!!
+!!! Development only. Get one from the emulator at http://%s and send it as a bearer token. !!!
+`, *project, *emulator)
+		}
+		if *dbURL != "" {
+			fmt.Fprintln(stdout, "\nfederation on: X-User-Id is the platform user id from PostgreSQL (legacy users need a row; Firebase users get one).")
+		}
 		fmt.Fprintf(stdout, `
 authgate dev is running (development only: the signing secret is random and printed below).
 
