@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/verify"
@@ -31,6 +33,10 @@ type fixedVerifier struct{ id verify.Identity }
 func (f fixedVerifier) Verify(context.Context, string) (verify.Identity, error) { return f.id, nil }
 
 func benchHandler(b *testing.B, upstream string, access bool, v ...Verifier) *Handler {
+	return benchHandlerOpts(b, upstream, access, nil, v...)
+}
+
+func benchHandlerOpts(b *testing.B, upstream string, access bool, opts []Option, v ...Verifier) *Handler {
 	b.Helper()
 	// A production-like logger that writes JSON to nowhere, so the
 	// access-log cost is in the numbers when it is on.
@@ -42,7 +48,7 @@ func benchHandler(b *testing.B, upstream string, access bool, v ...Verifier) *Ha
 	if len(v) > 0 {
 		ver = v[0]
 	}
-	h, err := New(testConfig(upstream), ver, log, prometheus.NewRegistry(), WithAccessLog(access))
+	h, err := New(testConfig(upstream), ver, log, prometheus.NewRegistry(), append(opts, WithAccessLog(access))...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,22 +58,28 @@ func benchHandler(b *testing.B, upstream string, access bool, v ...Verifier) *Ha
 // BenchmarkForwardAuth is the forward-auth hot path: a trusted gateway asks
 // about a request carrying a valid token. cache=hit is the production case
 // (the token was verified before); cache=off verifies the HS256 signature
-// every time; verify=stub measures the handler alone.
+// every time; verify=stub measures the handler alone. tracing=on samples
+// every request into a batching provider whose exporter drops the spans.
 func BenchmarkForwardAuth(b *testing.B) {
 	fixed := fixedVerifier{verify.Identity{Provider: verify.ProviderLegacy, Subject: "u-1", Email: "u-1@example.test", Role: "user"}}
 	noCache := newVerifier(b, func(c *verify.Config) { c.Cache.TTL = -1 })
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	traced := newVerifierOpts(b, nil, []verify.Option{verify.WithTracerProvider(tp)})
 	for _, bc := range []struct {
 		name   string
 		access bool
 		v      []Verifier
+		opts   []Option
 	}{
-		{"cache=hit/accesslog=on", true, nil},
-		{"cache=hit/accesslog=off", false, nil},
-		{"cache=off/accesslog=off", false, []Verifier{noCache}},
-		{"verify=stub/accesslog=off", false, []Verifier{fixed}},
+		{"cache=hit/accesslog=on", true, nil, nil},
+		{"cache=hit/accesslog=off", false, nil, nil},
+		{"cache=hit/accesslog=off/tracing=on", false, []Verifier{traced}, []Option{WithTracerProvider(tp, nil)}},
+		{"cache=off/accesslog=off", false, []Verifier{noCache}, nil},
+		{"verify=stub/accesslog=off", false, []Verifier{fixed}, nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			h := benchHandler(b, "", bc.access, bc.v...)
+			h := benchHandlerOpts(b, "", bc.access, bc.opts, bc.v...)
 			r := httptest.NewRequest("GET", "http://svc/auth", nil)
 			r.RemoteAddr = "127.0.0.1:4000"
 			r.Header.Set("Authorization", "Bearer "+token(b, "u-1", nil))

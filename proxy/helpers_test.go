@@ -42,6 +42,12 @@ var testRoutes = []RouteConfig{
 // edit may change the config (for example to turn the cache off).
 func newVerifier(t testing.TB, edit ...func(*verify.Config)) *verify.Verifier {
 	t.Helper()
+	return newVerifierOpts(t, edit, nil)
+}
+
+// newVerifierOpts is newVerifier with verify options.
+func newVerifierOpts(t testing.TB, edit []func(*verify.Config), opts []verify.Option) *verify.Verifier {
+	t.Helper()
 	cfg := verify.DefaultConfig()
 	cfg.Legacy = verify.LegacyConfig{
 		Enabled: true, Issuer: testIssuer, Audience: "platform",
@@ -50,7 +56,7 @@ func newVerifier(t testing.TB, edit ...func(*verify.Config)) *verify.Verifier {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	v, err := verify.New(cfg, zap.NewNop(), nil)
+	v, err := verify.New(cfg, zap.NewNop(), nil, opts...)
 	if err != nil {
 		t.Fatalf("verify.New: %v", err)
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/federation"
@@ -59,6 +61,8 @@ type Handler struct {
 	ids           *requestIDs
 	ready         func(ctx context.Context) Readiness
 	access        bool
+	tracer        trace.Tracer                  // nil when tracing is off
+	prop          propagation.TextMapPropagator // set with tracer
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -167,30 +171,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Header[headerRequestID] = []string{reqID}
 	w.Header()[headerRequestID] = r.Header[headerRequestID]
 
-	out := outcome{route: -1}
+	out := outcome{route: -1, mode: h.mode(r.URL.Path)}
+	var span trace.Span // nil when tracing is off
+	if h.tracer != nil {
+		r, span = h.startRequest(r, out.mode)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
+				if span != nil {
+					span.End()
+				}
 				panic(p)
 			}
 			h.log.Error("panic serving request", zap.String("request_id", reqID), zap.Any("panic", p), zap.Stack("stack"))
 			out.status, out.err = http.StatusInternalServerError, errors.New("panic")
 			writeError(w, out.status)
 		}
+		if span != nil {
+			h.endRequest(span, &out)
+		}
 		h.finish(r, reqID, start, &out)
 	}()
 
-	p := r.URL.Path
-	switch {
-	case h.faPath != "" && (p == h.faPath || strings.HasPrefix(p, h.faPath+"/")):
-		out.mode = modeForwardAuth
+	switch out.mode {
+	case modeForwardAuth:
 		h.serveForwardAuth(w, r, &out)
-	case h.apiPath != "" && strings.HasPrefix(p, h.apiPath+"/"):
-		out.mode = modeTokenAPI
+	case modeTokenAPI:
 		h.serveTokenAPI(w, r, &out)
 	default:
-		out.mode = modeProxy
 		h.serveProxy(w, r, &out)
+	}
+}
+
+// mode picks the request mode from the path.
+func (h *Handler) mode(p string) string {
+	switch {
+	case h.faPath != "" && (p == h.faPath || strings.HasPrefix(p, h.faPath+"/")):
+		return modeForwardAuth
+	case h.apiPath != "" && strings.HasPrefix(p, h.apiPath+"/"):
+		return modeTokenAPI
+	default:
+		return modeProxy
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -114,6 +115,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 			out.Header[k] = v
 		}
 	}
+	if h.tracer != nil {
+		h.injectTrace(out.Context(), out.Header)
+	}
 }
 
 // upstreamError answers 502 or 504 with no detail; the cause is logged once,
@@ -170,6 +174,10 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 		_ = rc.SetWriteDeadline(time.Time{})
 	}
 	sw := &statusWriter{ResponseWriter: w, rc: rc}
+	var span trace.Span // nil when tracing is off
+	if h.tracer != nil {
+		r, span = h.startUpstream(r, out.route)
+	}
 	start := h.now()
 	h.upstream.ServeHTTP(sw, r)
 	out.status = sw.status
@@ -179,6 +187,9 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 	if sw.err != nil {
 		out.err = sw.err
 		out.status = statusFor(sw.err)
+	}
+	if span != nil {
+		endUpstream(span, out.status)
 	}
 	h.metrics.observeUpstream(out.route, out.status, h.now().Sub(start))
 }
