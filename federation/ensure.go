@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/verify"
@@ -120,6 +122,9 @@ func (s *Store) EnsureUser(ctx context.Context, id verify.Identity) (User, error
 // share one load (in this process). res is set by load only in the call
 // that ran it. A row without ID is not cached.
 func (s *Store) lookup(ctx context.Context, key string, res *result, load func(context.Context) (User, result, error)) (User, error) {
+	if s.tracer != nil {
+		load = s.traced(load)
+	}
 	if s.users == nil {
 		u, r, err := load(ctx)
 		*res = r
@@ -133,6 +138,23 @@ func (s *Store) lookup(ctx context.Context, key string, res *result, load func(c
 		}
 		return u, s.cfg.CacheTTL, nil
 	})
+}
+
+// traced wraps load in a federation.ensure_user span: the database work
+// of EnsureUser, which runs on a cache miss only. Its attribute is the
+// result from a closed set, never the user id or email.
+func (s *Store) traced(load func(context.Context) (User, result, error)) func(context.Context) (User, result, error) {
+	return func(ctx context.Context) (User, result, error) {
+		ctx, span := s.tracer.Start(ctx, "federation.ensure_user")
+		defer span.End()
+		u, r, err := load(ctx)
+		if err != nil {
+			span.SetStatus(codes.Error, "ensure user failed")
+		} else if r >= 0 && r < numResults {
+			span.SetAttributes(attribute.String("federation.result", resultNames[r]))
+		}
+		return u, r, err
+	}
 }
 
 // errSkipped: the breaker kept the request from PostgreSQL.

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/internal/breaker"
@@ -33,6 +34,7 @@ type Store struct {
 	cfg    Config
 	pool   *pgxpool.Pool
 	users  *cache.Cache[User] // nil when Config.CacheTTL is negative
+	tracer trace.Tracer       // nil when tracing is off
 	now    func() time.Time
 	log    *zap.Logger
 	m      *metrics
@@ -52,6 +54,7 @@ type options struct {
 	rdb      *cache.Redis
 	now      func() time.Time
 	clock    bool // now was injected
+	tp       trace.TracerProvider
 
 	// Set by tests only: a tracer counting queries, and the ticks that
 	// drive Run and RunWorker.
@@ -65,6 +68,13 @@ type options struct {
 // Without it the rows are cached in-process with the cache defaults.
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cacheCfg, o.rdb = cfg, rdb }
+}
+
+// WithTracerProvider turns tracing on: a user row that is not cached is
+// looked up, created or linked under a federation.ensure_user span. Without
+// it (or with nil) tracing is off and costs nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
 }
 
 // WithClock replaces time.Now, for tests: it drives last_login, the breaker
@@ -131,6 +141,9 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		wait: pendingSet{max: cfg.PendingMax, m: make(map[string]verify.Identity)},
 	}
 	s.workerTick = o.workerTick
+	if o.tp != nil {
+		s.tracer = o.tp.Tracer("github.com/authgate/authgate/federation")
+	}
 	s.logins.dirty = make(map[string]time.Time)
 	if cfg.CacheTTL > 0 {
 		var copts []cache.Option

@@ -1,0 +1,56 @@
+package federation
+
+import (
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+func TestEnsureUserTracesCacheMissOnly(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	f := newFixture(t, fixtureOpts{opts: []Option{WithTracerProvider(tp)}})
+	ctx := testContext(t)
+	id := firebaseID("uid-trace", "trace@example.com", true)
+
+	tests := []struct {
+		name       string
+		wantSpans  int
+		wantResult string
+	}{
+		{name: "miss creates the row", wantSpans: 1, wantResult: "created"},
+		{name: "hit", wantSpans: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp.Reset()
+			if _, err := f.s.EnsureUser(ctx, id); err != nil {
+				t.Fatalf("EnsureUser: %v", err)
+			}
+			spans := exp.GetSpans()
+			if len(spans) != tt.wantSpans {
+				t.Fatalf("spans = %d, want %d", len(spans), tt.wantSpans)
+			}
+			for _, s := range spans {
+				if s.Name != "federation.ensure_user" {
+					t.Errorf("span name = %q, want federation.ensure_user", s.Name)
+				}
+				got := ""
+				for _, a := range s.Attributes {
+					if strings.Contains(a.Value.Emit(), "trace@") || strings.Contains(a.Value.Emit(), "uid-trace") {
+						t.Errorf("attribute %s = %q carries the identity", a.Key, a.Value.Emit())
+					}
+					if a.Key == "federation.result" {
+						got = a.Value.Emit()
+					}
+				}
+				if got != tt.wantResult {
+					t.Errorf("federation.result = %q, want %q", got, tt.wantResult)
+				}
+			}
+		})
+	}
+}
