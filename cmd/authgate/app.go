@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/federation"
@@ -58,6 +59,22 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		}
 	}
 	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
+	var popts []proxy.Option
+	var fopts []federation.Option
+	if cfg.Tracing.Enabled {
+		tp, err := newTracerProvider(ctx, cfg.Tracing)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		a.closers = append(a.closers, func() {
+			if err := shutdownTracing(tp); err != nil {
+				log.Warn("flushing spans failed", zap.Error(err))
+			}
+		})
+		vopts = append(vopts, verify.WithTracerProvider(tp))
+		fopts = append(fopts, federation.WithTracerProvider(tp))
+		popts = append(popts, proxy.WithTracerProvider(tp, propagation.TraceContext{}))
+	}
 	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {
 		records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
 		if err != nil {
@@ -79,10 +96,10 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 	if rdb != nil {
 		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
 	}
-	popts := []proxy.Option{proxy.WithAccessLog(cfg.Log.AccessLog)}
+	popts = append(popts, proxy.WithAccessLog(cfg.Log.AccessLog))
 	var linker proxy.Linker
 	if cfg.Federation.Enabled {
-		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, federation.WithCache(cfg.Cache, rdb))
+		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, append(fopts, federation.WithCache(cfg.Cache, rdb))...)
 		if err != nil {
 			return nil, fmt.Errorf("federation: %w", err)
 		}

@@ -43,6 +43,34 @@ type Config struct {
 	// Cache configures the shared two-tier cache (in-process, then Redis)
 	// that verified tokens and, later, user rows live in.
 	Cache cache.Config `yaml:"cache"`
+	// Tracing exports OpenTelemetry spans over OTLP/HTTP.
+	Tracing TracingConfig `yaml:"tracing"`
+}
+
+// TracingConfig turns OpenTelemetry tracing on. Where spans go (endpoint,
+// headers, timeout) comes from the standard OTEL_EXPORTER_OTLP_* variables,
+// read by the exporter itself.
+type TracingConfig struct {
+	// Enabled turns tracing on. Default false: no span is made.
+	Enabled bool `yaml:"enabled"`
+	// ServiceName is the service.name resource attribute; OTEL_SERVICE_NAME
+	// overrides it. Default authgate.
+	ServiceName string `yaml:"service_name"`
+	// SampleRatio is the share of new traces recorded, 0 to 1; a request
+	// whose client sent a trace follows the client's sampling decision.
+	// Default 0.1.
+	SampleRatio float64 `yaml:"sample_ratio"`
+}
+
+func (c TracingConfig) validate() error {
+	var errs []error
+	if c.SampleRatio < 0 || c.SampleRatio > 1 {
+		errs = append(errs, fmt.Errorf("sample_ratio: %v is outside 0..1", c.SampleRatio))
+	}
+	if c.Enabled && c.ServiceName == "" {
+		errs = append(errs, errors.New("service_name: must be set"))
+	}
+	return errors.Join(errs...)
 }
 
 // ServerConfig configures listeners and shutdown.
@@ -129,6 +157,7 @@ func defaultConfig() Config {
 		Proxy:      proxy.DefaultConfig(),
 		Verify:     verify.DefaultConfig(),
 		Federation: federation.DefaultConfig(),
+		Tracing:    TracingConfig{ServiceName: "authgate", SampleRatio: 0.1},
 	}
 }
 
@@ -173,7 +202,8 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Proxy.Validate(),
 		configerr.Prefix("verify.", c.Verify.Validate()),
 		configerr.Prefix("federation.", c.Federation.Validate()),
-		configerr.Prefix("cache.", c.Cache.Validate()))
+		configerr.Prefix("cache.", c.Cache.Validate()),
+		configerr.Prefix("tracing.", c.Tracing.validate()))
 	return errors.Join(errs...)
 }
 

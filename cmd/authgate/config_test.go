@@ -109,6 +109,12 @@ func TestLoadConfigProblems(t *testing.T) {
 			wantNot:  []string{"s3cr3t-value", "fast"},
 		},
 		{
+			name:     "tracing sample ratio out of range",
+			giveYAML: minimalConfig + "tracing:\n  enabled: true\n  service_name: \"\"\n",
+			giveEnv:  []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789", "AUTHGATE_TRACING_SAMPLE_RATIO=1.5"},
+			want:     []string{"tracing.sample_ratio: 1.5 is outside 0..1", "tracing.service_name: must be set"},
+		},
+		{
 			name:     "no issuer",
 			giveYAML: "routes:\n  - name: d\n    path: /\n",
 			want:     []string{"verify.legacy.enabled: no issuer is enabled"},
