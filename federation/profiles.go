@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
 	"firebase.google.com/go/v4/errorutils"
-	"google.golang.org/api/option"
+
+	"github.com/authgate/authgate/internal/firebaseadmin"
 )
 
 // profileTimeout bounds one Firebase user lookup, the SDK's own retries
@@ -45,20 +45,9 @@ type Profiles interface {
 // FIREBASE_AUTH_EMULATOR_HOST set the SDK talks to the Auth Emulator and
 // uses no credentials. It makes no request until the first lookup.
 func NewFirebaseProfiles(ctx context.Context, projectID, credentialsFile string) (Profiles, error) {
-	if projectID == "" {
-		return nil, errors.New("firebase profiles: project id is required")
-	}
-	var opts []option.ClientOption
-	if credentialsFile != "" {
-		opts = append(opts, option.WithCredentialsFile(credentialsFile))
-	}
-	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: projectID}, opts...)
+	client, err := firebaseadmin.AuthClient(ctx, projectID, credentialsFile)
 	if err != nil {
-		return nil, fmt.Errorf("firebase app: %w", err)
-	}
-	client, err := app.Auth(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("firebase auth client: %w", err)
+		return nil, fmt.Errorf("firebase profiles: %w", err)
 	}
 	return &firebaseProfiles{client: client}, nil
 }

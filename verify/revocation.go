@@ -8,11 +8,10 @@ import (
 	"os"
 	"time"
 
-	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
-	"google.golang.org/api/option"
 
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/internal/firebaseadmin"
 )
 
 // Revocation defaults and bounds.
@@ -64,20 +63,9 @@ type UserRecords interface {
 // variable outside emulator mode. The SDK builds and owns its HTTP
 // transport. It makes no request until the first lookup.
 func NewFirebaseRecords(ctx context.Context, projectID, credentialsFile string) (UserRecords, error) {
-	if projectID == "" {
-		return nil, errors.New("firebase records: project id is required")
-	}
-	var opts []option.ClientOption
-	if credentialsFile != "" {
-		opts = append(opts, option.WithCredentialsFile(credentialsFile))
-	}
-	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: projectID}, opts...)
+	client, err := firebaseadmin.AuthClient(ctx, projectID, credentialsFile)
 	if err != nil {
-		return nil, fmt.Errorf("firebase app: %w", err)
-	}
-	client, err := app.Auth(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("firebase auth client: %w", err)
+		return nil, fmt.Errorf("firebase records: %w", err)
 	}
 	return &firebaseRecords{client: client}, nil
 }
