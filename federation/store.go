@@ -150,6 +150,9 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		if o.clock {
 			copts = append(copts, cache.WithClock(o.now))
 		}
+		if o.tp != nil {
+			copts = append(copts, cache.WithTracerProvider(o.tp))
+		}
 		s.users, err = cache.New[User](o.cacheCfg, "users", o.rdb, cache.JSON[User]{}, log, reg, copts...)
 		if err != nil {
 			pool.Close()

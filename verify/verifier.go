@@ -181,6 +181,9 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		v.issuers = append(v.issuers, namedIssuer{ProviderLegacy, l})
 	}
 	cacheOpts := []cache.Option{cache.WithClock(v.now)}
+	if o.tp != nil {
+		cacheOpts = append(cacheOpts, cache.WithTracerProvider(o.tp))
+	}
 	if v.ttl > 0 {
 		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, cacheOpts...); err != nil {
 			return nil, fmt.Errorf("token cache: %w", err)

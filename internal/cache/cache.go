@@ -26,6 +26,8 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -60,6 +62,7 @@ type Cache[V any] struct {
 	log         *zap.Logger
 	flights     group[V]
 	m           metrics
+	tracer      trace.Tracer // nil when tracing is off
 }
 
 // item is an in-process entry; ttl is read by the expiry calculator when the
@@ -75,6 +78,7 @@ type Option func(*options)
 type options struct {
 	now    func() time.Time
 	custom bool // now is not time.Now
+	tp     trace.TracerProvider
 }
 
 func newOptions(opts []Option) options {
@@ -90,6 +94,13 @@ func newOptions(opts []Option) options {
 // back-off.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now, o.custom = now, true }
+}
+
+// WithTracerProvider records a span for each Redis lookup that follows an
+// in-process miss (a hit in the in-process tier records nothing). Without
+// it nothing is traced.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
 }
 
 // New builds the cache called name (lowercase letters, digits and
@@ -121,6 +132,9 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 	}
 	if rdb != nil {
 		c.prefix = rdb.prefix + name + ":"
+		if o.tp != nil {
+			c.tracer = o.tp.Tracer("github.com/authgate/authgate/internal/cache")
+		}
 	}
 	lo := &otter.Options[string, item[V]]{
 		MaximumSize: cfg.LocalEntries,
@@ -194,7 +208,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], load func
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
 	defer cancel()
-	if v, ttl, ok := c.getRedis(ctx, key); ok {
+	if v, ttl, ok := c.tracedGetRedis(ctx, key); ok {
 		if !c.flights.stale(f) {
 			c.setLocal(key, v, ttl)
 		}
@@ -304,6 +318,19 @@ func (c *Cache[V]) Close() error {
 // back-off. ttl is what remains of the entry's Redis TTL, less the round
 // trip, so that a copy made from it expires no later than the entry; it is
 // zero or less if the entry has no TTL or is about to expire.
+// tracedGetRedis is getRedis inside a "cache.redis_get" span when tracing
+// is on.
+func (c *Cache[V]) tracedGetRedis(ctx context.Context, key string) (V, time.Duration, bool) {
+	if c.tracer == nil {
+		return c.getRedis(ctx, key)
+	}
+	ctx, span := c.tracer.Start(ctx, "cache.redis_get", trace.WithAttributes(attribute.String("cache", c.name)))
+	v, ttl, ok := c.getRedis(ctx, key)
+	span.SetAttributes(attribute.Bool("hit", ok))
+	span.End()
+	return v, ttl, ok
+}
+
 func (c *Cache[V]) getRedis(ctx context.Context, key string) (v V, ttl time.Duration, ok bool) {
 	if c.rdb == nil {
 		return v, 0, false
