@@ -189,20 +189,6 @@ func testRedisConfig(t testing.TB) (cache.RedisConfig, bool) {
 	}, true
 }
 
-// exec runs a statement in the fixture's schema, outside the Store.
-func (f *fixture) exec(t testing.TB, sql string, args ...any) {
-	t.Helper()
-	ctx := testContext(t)
-	c, err := f.s.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Release()
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 // count returns the result of a count query in the fixture's schema.
 func (f *fixture) count(t testing.TB, sql string, args ...any) int {
 	t.Helper()

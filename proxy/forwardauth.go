@@ -174,13 +174,3 @@ func hasDotOrEmptySegment(p string) bool {
 	}
 	return false
 }
-
-// first returns the first non-empty value of the named headers.
-func first(h http.Header, names ...string) string {
-	for _, n := range names {
-		if v := h[n]; len(v) > 0 && v[0] != "" {
-			return v[0]
-		}
-	}
-	return ""
-}
