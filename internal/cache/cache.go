@@ -13,8 +13,11 @@
 // Redis is an accelerator, never a dependency: a Redis error does not fail a
 // lookup, which falls back to the loader, and after a failure Redis is
 // skipped for a back-off (see Redis). Invalidate removes a key from Redis
-// and from this replica; other replicas keep their in-process copy until it
-// expires, which Config.LocalMaxTTL bounds.
+// and from this replica, and Set replaces it; both publish the key so that
+// the other replicas, while their Redis.Run is running, drop their
+// in-process copies at once. A replica that is not told (no Run, or a
+// broken subscription) keeps its copy until it expires, which
+// Config.LocalMaxTTL bounds.
 package cache
 
 import (
@@ -63,6 +66,10 @@ type Cache[V any] struct {
 	flights     group[V]
 	m           metrics
 	tracer      trace.Tracer // nil when tracing is off
+	// origin tells this cache's invalidation messages apart; unlisten
+	// stops it receiving others' (both unset without Redis).
+	origin   string
+	unlisten func()
 }
 
 // item is an in-process entry; ttl is read by the expiry calculator when the
@@ -132,6 +139,7 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 	}
 	if rdb != nil {
 		c.prefix = rdb.prefix + name + ":"
+		c.origin = newOrigin()
 		if o.tp != nil {
 			c.tracer = o.tp.Tracer("github.com/authgate/authgate/internal/cache")
 		}
@@ -153,6 +161,9 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 	c.local = local
 	if c.m, err = newMetrics(reg, name, rdb != nil); err != nil {
 		return nil, err
+	}
+	if rdb != nil {
+		c.unlisten = rdb.listen(name, &listener{origin: c.origin, drop: c.dropLocal, clear: c.clearLocal})
 	}
 	return c, nil
 }
@@ -246,9 +257,11 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, bool) {
 }
 
 // Set stores v under key in both tiers for ttl; a ttl of zero or less
-// stores nothing. A load of key in progress is not stored over it. The
-// in-process tier is always written; the error reports a value the codec
-// could not encode or a failed (or, during a back-off, skipped) Redis write.
+// stores nothing. A load of key in progress is not stored over it. Other
+// replicas are told to drop their in-process copies, so that their next
+// lookup reads v from Redis. The in-process tier is always written; the
+// error reports a value the codec could not encode or a failed (or, during a
+// back-off, skipped) Redis write or publish.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) error {
 	if ttl <= 0 {
 		return nil
@@ -256,7 +269,21 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	c.flights.forget(key)
 	err := c.setRedis(ctx, key, v, ttl)
 	c.setLocal(key, v, ttl)
-	return err
+	if err != nil || c.rdb == nil {
+		return err
+	}
+	pipe := c.rdb.client.Pipeline()
+	if err := c.rdb.publishCmds(ctx, pipe, c.name, c.origin, []string{key}); err != nil {
+		return fmt.Errorf("cache %s: publish: %w", c.name, err)
+	}
+	_, err = pipe.Exec(ctx)
+	if c.rdb.report(ctx, err) {
+		c.m.redisError.Inc()
+	}
+	if err != nil {
+		return fmt.Errorf("cache %s: publish: %w", c.name, err)
+	}
+	return nil
 }
 
 // SetLocal stores v under key in the in-process tier only, for ttl (capped
@@ -268,10 +295,12 @@ func (c *Cache[V]) SetLocal(key string, v V, ttl time.Duration) {
 }
 
 // Invalidate removes keys from Redis and from this replica's in-process
-// tier, and keeps loads of them in progress from storing their result.
-// Other replicas serve their in-process copies until those expire (at most
-// Config.LocalMaxTTL when set). Redis is tried even during a back-off; the
-// error reports that the Redis entries may still be there.
+// tier, and keeps loads of them in progress from storing their result. It
+// publishes the keys, so that other replicas whose Redis.Run is running
+// drop their in-process copies too; a replica that is not told serves its
+// copy until it expires (at most Config.LocalMaxTTL when set). Redis is
+// tried even during a back-off; the error reports that the Redis entries,
+// or other replicas' copies, may still be there.
 func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 	for _, k := range keys {
 		c.flights.forget(k)
@@ -279,11 +308,15 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 	var err error
 	if c.rdb != nil && len(keys) > 0 {
 		// One DEL per key: a multi-key DEL fails across Cluster slots.
+		// The message goes in the same round trip, after the DELs, so
+		// that a replica told to drop a key finds it gone from Redis.
 		pipe := c.rdb.client.Pipeline()
 		for _, k := range keys {
 			pipe.Del(ctx, c.prefix+k)
 		}
-		_, err = pipe.Exec(ctx)
+		if err = c.rdb.publishCmds(ctx, pipe, c.name, c.origin, keys); err == nil {
+			_, err = pipe.Exec(ctx)
+		}
 		if c.rdb.report(ctx, err) {
 			c.m.redisError.Inc()
 		}
@@ -306,12 +339,32 @@ func (c *Cache[V]) Check(ctx context.Context) error {
 	return c.rdb.Check(ctx)
 }
 
-// Close stops the in-process tier's periodic clean-up goroutine. It does
-// not close the Redis, which may be shared. The cache keeps working; expired
-// entries are then removed by later writes.
+// Close stops the in-process tier's periodic clean-up goroutine and the
+// delivery of other replicas' invalidations to it. It does not close the
+// Redis, which may be shared. The cache keeps working; expired entries are
+// then removed by later writes.
 func (c *Cache[V]) Close() error {
 	c.local.StopAllGoroutines()
+	if c.unlisten != nil {
+		c.unlisten()
+	}
 	return nil
+}
+
+// dropLocal removes keys that another cache invalidated or set from the
+// in-process tier, and keeps loads of them in progress from storing what
+// they may have read before the change.
+func (c *Cache[V]) dropLocal(keys []string) {
+	for _, k := range keys {
+		c.flights.forget(k)
+		c.local.Invalidate(k)
+	}
+}
+
+// clearLocal empties the in-process tier after invalidations were missed.
+func (c *Cache[V]) clearLocal() {
+	c.flights.forgetAll()
+	c.local.InvalidateAll()
 }
 
 // getRedis looks key up in Redis. ok is false on a miss, an error or a

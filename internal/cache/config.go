@@ -38,9 +38,10 @@ type Config struct {
 	// Default 100000.
 	LocalEntries int `yaml:"local_entries"`
 	// LocalMaxTTL caps how long an entry may live in the in-process tier,
-	// whatever TTL it was stored with. An invalidation on one replica reaches
-	// Redis and that replica only; the other replicas keep serving their
-	// in-process copy until it expires, so this bounds how stale they can
+	// whatever TTL it was stored with. An invalidation on one replica is
+	// published to the others (see Redis.Run), which drop their copies at
+	// once; a replica that misses it (no subscription at the moment) keeps
+	// serving its copy until it expires, so this bounds how stale it can
 	// be. Zero means no cap: an in-process entry lives as long as it does in
 	// Redis.
 	LocalMaxTTL time.Duration `yaml:"local_max_ttl"`

@@ -68,6 +68,16 @@ func (g *group[V]) forget(key string) {
 	g.mu.Unlock()
 }
 
+// forgetAll marks every flight stale and detaches it.
+func (g *group[V]) forgetAll() {
+	g.mu.Lock()
+	for k, f := range g.m {
+		f.stale = true
+		delete(g.m, k)
+	}
+	g.mu.Unlock()
+}
+
 // stale reports whether f's result must not be stored.
 func (g *group[V]) stale(f *flight[V]) bool {
 	g.mu.Lock()

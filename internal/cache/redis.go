@@ -31,6 +31,14 @@ type Redis struct {
 	now    func() time.Time
 	log    *zap.Logger
 	br     *breaker.Breaker
+
+	// Invalidation messages (see Run): the channel, the caches that
+	// listen, how often a silent subscription is pinged and the back-off
+	// between subscription attempts.
+	channel             string
+	subs                listeners
+	ping                time.Duration
+	backoff, backoffMax time.Duration
 }
 
 // OpenRedis builds a client from cfg. It does not connect: connections are
@@ -73,11 +81,15 @@ func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error)
 		ro.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return &Redis{
-		client: redis.NewUniversalClient(ro),
-		prefix: cfg.KeyPrefix,
-		now:    o.now,
-		log:    orNop(log).Named("redis"),
-		br:     breaker.New(cfg.FailureBackoff, cfg.FailureBackoffMax),
+		client:     redis.NewUniversalClient(ro),
+		prefix:     cfg.KeyPrefix,
+		now:        o.now,
+		log:        orNop(log).Named("redis"),
+		br:         breaker.New(cfg.FailureBackoff, cfg.FailureBackoffMax),
+		channel:    cfg.KeyPrefix + "invalidate",
+		ping:       subscribePing,
+		backoff:    cfg.FailureBackoff,
+		backoffMax: cfg.FailureBackoffMax,
 	}, nil
 }
 

@@ -199,7 +199,8 @@ func TestRedisInvalidate(t *testing.T) {
 	if got := mustGetOrLoad(t, a, "k", l.load); got != "v2" {
 		t.Errorf("a.GetOrLoad after Invalidate = %q, want %q", got, "v2")
 	}
-	// b was not told: it serves its local copy until that expires.
+	// Without Redis.Run nothing tells b: it serves its local copy until
+	// that expires.
 	if got := mustGetOrLoad(t, b, "k", l.load); got != "v1" {
 		t.Errorf("b.GetOrLoad after a's Invalidate = %q, want its local %q", got, "v1")
 	}
