@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/ratelimit"
 )
 
 // Config configures the HTTP surface of authgate's public listener.
@@ -55,6 +58,25 @@ type TokenAPIConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Prefix is the path prefix. Default "/v1/token".
 	Prefix string `yaml:"prefix"`
+	// RateLimit bounds how fast one client may call the token API.
+	RateLimit TokenAPIRateLimit `yaml:"rate_limit"`
+}
+
+// TokenAPIRateLimit limits POST {prefix}/verify and /verify-header per
+// client and per verified identity; a request over either limit gets 429
+// with Retry-After. Health checks are not limited. Limits are per replica.
+type TokenAPIRateLimit struct {
+	// PerIP limits each client address (the peer, or the client named in
+	// X-Forwarded-For by a trusted proxy), before any token is read.
+	// Default 100 per second (burst: the rate): a backend that verifies
+	// its users' tokens through the API from one address may need more.
+	PerIP ratelimit.Config `yaml:"per_ip"`
+	// PerIdentity limits each verified identity (issuer and subject).
+	// Default 10 per second.
+	PerIdentity ratelimit.Config `yaml:"per_identity"`
+	// MaxKeys bounds the clients and identities tracked, each; idle ones
+	// are forgotten first. Default 100000.
+	MaxKeys int `yaml:"max_keys"`
 }
 
 // TransportConfig bounds outbound connections to the upstream.
@@ -73,7 +95,11 @@ func DefaultConfig() Config {
 		HeaderPrefix: "X-User-",
 		TokenCookie:  "__session",
 		ForwardAuth:  ForwardAuthConfig{Enabled: true, Path: "/auth"},
-		TokenAPI:     TokenAPIConfig{Enabled: true, Prefix: "/v1/token"},
+		TokenAPI: TokenAPIConfig{Enabled: true, Prefix: "/v1/token", RateLimit: TokenAPIRateLimit{
+			PerIP:       ratelimit.Config{Rate: 100},
+			PerIdentity: ratelimit.Config{Rate: 10},
+			MaxKeys:     ratelimit.DefaultMaxKeys,
+		}},
 		Transport: TransportConfig{
 			DialTimeout:           5 * time.Second,
 			TLSHandshakeTimeout:   5 * time.Second,
@@ -116,6 +142,16 @@ func (c Config) Validate() error {
 	if c.TokenAPI.Enabled {
 		if err := checkEndpointPath(c.TokenAPI.Prefix); err != nil {
 			errs = append(errs, fmt.Errorf("token_api.prefix: %w", err))
+		}
+		rl := c.TokenAPI.RateLimit
+		if err := rl.PerIP.Validate(); err != nil {
+			errs = append(errs, configerr.Prefix("token_api.rate_limit.per_ip.", err))
+		}
+		if err := rl.PerIdentity.Validate(); err != nil {
+			errs = append(errs, configerr.Prefix("token_api.rate_limit.per_identity.", err))
+		}
+		if rl.MaxKeys < 0 {
+			errs = append(errs, fmt.Errorf("token_api.rate_limit.max_keys: %d must not be negative", rl.MaxKeys))
 		}
 	}
 	t := c.Transport

@@ -25,6 +25,7 @@ var (
 	errBadRequest          = errors.New("bad request")
 	errUpstream            = errors.New("upstream unavailable")
 	errUpstreamTime        = errors.New("upstream timed out")
+	errRateLimited         = errors.New("rate limit exceeded")
 )
 
 // statusClientClosed is nginx's code for a client that went away; it is only
@@ -54,6 +55,8 @@ func statusFor(err error) int {
 	case errors.Is(err, errNoRoute), errors.Is(err, errDenied), errors.Is(err, errForbidden),
 		errors.Is(err, errUntrustedPeer), errors.Is(err, errNoOriginalURI), errors.Is(err, errConflictingOriginal):
 		return http.StatusForbidden
+	case errors.Is(err, errRateLimited):
+		return http.StatusTooManyRequests
 	case errors.Is(err, context.Canceled):
 		return statusClientClosed
 	case errors.Is(err, errUpstreamTime):
@@ -95,6 +98,8 @@ func reasonFor(err error) string {
 		return "upstream_error"
 	case errors.Is(err, errBadRequest):
 		return "bad_request"
+	case errors.Is(err, errRateLimited):
+		return "rate_limited"
 	case errors.Is(err, federation.ErrUserDisabled):
 		return "user_disabled"
 	case errors.Is(err, federation.ErrLinkRefused):
@@ -115,6 +120,7 @@ var statusBody = map[int]string{
 	http.StatusForbidden:             "forbidden\n",
 	http.StatusNotFound:              "not found\n",
 	http.StatusMethodNotAllowed:      "method not allowed\n",
+	http.StatusTooManyRequests:       "too many requests\n",
 	http.StatusRequestEntityTooLarge: "request too large\n",
 	http.StatusInternalServerError:   "internal error\n",
 	http.StatusBadGateway:            "bad gateway\n",

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/federation"
+	"github.com/authgate/authgate/internal/ratelimit"
 	"github.com/authgate/authgate/verify"
 )
 
@@ -63,6 +64,8 @@ type Handler struct {
 	access        bool
 	tracer        trace.Tracer                  // nil when tracing is off
 	prop          propagation.TextMapPropagator // set with tracer
+	// Token API rate limits; nil when off.
+	apiPerIP, apiPerIdentity *ratelimit.Limiter
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -115,6 +118,9 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	}
 	if cfg.TokenAPI.Enabled {
 		h.apiPath = cfg.TokenAPI.Prefix
+		rl := cfg.TokenAPI.RateLimit
+		h.apiPerIP = ratelimit.New(rl.PerIP, rl.MaxKeys)
+		h.apiPerIdentity = ratelimit.New(rl.PerIdentity, rl.MaxKeys)
 	}
 	for _, o := range opts {
 		o(h)
@@ -380,16 +386,7 @@ func (h *Handler) peerTrusted(r *http.Request) bool {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range h.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return err == nil && h.trustedAddr(ap.Addr().Unmap())
 }
 
 func (h *Handler) finish(r *http.Request, reqID string, start time.Time, out *outcome) {

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/authgate/authgate/internal/ratelimit"
 )
 
 // maxTokenAPIBody bounds the JSON body of POST /v1/token/verify.
@@ -42,7 +46,7 @@ type tokenAPIResponse struct {
 func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
 	switch strings.TrimPrefix(r.URL.Path, h.apiPath) {
 	case "/verify":
-		if !allowMethod(w, r, http.MethodPost, out) {
+		if !allowMethod(w, r, http.MethodPost, out) || !h.tokenAPIAllow(w, out, h.apiPerIP, h.clientIP(r).String()) {
 			return
 		}
 		var body struct {
@@ -65,7 +69,7 @@ func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *out
 		}
 		h.tokenAPIVerify(w, r, out, body.Token)
 	case "/verify-header":
-		if !allowMethod(w, r, http.MethodPost, out) {
+		if !allowMethod(w, r, http.MethodPost, out) || !h.tokenAPIAllow(w, out, h.apiPerIP, h.clientIP(r).String()) {
 			return
 		}
 		tok, err := h.extractToken(r)
@@ -118,6 +122,9 @@ func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *ou
 		}
 		return
 	}
+	if !h.tokenAPIAllow(w, out, h.apiPerIdentity, string(p.id.Provider)+"\x00"+p.id.Subject) {
+		return
+	}
 	v := identityValues(&p, true)
 	u := &tokenUser{
 		ID:               v[slotUserID],
@@ -133,6 +140,17 @@ func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *ou
 		u.TokenBalance = &p.user.TokenBalance
 	}
 	h.tokenAPIAnswer(w, out, http.StatusOK, "", "", nil, u)
+}
+
+// tokenAPIAllow takes one request from key's bucket in l and, when it is
+// empty, answers 429 with Retry-After and returns false.
+func (h *Handler) tokenAPIAllow(w http.ResponseWriter, out *outcome, l *ratelimit.Limiter, key string) bool {
+	ok, wait := l.Allow(key)
+	if !ok {
+		w.Header()["Retry-After"] = []string{strconv.Itoa(int(wait / time.Second))}
+		h.tokenAPIAnswer(w, out, http.StatusTooManyRequests, "rate_limited", "too many requests; retry later", errRateLimited)
+	}
+	return ok
 }
 
 var jsonType = []string{"application/json"}
