@@ -171,7 +171,7 @@ func (r *revocation) check(ctx context.Context, id Identity) error {
 	if uid == "" {
 		return fmt.Errorf("check revocation: %w: no firebase uid", ErrInvalid)
 	}
-	since, err := sessionStart(id)
+	since, err := id.SessionStart()
 	if err != nil {
 		return fmt.Errorf("check revocation: %w", err)
 	}
@@ -190,16 +190,34 @@ func (r *revocation) check(ctx context.Context, id Identity) error {
 	return nil
 }
 
-// Invalidate forgets the cached state of the user uid, in Redis and in this
-// replica, so that the next check reads it again: for a logout or an admin
-// action that revoked or disabled the user through authgate. Other replicas
-// keep their in-process copy until it expires (see cache.Config.LocalMaxTTL).
+// Invalidate forgets the cached state of the user uid, in Redis and in every
+// replica (those that hear of it through the cache's invalidation messages),
+// so that the next check reads it again.
 func (r *revocation) Invalidate(ctx context.Context, uid string) error {
 	if r.cache == nil {
 		return nil
 	}
 	if err := r.cache.Invalidate(ctx, uid); err != nil {
 		return fmt.Errorf("invalidate revocation state: %w", err)
+	}
+	return nil
+}
+
+// reload reads the state of the user uid from records and stores it in the
+// cache for the TTL, replacing every replica's copy.
+func (r *revocation) reload(ctx context.Context, uid string) error {
+	st, err := r.records.UserState(ctx, uid)
+	switch {
+	case errors.Is(err, ErrUserNotFound):
+		st = UserState{NotFound: true}
+	case err != nil:
+		return fmt.Errorf("reload user record: %w: %w", ErrRevocationUnavailable, err)
+	}
+	if r.cache == nil {
+		return nil
+	}
+	if err := r.cache.Set(ctx, uid, st, r.ttl); err != nil {
+		return fmt.Errorf("share user record: %w", err)
 	}
 	return nil
 }
@@ -236,9 +254,12 @@ func (r *revocation) state(ctx context.Context, uid string) (UserState, error) {
 	}
 }
 
-// sessionStart returns when id's session started: its auth_time claim, else
-// its iat.
-func sessionStart(id Identity) (time.Time, error) {
+// SessionStart returns when the session of a Firebase identity started: its
+// auth_time claim (which stays that of the sign-in across the ID tokens
+// refreshed from it), else its iat. It is what a revocation cuts off: a
+// session is revoked when it started before the user's TokensValidAfter. The
+// error wraps ErrInvalid when neither claim is usable.
+func (id Identity) SessionStart() (time.Time, error) {
 	v, ok := id.Claims["auth_time"]
 	if !ok {
 		if id.IssuedAt.IsZero() {

@@ -496,3 +496,59 @@ func TestRevocationConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestRevocationReload(t *testing.T) {
+	records := &fakeRecords{states: map[string]UserState{"alice": {}}}
+	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	ctx := revocationContext(t)
+	id := firebaseIdentity("alice", revokedAt.Add(-time.Minute))
+	if err := r.check(ctx, id); err != nil {
+		t.Fatalf("check() = %v, want nil", err)
+	}
+
+	records.set("alice", UserState{TokensValidAfter: revokedAt})
+	if err := r.reload(ctx, "alice"); err != nil {
+		t.Fatalf("reload() = %v", err)
+	}
+	if err := r.check(ctx, id); !errors.Is(err, ErrRevoked) {
+		t.Errorf("check() after reload = %v, want ErrRevoked", err)
+	}
+	if got := records.calls.Load(); got != 2 {
+		t.Errorf("Admin API calls = %d, want 2 (the first check and the reload; the check after uses the reloaded state)", got)
+	}
+
+	if err := r.reload(ctx, "bob"); err != nil {
+		t.Fatalf("reload(unknown user) = %v, want nil", err)
+	}
+	if err := r.check(ctx, firebaseIdentity("bob", revokedAt)); !errors.Is(err, ErrUserNotFound) {
+		t.Errorf("check() of a reloaded unknown user = %v, want ErrUserNotFound", err)
+	}
+
+	records.err = errors.New("admin api down")
+	if err := r.reload(ctx, "alice"); !errors.Is(err, ErrRevocationUnavailable) {
+		t.Errorf("reload() with the Admin API down = %v, want ErrRevocationUnavailable", err)
+	}
+}
+
+func TestSessionStart(t *testing.T) {
+	iat := time.Unix(1_700_000_100, 0)
+	tests := []struct {
+		name    string
+		give    Identity
+		want    time.Time
+		wantErr error
+	}{
+		{name: "auth_time", give: firebaseIdentity("a", iat, "auth_time", json.Number("1700000000")), want: time.Unix(1_700_000_000, 0)},
+		{name: "iat without auth_time", give: firebaseIdentity("a", iat), want: iat},
+		{name: "neither", give: firebaseIdentity("a", time.Time{}), wantErr: ErrInvalid},
+		{name: "auth_time not a number", give: firebaseIdentity("a", iat, "auth_time", "yesterday"), wantErr: ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.give.SessionStart()
+			if !got.Equal(tt.want) || !errors.Is(err, tt.wantErr) {
+				t.Errorf("SessionStart() = %v, %v, want %v, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,12 +1,18 @@
 package verify
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/verify/verifytest"
 )
 
@@ -75,4 +81,132 @@ func TestVerifierRevocationNeedsRecords(t *testing.T) {
 	if _, err := New(cfg, zaptest.NewLogger(t), nil); err == nil {
 		t.Fatal("New with revocation on and no UserRecords = nil error, want one")
 	}
+}
+
+// A logout on one replica reaches the others at once: ReloadUser shares
+// the new record through Redis and tells every replica to drop its
+// in-process copy, and no other replica calls the Admin API for it.
+func TestVerifierReloadUserAcrossReplicas(t *testing.T) {
+	rcfg := revocationRedis(t)
+	now := time.Now()
+	records := &fakeRecords{states: map[string]UserState{"u1": {}}}
+	cfg := DefaultConfig()
+	cfg.Firebase.Enabled, cfg.Firebase.ProjectID, cfg.Firebase.Emulator = true, "demo-authgate", true
+	cfg.Firebase.Revocation.Enabled = true
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	replica := func() *Verifier {
+		rdb, err := cache.OpenRedis(rcfg, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := New(cfg, zaptest.NewLogger(t), nil, WithCache(cache.Config{}, rdb), WithUserRecords(records))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = rdb.Run(ctx) })
+		t.Cleanup(func() {
+			v.Close()
+			rdb.Close()
+		})
+		return v
+	}
+	a, b := replica(), replica()
+	tok := emulatorToken(t, "u1", now)
+	// Until both subscriptions are up (which empties the in-process
+	// tiers), keep verifying: then both hold the user's record.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, v := range []*Verifier{a, b} {
+			if _, err := v.Verify(t.Context(), tok); err != nil {
+				t.Fatalf("Verify before the logout = %v, want ok", err)
+			}
+		}
+		if subscribed(t, rcfg) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replicas did not subscribe within 5s")
+		}
+	}
+	for _, v := range []*Verifier{a, b} {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatalf("Verify before the logout = %v, want ok", err)
+		}
+	}
+	calls := records.calls.Load()
+
+	records.set("u1", UserState{TokensValidAfter: now})
+	if err := a.ReloadUser(t.Context(), "u1"); err != nil {
+		t.Fatalf("ReloadUser: %v", err)
+	}
+	if _, err := a.Verify(t.Context(), tok); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Verify on the replica that reloaded = %v, want ErrRevoked", err)
+	}
+	deadline = time.Now().Add(time.Second)
+	for {
+		_, err := b.Verify(t.Context(), tok)
+		if errors.Is(err, ErrRevoked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Verify on the other replica = %v 1s after the reload, want ErrRevoked", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := records.calls.Load() - calls; got != 1 {
+		t.Errorf("Admin API calls for the logout = %d, want 1 (the reload; the other replica reads Redis)", got)
+	}
+}
+
+// revocationRedis returns the configuration of the Redis at TEST_REDIS_URL
+// with a key prefix of the test's own, or skips the test.
+func revocationRedis(t *testing.T) cache.RedisConfig {
+	t.Helper()
+	raw := os.Getenv("TEST_REDIS_URL")
+	if raw == "" {
+		t.Skip("TEST_REDIS_URL not set; skipping Redis integration test")
+	}
+	if testing.Short() {
+		t.Skip("-short: skipping Redis integration test")
+	}
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	c := redis.NewClient(o)
+	defer c.Close()
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("TEST_REDIS_URL is set but Redis does not answer: %v", err)
+	}
+	prefix := "authgate-test:verify:" + rand.Text() + ":"
+	t.Cleanup(func() {
+		c := redis.NewClient(o)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		keys, _ := c.Keys(ctx, prefix+"*").Result()
+		for _, k := range keys {
+			c.Del(ctx, k)
+		}
+	})
+	return cache.RedisConfig{Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password, KeyPrefix: prefix}
+}
+
+// subscribed is the number of subscribers to the invalidation channel of
+// the key prefix in cfg.
+func subscribed(t *testing.T, cfg cache.RedisConfig) int64 {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], DB: cfg.DB, Username: cfg.Username, Password: cfg.Password})
+	defer c.Close()
+	ch := cfg.KeyPrefix + "invalidate"
+	n, err := c.PubSubNumSub(t.Context(), ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n[ch]
 }

@@ -293,13 +293,32 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 	return id, nil
 }
 
-// ForgetUser drops the cached Firebase user record of uid, so that the next
-// request sees a revocation or a disabled account at once.
+// ForgetUser drops the cached Firebase user record of uid, in Redis and in
+// every replica that hears of it (see cache.Redis.Run), so that the next
+// request for the user reads the record again from the Admin API and sees a
+// revocation or a disabled account at once. Without revocation it does
+// nothing.
 func (v *Verifier) ForgetUser(ctx context.Context, uid string) error {
 	if v.revoke == nil {
 		return nil
 	}
 	return v.revoke.Invalidate(ctx, uid)
+}
+
+// ReloadUser reads the Firebase user record of uid from the Admin API and
+// shares it: it replaces the cached record in Redis and in this replica, and
+// every replica that hears of it (see cache.Redis.Run) drops its in-process
+// copy and reads the new one from Redis. A revocation, a disabled account or
+// a deletion made through authgate (a logout) is thus refused by every
+// replica at once, at the cost of one Admin API call in all. The error wraps
+// ErrRevocationUnavailable when the record could not be read; otherwise it
+// reports that the record could not be shared (this replica has it). Without
+// revocation it does nothing.
+func (v *Verifier) ReloadUser(ctx context.Context, uid string) error {
+	if v.revoke == nil {
+		return nil
+	}
+	return v.revoke.reload(ctx, uid)
 }
 
 // cacheableFailure reports whether err is a property of the token alone, so
