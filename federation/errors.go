@@ -22,6 +22,12 @@ var (
 	// live email, username), or links an account that is linked to
 	// another Firebase user.
 	ErrConflict = errors.New("user conflict")
+	// ErrEmailTaken: a live row has the email already. Errors that wrap
+	// it wrap ErrConflict too.
+	ErrEmailTaken = errors.New("email taken")
+	// ErrUsernameTaken: a row has the username already. Errors that wrap
+	// it wrap ErrConflict too.
+	ErrUsernameTaken = errors.New("username taken")
 	// ErrInsufficientBalance: a decrement would take token_balance below
 	// zero; nothing was changed.
 	ErrInsufficientBalance = errors.New("insufficient token balance")
@@ -71,6 +77,14 @@ func translate(parent context.Context, err error) error {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "23505": // unique_violation
+			switch pe.ConstraintName {
+			// authgate's names, and the ones PostgreSQL gives the
+			// UNIQUE columns of a table the old service created.
+			case "users_email_live_key", "users_email_key":
+				return fmt.Errorf("%w: %w", ErrConflict, ErrEmailTaken)
+			case "users_username_key":
+				return fmt.Errorf("%w: %w", ErrConflict, ErrUsernameTaken)
+			}
 			return fmt.Errorf("%w: %s", ErrConflict, pe.ConstraintName)
 		case pe.Code == "23514" && pe.ConstraintName == "users_token_balance_check":
 			return ErrInsufficientBalance

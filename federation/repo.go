@@ -40,10 +40,12 @@ const (
 	sqlExists = `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
 
 	// Linking keeps a disabled account disabled.
-	sqlLinkSet = `UPDATE users u SET firebase_uid = $2,
+	sqlLinkColumns = `UPDATE users u SET firebase_uid = $2,
 		federation_status = CASE WHEN u.federation_status = 'disabled' THEN 'disabled' ELSE 'active' END,
-		last_synced_at = $3, sync_attempts = 0, last_sync_error = NULL, updated_at = now()
+		last_synced_at = $3, sync_attempts = 0, last_sync_error = NULL, updated_at = now()`
+	sqlLinkWhere = `
 	WHERE u.id = $1 AND u.deleted_at IS NULL `
+	sqlLinkSet = sqlLinkColumns + sqlLinkWhere
 	// Link is idempotent: linking again to the same uid succeeds.
 	sqlLink = sqlLinkSet + `AND (u.firebase_uid IS NULL OR u.firebase_uid = $2) RETURNING ` + userColumns
 	// EnsureUser links only an unlinked account, so that of concurrent

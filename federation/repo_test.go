@@ -65,17 +65,19 @@ func TestRepoCreateConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name string
-		give NewUser
+		name    string
+		give    NewUser
+		wantErr error // besides ErrConflict
 	}{
 		{name: "firebase uid", give: NewUser{FirebaseUID: "uid-1"}},
-		{name: "email, other case", give: NewUser{Email: "ONE@example.com"}},
-		{name: "username", give: NewUser{Username: "one"}},
+		{name: "email, other case", give: NewUser{Email: "ONE@example.com"}, wantErr: ErrEmailTaken},
+		{name: "username", give: NewUser{Username: "one"}, wantErr: ErrUsernameTaken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := r.Create(ctx, tt.give); !errors.Is(err, ErrConflict) {
-				t.Errorf("Create(%+v) = %v, want ErrConflict", tt.give, err)
+			_, err := r.Create(ctx, tt.give)
+			if !errors.Is(err, ErrConflict) || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Create(%+v) = %v, want ErrConflict and %v", tt.give, err, tt.wantErr)
 			}
 		})
 	}

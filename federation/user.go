@@ -109,14 +109,16 @@ const userColumns = `u.id::text, coalesce(u.firebase_uid, ''), coalesce(u.email,
 	u.user_type, u.is_active, u.token_balance, u.federation_status, u.last_login, u.last_synced_at,
 	u.sync_attempts, coalesce(u.last_sync_error, ''), u.created_at, u.updated_at, u.deleted_at`
 
-// scanUser reads one row of userColumns.
-func scanUser(row pgx.Row) (User, error) {
+// scanUser reads one row of userColumns, followed by the columns extra
+// points to, if any.
+func scanUser(row pgx.Row, extra ...any) (User, error) {
 	var u User
 	var status string
 	var lastLogin, lastSynced, deleted *time.Time
-	err := row.Scan(&u.ID, &u.FirebaseUID, &u.Email, &u.Username, &u.UserType, &u.IsActive,
+	dest := []any{&u.ID, &u.FirebaseUID, &u.Email, &u.Username, &u.UserType, &u.IsActive,
 		&u.TokenBalance, &status, &lastLogin, &lastSynced, &u.SyncAttempts, &u.LastSyncError,
-		&u.CreatedAt, &u.UpdatedAt, &deleted)
+		&u.CreatedAt, &u.UpdatedAt, &deleted}
+	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return User{}, err
 	}
