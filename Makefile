@@ -36,6 +36,10 @@ image: ## container image (needs a Docker engine)
 clean:
 	rm -rf bin
 
+.PHONY: fuzz
+fuzz: ## every fuzz target for FUZZTIME each (default 30s), as CI runs them; scripts/fuzz.sh --save keeps the corpus
+	scripts/fuzz.sh
+
 .PHONY: e2e-traefik
 e2e-traefik: ## Traefik end-to-end test; needs .tools/bin/traefik (scripts/build-traefik.sh, ~25 min) or traefik on PATH
 	scripts/e2e-traefik.sh
