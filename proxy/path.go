@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"strings"
+	"unicode/utf8"
 )
 
 // errAmbiguousPath is returned for paths that a backend could read
@@ -102,6 +103,12 @@ func decodePath(s string) (string, error) {
 			return "", errAmbiguousPath
 		}
 		b.WriteByte(c)
+	}
+	// Invalid UTF-8 is read differently by each backend: replaced by
+	// U+FFFD, refused, or, in old decoders, an overlong form such as
+	// %c0%ae read as '.', which turns a harmless path into "../".
+	if !utf8.ValidString(b.String()) {
+		return "", errAmbiguousPath
 	}
 	return b.String(), nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCanonicalPath(t *testing.T) {
@@ -32,6 +33,10 @@ func TestCanonicalPath(t *testing.T) {
 		{give: "/a%3Fb", want: "/a?b"},
 		{give: "/a%23b", want: "/a#b"},
 		{give: "/a%2fb", wantErr: true},
+		{give: "/%c0%ae%c0%ae/admin", wantErr: true}, // overlong '.', read as "../" by old decoders
+		{give: "/a%ff", wantErr: true},
+		{give: "/a\xffb", wantErr: true},
+		{give: "/caf\xc3\xa9", want: "/café"},
 		{give: "/a%2Fb", wantErr: true},
 		{give: "/a%5cb", wantErr: true},
 		{give: "/a\\b", wantErr: true},
@@ -75,6 +80,9 @@ func FuzzCanonicalPath(f *testing.F) {
 			if seg == "." || seg == ".." {
 				t.Fatalf("canonicalPath(%q) = %q keeps a dot segment", in, got)
 			}
+		}
+		if !utf8.ValidString(got) {
+			t.Fatalf("canonicalPath(%q) = %q is not valid UTF-8", in, got)
 		}
 		if strings.Contains(got, "//") || strings.ContainsAny(got, "\\\x00") {
 			t.Fatalf("canonicalPath(%q) = %q is not clean", in, got)
