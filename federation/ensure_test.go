@@ -463,3 +463,40 @@ func TestEnsureUserLastLoginBatched(t *testing.T) {
 		t.Errorf("last_login_writes_total = %v after the next interval, want 2", n)
 	}
 }
+
+// TestEnsureUserConcurrentLegacy: 200 first requests of one legacy user at
+// once, over several replicas, all get its one row; nothing is created, and
+// a legacy subject without a row is refused every time, never given one.
+func TestEnsureUserConcurrentLegacy(t *testing.T) {
+	noCache := func(c *Config) { c.CacheTTL = -1; c.MaxConns = 20 }
+	first := newFixture(t, fixtureOpts{config: noCache})
+	replicas := []*Store{first.s}
+	for range 3 {
+		replicas = append(replicas, newFixture(t, fixtureOpts{config: noCache, schema: first.schema}).s)
+	}
+	ctx := testContext(t)
+	row, err := first.s.Repo().Create(ctx, NewUser{Email: "legacy-rush@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, errs := concurrently(concurrentFirstRequests, func(i int) (User, error) {
+		return replicas[i%len(replicas)].EnsureUser(ctx, legacyID(row.ID))
+	})
+	for i, err := range errs {
+		if err != nil || users[i].ID != row.ID {
+			t.Fatalf("EnsureUser #%d = %q, %v; want the legacy row %q", i, users[i].ID, err, row.ID)
+		}
+	}
+	unknown := "00000000-0000-4000-8000-000000000001"
+	_, errs = concurrently(concurrentFirstRequests, func(i int) (User, error) {
+		return replicas[i%len(replicas)].EnsureUser(ctx, legacyID(unknown))
+	})
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnknownUser) {
+			t.Fatalf("EnsureUser #%d for a legacy subject without a row = %v, want ErrUnknownUser", i, err)
+		}
+	}
+	if n := first.count(t, "SELECT count(*) FROM users"); n != 1 {
+		t.Errorf("rows = %d after %d concurrent legacy requests, want the 1 that existed", n, 2*concurrentFirstRequests)
+	}
+}

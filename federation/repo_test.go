@@ -509,3 +509,61 @@ func TestRepoInvalidatesCache(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRepoBalanceConcurrentMixed runs 200 increments and decrements at
+// once: the balance never goes below zero, and it ends exactly where the
+// successful changes say, so no update was lost.
+func TestRepoBalanceConcurrentMixed(t *testing.T) {
+	f := newFixture(t, fixtureOpts{config: func(c *Config) { c.MaxConns = 20 }})
+	ctx := testContext(t)
+	r := f.s.Repo()
+	u, err := r.Create(ctx, NewUser{TokenBalance: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var mu sync.Mutex
+	incs, decs, refused := 0, 0, 0
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			var got User
+			var err error
+			if i%5 == 0 {
+				got, err = r.IncrementTokenBalance(ctx, u.ID, 2)
+			} else {
+				got, err = r.DecrementTokenBalance(ctx, u.ID, 1)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && got.TokenBalance < 0:
+				t.Errorf("balance went to %d", got.TokenBalance)
+			case err == nil && i%5 == 0:
+				incs++
+			case err == nil:
+				decs++
+			case errors.Is(err, ErrInsufficientBalance):
+				refused++
+			default:
+				t.Errorf("balance change #%d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	want := int64(10 + 2*incs - decs)
+	row, err := r.FindByID(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.TokenBalance != want {
+		t.Errorf("final balance = %d, want %d (10 + 2×%d increments − %d decrements): an update was lost", row.TokenBalance, want, incs, decs)
+	}
+	if incs != n/5 || refused == 0 || incs+decs+refused != n {
+		t.Errorf("%d increments, %d decrements, %d refused; want every increment to succeed, some decrements refused, and %d changes in all", incs, decs, refused, n)
+	}
+	t.Logf("%d concurrent changes: %d increments, %d decrements, %d refused for insufficient balance; final %d", n, incs, decs, refused, row.TokenBalance)
+}
