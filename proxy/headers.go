@@ -105,6 +105,61 @@ func (h *identityHeaders) strip(hdr http.Header) {
 	}
 }
 
+// forwarded returns the Forwarded header values without any parameter
+// whose name folds into the identity prefix (for=1.2.3.4;x-user-id=admin):
+// RFC 7239 allows extension parameters, and a trusted proxy that passes the
+// client's Forwarded on would otherwise carry a client's identity claim to
+// a backend that reads it there. Values without one are returned as they
+// are, without allocating.
+func (h *identityHeaders) forwarded(vals []string) []string {
+	dirty := false
+	for _, v := range vals {
+		if h.forwardedParam(v) {
+			dirty = true
+			break
+		}
+	}
+	if !dirty {
+		return vals
+	}
+	out := make([]string, 0, len(vals))
+	for _, v := range vals {
+		if !h.forwardedParam(v) {
+			out = append(out, v)
+			continue
+		}
+		var elems []string
+		for _, elem := range strings.Split(v, ",") {
+			var pairs []string
+			for _, pair := range strings.Split(elem, ";") {
+				if !h.hasFoldedPrefix(strings.TrimSpace(pair)) {
+					pairs = append(pairs, pair)
+				}
+			}
+			if len(pairs) > 0 {
+				elems = append(elems, strings.Join(pairs, ";"))
+			}
+		}
+		if len(elems) > 0 {
+			out = append(out, strings.Join(elems, ","))
+		}
+	}
+	return out
+}
+
+// forwardedParam reports whether the Forwarded value v has a parameter
+// whose name folds into the identity prefix.
+func (h *identityHeaders) forwardedParam(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if i == 0 || v[i-1] == ';' || v[i-1] == ',' || v[i-1] == ' ' || v[i-1] == '\t' {
+			if h.hasFoldedPrefix(v[i:]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // set writes the identity into hdr. Unknown values are written as empty
 // strings when full is true (forward-auth answers), so that a gateway that
 // copies the headers cannot let a client's value through; otherwise they are

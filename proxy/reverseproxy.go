@@ -89,10 +89,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 	if trusted {
 		// ReverseProxy drops these before Rewrite; a trusted hop's
 		// values are kept and extended.
-		for _, k := range [...]string{"X-Forwarded-For", "Forwarded"} {
-			if v := in.Header[k]; len(v) > 0 {
-				out.Header[k] = v
-			}
+		if v := in.Header["X-Forwarded-For"]; len(v) > 0 {
+			out.Header["X-Forwarded-For"] = v
+		}
+		if v := h.ident.forwarded(in.Header["Forwarded"]); len(v) > 0 {
+			out.Header["Forwarded"] = v
 		}
 	} else {
 		for _, k := range forwardingHeaders {
