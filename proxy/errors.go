@@ -73,6 +73,10 @@ func statusFor(err error) int {
 
 // reasonFor is a short fixed label for logs.
 func reasonFor(err error) string {
+	var rep reportedError
+	if errors.As(err, &rep) {
+		return string(rep)
+	}
 	switch {
 	case errors.Is(err, errNoRoute):
 		return "no_route"

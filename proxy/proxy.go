@@ -56,6 +56,8 @@ type Handler struct {
 	trusted       []netip.Prefix
 	faPath        string
 	apiPath       string
+	authPath      string                 // "" when no auth API is mounted
+	authAPI       http.Handler           // the auth API, served under authPath
 	rp            *httputil.ReverseProxy // nil when there is no upstream
 	upstream      http.Handler           // rp, or the echo upstream
 	metrics       *metrics
@@ -85,6 +87,17 @@ func WithReadiness(ready func(ctx context.Context) Readiness) Option {
 // WithUsers turns federation on: X-User-Id becomes the platform user id and
 // the business fields come from the user row.
 func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
+
+// WithAuthAPI serves h, the auth API (see package authapi), under prefix
+// as the request mode auth_api: client-sent identity headers are stripped
+// and the request gets its id, access log line and metrics as every other,
+// but route rules do not apply, as for the token API. h may read the
+// client's address with ClientIP and report its outcome with
+// ReportOutcome. prefix must be a canonical path that overlaps neither
+// forward_auth.path nor token_api.prefix.
+func WithAuthAPI(prefix string, h http.Handler) Option {
+	return func(hd *Handler) { hd.authPath, hd.authAPI = prefix, h }
+}
 
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
@@ -125,6 +138,9 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	for _, o := range opts {
 		o(h)
 	}
+	if err := h.checkAuthPath(); err != nil {
+		return nil, err
+	}
 	switch cfg.Upstream {
 	case "":
 	case upstreamEcho:
@@ -156,6 +172,7 @@ const (
 	modeProxy       = "proxy"
 	modeForwardAuth = "forward_auth"
 	modeTokenAPI    = "token_api"
+	modeAuthAPI     = "auth_api"
 )
 
 // outcome is what one request came to, for the access log and metrics.
@@ -205,6 +222,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveForwardAuth(w, r, &out)
 	case modeTokenAPI:
 		h.serveTokenAPI(w, r, &out)
+	case modeAuthAPI:
+		h.serveAuthAPI(w, r, &out)
 	default:
 		h.serveProxy(w, r, &out)
 	}
@@ -217,6 +236,8 @@ func (h *Handler) mode(p string) string {
 		return modeForwardAuth
 	case h.apiPath != "" && strings.HasPrefix(p, h.apiPath+"/"):
 		return modeTokenAPI
+	case h.authPath != "" && (p == h.authPath || strings.HasPrefix(p, h.authPath+"/")):
+		return modeAuthAPI
 	default:
 		return modeProxy
 	}

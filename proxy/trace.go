@@ -38,6 +38,7 @@ var spanNames = map[string]string{
 	modeProxy:       "authgate.proxy",
 	modeForwardAuth: "authgate.forward_auth",
 	modeTokenAPI:    "authgate.token_api",
+	modeAuthAPI:     "authgate.auth_api",
 }
 
 // startRequest starts the request's server span, the client's trace (if
