@@ -57,6 +57,9 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		if err := reg.Register(rdb.PoolCollector()); err != nil {
 			return nil, fmt.Errorf("redis metrics: %w", err)
 		}
+		// Other replicas' invalidations (a logout, a changed user row)
+		// reach this replica's in-process tiers through it.
+		a.background = append(a.background, rdb.Run)
 	}
 	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
 	var popts []proxy.Option
