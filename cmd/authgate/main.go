@@ -126,10 +126,11 @@ func migrate(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "authgate migrate: federation.enabled is false; nothing to migrate")
 		return exitError{2}
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, flush, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
+	defer flush()
 	store, err := federation.Open(ctx, cfg.Federation, log, nil)
 	if err != nil {
 		return fmt.Errorf("federation: %w", err)
@@ -150,10 +151,12 @@ func printProblems(w io.Writer, path string, err error) {
 	}
 }
 
-func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, error) {
+// newLogger builds the logger and the function that flushes it for the
+// last time; call that before exit.
+func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, func(), error) {
 	lvl, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "ts"
@@ -163,8 +166,40 @@ func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, error) {
 	if cfg.Format == "console" {
 		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), nil
+	errOut := zapcore.Lock(zapcore.AddSync(out))
+	if cfg.BufferBytes <= 0 {
+		log := zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl), zap.ErrorOutput(errOut))
+		return log, func() { _ = log.Sync() }, nil
+	}
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(out), Size: cfg.BufferBytes, FlushInterval: cfg.FlushInterval}
+	core := flushAbove{Core: zapcore.NewCore(enc, ws, lvl), level: zapcore.WarnLevel}
+	return zap.New(core, zap.ErrorOutput(errOut)), func() { _ = ws.Stop() }, nil
+}
+
+// flushAbove writes lines at level and above through at once, so that a
+// warning or an error is never held in the buffer.
+type flushAbove struct {
+	zapcore.Core
+	level zapcore.Level
+}
+
+func (c flushAbove) With(fields []zapcore.Field) zapcore.Core {
+	return flushAbove{Core: c.Core.With(fields), level: c.level}
+}
+
+func (c flushAbove) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c flushAbove) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	err := c.Core.Write(ent, fields)
+	if ent.Level >= c.level {
+		return errors.Join(err, c.Core.Sync())
+	}
+	return err
 }
 
 // emulatorEnv is the variable that points the Firebase Admin SDK at the
@@ -187,11 +222,11 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 	if host := lookupEnv(environ, emulatorEnv); host != "" && !(cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator) {
 		return fmt.Errorf("%s is set (%q) but verify.firebase.emulator is not enabled: the Firebase SDK skips signature checks against the emulator, so authgate refuses to start; unset it, or enable emulator mode for development", emulatorEnv, host)
 	}
-	log, err := newLogger(cfg.Log, logOut)
+	log, flush, err := newLogger(cfg.Log, logOut)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer flush()
 	if cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator {
 		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
 			zap.String("project_id", cfg.Verify.Firebase.ProjectID))
@@ -228,6 +263,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		zap.String("public_addr", pubLn.Addr().String()),
 		zap.String("admin_addr", admLn.Addr().String()),
 		zap.String("version", version), zap.String("upstream", cfg.Proxy.Upstream))
+	_ = log.Sync() // start-up lines are not held in the buffer
 	if ready != nil {
 		ready(pubLn.Addr(), admLn.Addr())
 	}
@@ -244,6 +280,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 	// the listeners close and in-flight requests get the grace period.
 	a.admin.Drain()
 	log.Info("shutting down", zap.Duration("delay", cfg.Server.ShutdownDelay), zap.Duration("grace", cfg.Server.ShutdownGrace))
+	_ = log.Sync()
 	if cfg.Server.ShutdownDelay > 0 {
 		time.Sleep(cfg.Server.ShutdownDelay)
 	}
