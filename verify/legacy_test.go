@@ -891,3 +891,34 @@ func TestVerifierCheck(t *testing.T) {
 		t.Errorf("Check() = %v, want nil", err)
 	}
 }
+
+// TestVerifyMaxTokenBytesConfig: verify.max_token_bytes lowers (or raises)
+// the size bound, and out-of-range values are refused at start-up.
+func TestVerifyMaxTokenBytesConfig(t *testing.T) {
+	withMax := func(n int) *verify.Verifier {
+		v, err := verify.New(verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}, zaptest.NewLogger(t), nil,
+			verify.WithClock(func() time.Time { return testNow }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v := withMax(2048)
+	small := hs256(t, claimsWith("pad", strings.Repeat("x", 100)))
+	big := hs256(t, claimsWith("pad", strings.Repeat("x", 2048)))
+	if _, err := v.Verify(t.Context(), small); err != nil {
+		t.Errorf("%d-byte token: %v, want accepted", len(small), err)
+	}
+	if _, err := v.Verify(t.Context(), big); !errors.Is(err, verify.ErrMalformed) {
+		t.Errorf("%d-byte token with max_token_bytes 2048: %v, want ErrMalformed", len(big), err)
+	}
+	if _, err := withMax(16<<10).Verify(t.Context(), hs256(t, claimsWith("pad", strings.Repeat("x", 10<<10)))); err != nil {
+		t.Errorf("10 KiB token with max_token_bytes 16 KiB: %v, want accepted", err)
+	}
+	for _, n := range []int{-1, 100, 1 << 20} {
+		err := verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "max_token_bytes") {
+			t.Errorf("Validate with max_token_bytes %d = %v, want an error naming the key", n, err)
+		}
+	}
+}

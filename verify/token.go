@@ -15,9 +15,14 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// MaxTokenBytes bounds the size of a token that is parsed at all. Real JWTs
-// are well under 2 KiB; anything larger is refused before decoding.
+// MaxTokenBytes is the default bound on the size of a token that is parsed
+// at all (Config.MaxTokenBytes). Real JWTs are well under 2 KiB; anything
+// larger is refused before decoding.
 const MaxTokenBytes = 8 << 10
+
+// maxTokenBytesLimit is the most Config.MaxTokenBytes may allow, and what
+// parse itself refuses.
+const maxTokenBytesLimit = 64 << 10
 
 // header is the part of a JOSE header that is inspected before any signature
 // is checked. Fields that would let a token choose its own key are decoded
@@ -45,7 +50,7 @@ type token struct {
 
 // parse splits and decodes a compact JWS. It checks shape and size only.
 func parse(raw string) (*token, error) {
-	if len(raw) == 0 || len(raw) > MaxTokenBytes {
+	if len(raw) == 0 || len(raw) > maxTokenBytesLimit {
 		return nil, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
 	}
 	h, rest, ok := strings.Cut(raw, ".")

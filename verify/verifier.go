@@ -28,6 +28,9 @@ type Config struct {
 	Firebase FirebaseConfig `yaml:"firebase"`
 	// Cache configures the cache of verified tokens.
 	Cache CacheConfig `yaml:"cache"`
+	// MaxTokenBytes refuses larger tokens before any decoding. Real ID
+	// tokens are 1 to 2 KiB. Default 8 KiB (MaxTokenBytes); at most 64 KiB.
+	MaxTokenBytes int `yaml:"max_token_bytes"`
 }
 
 // CacheConfig configures how long verification results are kept.
@@ -50,9 +53,10 @@ type CacheConfig struct {
 // cache on.
 func DefaultConfig() Config {
 	return Config{
-		Legacy:   LegacyConfig{},
-		Firebase: DefaultFirebaseConfig(),
-		Cache:    CacheConfig{TTL: 5 * time.Minute, NegativeTTL: 5 * time.Second, NegativeEntries: 10000},
+		Legacy:        LegacyConfig{},
+		Firebase:      DefaultFirebaseConfig(),
+		Cache:         CacheConfig{TTL: 5 * time.Minute, NegativeTTL: 5 * time.Second, NegativeEntries: 10000},
+		MaxTokenBytes: MaxTokenBytes,
 	}
 }
 
@@ -71,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.NegativeEntries < 0 {
 		errs = append(errs, errors.New("cache.negative_entries: must not be negative"))
+	}
+	if c.MaxTokenBytes != 0 && (c.MaxTokenBytes < 1<<10 || c.MaxTokenBytes > maxTokenBytesLimit) {
+		errs = append(errs, fmt.Errorf("max_token_bytes: %d is outside 1024..%d", c.MaxTokenBytes, maxTokenBytesLimit))
 	}
 	return errors.Join(errs...)
 }
@@ -99,6 +106,8 @@ type Verifier struct {
 	revoke   *revocation            // nil unless Firebase revocation is on
 	users    *cache.Cache[UserState]
 	tracer   trace.Tracer // nil when tracing is off
+	// maxTokenBytes refuses larger tokens before the cache key is hashed.
+	maxTokenBytes int
 }
 
 type namedIssuer struct {
@@ -148,7 +157,10 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	for _, f := range opts {
 		f(&o)
 	}
-	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL}
+	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL, maxTokenBytes: cfg.MaxTokenBytes}
+	if v.maxTokenBytes == 0 {
+		v.maxTokenBytes = MaxTokenBytes
+	}
 	if o.tp != nil {
 		v.tracer = o.tp.Tracer("github.com/authgate/authgate/verify")
 	}
@@ -247,7 +259,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 // verify is Verify; cached, when not nil, is set to "miss" when the token
 // was verified rather than answered from the cache.
 func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Identity, error) {
-	if len(raw) == 0 || len(raw) > MaxTokenBytes {
+	if len(raw) == 0 || len(raw) > v.maxTokenBytes {
 		return Identity{}, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
 	}
 	var id Identity
