@@ -141,6 +141,13 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		}
 		aopts = append(aopts, proxy.WithAdminAPI(api))
 	}
+	if cfg.AuthAPI.Enabled { // Validate made sure of Firebase, revocation and federation
+		api, err := newAuthAPI(ctx, cfg, a.verifier, a.store, log, reg)
+		if err != nil {
+			return nil, err
+		}
+		popts = append(popts, proxy.WithAuthAPI(api.Prefix(), api))
+	}
 	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks, aopts...)
 	popts = append(popts, proxy.WithReadiness(a.admin.Ready))
 	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg, popts...)

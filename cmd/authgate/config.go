@@ -18,6 +18,7 @@ import (
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/proxy/authapi"
 	"github.com/authgate/authgate/verify"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Cache cache.Config `yaml:"cache"`
 	// Tracing exports OpenTelemetry spans over OTLP/HTTP.
 	Tracing TracingConfig `yaml:"tracing"`
+	// AuthAPI serves the original service's /v1/auth endpoints
+	// (register, login, refresh, logout, me). Off by default.
+	AuthAPI authapi.Config `yaml:"auth_api"`
 }
 
 // TracingConfig turns OpenTelemetry tracing on. Where spans go (endpoint,
@@ -166,6 +170,7 @@ func defaultConfig() Config {
 		Verify:     verify.DefaultConfig(),
 		Federation: federation.DefaultConfig(),
 		Tracing:    TracingConfig{ServiceName: "authgate", SampleRatio: 0.1},
+		AuthAPI:    authapi.DefaultConfig(),
 	}
 }
 
@@ -213,13 +218,49 @@ func (c Config) Validate() error {
 	if key := c.Server.Admin.apiSecretKey(); key != "" && !firebaseUsers {
 		errs = append(errs, fmt.Errorf("%s: the admin API links accounts to Firebase users and needs federation.enabled and verify.firebase.enabled", key))
 	}
+	errs = append(errs, c.authAPIProblems()...)
 	errs = append(errs, c.Proxy.Validate(),
 		configerr.Prefix("verify.", c.Verify.Validate()),
 		configerr.Prefix("federation.", c.Federation.Validate()),
 		configerr.Prefix("cache.", c.Cache.Validate()),
-		configerr.Prefix("tracing.", c.Tracing.validate()))
+		configerr.Prefix("tracing.", c.Tracing.validate()),
+		configerr.Prefix("auth_api.", c.AuthAPI.Validate()))
 	return errors.Join(errs...)
 }
+
+// authAPIProblems reports what the auth API needs of the rest of the
+// configuration: Firebase users, the user table, and revocation checks,
+// without which a logged-out ID token stays valid for the rest of its hour.
+func (c Config) authAPIProblems() []error {
+	if !c.AuthAPI.Enabled {
+		return nil
+	}
+	var errs []error
+	if !c.Verify.Firebase.Enabled {
+		errs = append(errs, errors.New("auth_api.enabled: needs verify.firebase.enabled: the accounts it makes are that project's Firebase users"))
+	} else if !c.Verify.Firebase.Revocation.Enabled {
+		errs = append(errs, errors.New("auth_api.enabled: needs verify.firebase.revocation.enabled, or a logout would leave the user's ID tokens valid for up to an hour"))
+	}
+	if !c.Federation.Enabled {
+		errs = append(errs, errors.New("auth_api.enabled: needs federation.enabled: every registration and login writes the user table"))
+	}
+	prefix := c.AuthAPI.Prefix
+	if prefix == "" {
+		prefix = authapi.DefaultPrefix
+	}
+	for _, other := range []struct {
+		key, path string
+		on        bool
+	}{{"forward_auth.path", c.Proxy.ForwardAuth.Path, c.Proxy.ForwardAuth.Enabled}, {"token_api.prefix", c.Proxy.TokenAPI.Prefix, c.Proxy.TokenAPI.Enabled}} {
+		if other.on && other.path != "" && (underPath(prefix, other.path) || underPath(other.path, prefix)) {
+			errs = append(errs, fmt.Errorf("auth_api.prefix: %q overlaps %s %q", prefix, other.key, other.path))
+		}
+	}
+	return errs
+}
+
+// underPath reports whether a is p or a path under it.
+func underPath(a, p string) bool { return a == p || strings.HasPrefix(a, p+"/") }
 
 // sameListenAddr reports whether two listen addresses would collide: the
 // same fixed port on the same host or on a wildcard host. Port 0 picks a

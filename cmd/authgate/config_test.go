@@ -45,6 +45,9 @@ func TestLoadConfigEnvOverrides(t *testing.T) {
 		"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secretFile,
 		"AUTHGATE_VERIFY_LEGACY_ALGORITHMS=[HS256, HS384]",
 		"AUTHGATE_ROUTES=[{name: all, path: /, access: public}]",
+		"AUTHGATE_AUTH_API_WEB_API_KEY=env-web-api-key",
+		"AUTHGATE_AUTH_API_RATE_LIMIT_PER_EMAIL_RATE=0.5",
+		"AUTHGATE_AUTH_API_LEGACY_PASSWORDS_KEEP_HASH=true",
 		"OTHER_VARIABLE=ignored",
 	}
 	cfg, err := loadConfig(path, env)
@@ -66,6 +69,10 @@ func TestLoadConfigEnvOverrides(t *testing.T) {
 		{"routes[0].access", string(cfg.Proxy.Routes[0].Access), "public"},
 		{"server.admin.addr (default)", cfg.Server.Admin.Addr, ":9090"},
 		{"verify.legacy.issuer (file)", cfg.Verify.Legacy.Issuer, "https://auth.example.test"},
+		{"auth_api.web_api_key", cfg.AuthAPI.WebAPIKey, "env-web-api-key"},
+		{"auth_api.rate_limit.per_email.rate", cfg.AuthAPI.RateLimit.PerEmail.Rate, 0.5},
+		{"auth_api.legacy_passwords.keep_hash", cfg.AuthAPI.LegacyPasswords.KeepHash, true},
+		{"auth_api.prefix (default)", cfg.AuthAPI.Prefix, "/v1/auth"},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -113,6 +120,24 @@ func TestLoadConfigProblems(t *testing.T) {
 			giveYAML: minimalConfig + "tracing:\n  enabled: true\n  service_name: \"\"\n",
 			giveEnv:  []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789", "AUTHGATE_TRACING_SAMPLE_RATIO=1.5"},
 			want:     []string{"tracing.sample_ratio: 1.5 is outside 0..1", "tracing.service_name: must be set"},
+		},
+		{
+			name:     "auth api without what it needs",
+			giveYAML: minimalConfig + "auth_api:\n  enabled: true\n  prefix: /auth/v1\n  legacy_passwords:\n    enabled: true\n    column: \"pw; drop\"\n",
+			giveEnv:  []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789"},
+			want: []string{
+				"auth_api.enabled: needs verify.firebase.enabled", "auth_api.enabled: needs federation.enabled",
+				`auth_api.prefix: "/auth/v1" overlaps forward_auth.path`, "auth_api.web_api_key: required",
+				"auth_api.legacy_passwords.column:",
+			},
+		},
+		{
+			name: "auth api without revocation",
+			giveYAML: minimalConfig + "  firebase:\n    enabled: true\n    project_id: demo-authgate\n" +
+				"federation:\n  enabled: true\n  database_url: postgres://db/x\nauth_api:\n  enabled: true\n",
+			giveEnv: []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789", "AUTHGATE_AUTH_API_WEB_API_KEY=AIza-not-to-be-shown", "AUTHGATE_AUTH_API_TIMEOUT=2h"},
+			want:    []string{"auth_api.enabled: needs verify.firebase.revocation.enabled", "auth_api.timeout:"},
+			wantNot: []string{"AIza-not-to-be-shown", "needs federation.enabled", "needs verify.firebase.enabled"},
 		},
 		{
 			name:     "no issuer",

@@ -30,6 +30,8 @@ func TestMetricsGolden(t *testing.T) {
     session_cookies:
       keys:
         url: http://127.0.0.1:1/session-keys
+    revocation:
+      enabled: true
 federation:
   enabled: true
   database_url: postgres://postgres@127.0.0.1:1/none
@@ -38,6 +40,12 @@ federation:
 cache:
   redis:
     addrs: ["127.0.0.1:1"]
+auth_api:
+  enabled: true
+  web_api_key: golden-key
+  legacy_passwords:
+    enabled: true
+    cost: 4
 `), []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret})
 	if err != nil {
 		t.Fatal(err)
