@@ -3,20 +3,27 @@
 package main
 
 // The fault suite (issue 7): the built authgate under concurrent load while
-// one dependency fails and comes back: Redis killed and frozen. Each test
-// logs what the load saw (requests sent and failed during the fault,
-// latency, time to recover). Run with:
+// one dependency fails and comes back: Redis killed and frozen, and
+// PostgreSQL stopped and started. Each test logs what the load saw
+// (requests sent and failed during the fault, latency, time to recover).
+// Run with:
 //
 //	TEST_REQUIRE_FAULTS=1 go test -race -tags faults -run Fault -count=1 ./cmd/authgate/
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/authgate/authgate/verify/verifytest"
 )
@@ -213,4 +220,353 @@ cache:
 	if keys <= 0 {
 		t.Errorf("Redis holds %d keys after the restart, want the tokens verified since", keys)
 	}
+}
+
+// faultProject is the Firebase project of the suite's tokens.
+const faultProject = "demo-faults"
+
+// firebaseUser is a Firebase uid and an ID token for it.
+type firebaseUser struct{ uid, token string }
+
+func firebaseUsers(t *testing.T, key *verifytest.Key, prefix string, n int) []firebaseUser {
+	t.Helper()
+	now := time.Now()
+	us := make([]firebaseUser, n)
+	for i := range us {
+		uid := fmt.Sprintf("%s%03d", prefix, i)
+		us[i] = firebaseUser{uid: uid, token: key.Sign(t, verifytest.FirebaseClaims(faultProject, uid, now), nil)}
+	}
+	return us
+}
+
+// TestFaultPostgresRestart stops the private PostgreSQL cluster under load
+// while known and new Firebase users keep coming, and starts it again:
+// on_unavailable decides what they get meanwhile, no request waits past the
+// federation timeouts, and afterwards every user has exactly one row.
+func TestFaultPostgresRestart(t *testing.T) {
+	pg := startPostgres(t)
+	key := verifytest.RSAKey(t, "faults-pg")
+	ks := verifytest.NewKeyServer(t)
+	ks.ServeX509(t, key)
+
+	tests := []struct {
+		name       string
+		givePolicy string
+		// giveCacheTTL is federation.cache_ttl: off, so that every
+		// request meets PostgreSQL and the policy, or the default.
+		giveCacheTTL string
+		// wantOutage is the status of a request that needs PostgreSQL
+		// while it is down; wantReady and wantStatus what /readyz answers
+		// meanwhile.
+		wantOutage int
+		wantReady  int
+		wantStatus string
+		// wantCached: known users keep their row, from the cache.
+		wantCached bool
+	}{
+		{
+			name: "allow", givePolicy: "allow", giveCacheTTL: "-1s",
+			wantOutage: http.StatusOK, wantReady: http.StatusOK, wantStatus: "degraded",
+		},
+		{
+			name: "deny", givePolicy: "deny", giveCacheTTL: "-1s",
+			wantOutage: http.StatusServiceUnavailable, wantReady: http.StatusServiceUnavailable, wantStatus: "not_ready",
+		},
+		{
+			name: "allow with the default user cache", givePolicy: "allow", giveCacheTTL: "1m",
+			wantOutage: http.StatusOK, wantReady: http.StatusOK, wantStatus: "degraded", wantCached: true,
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testPostgresRestart(t, pg, ks, key, pgFault{
+				schema: fmt.Sprintf("faults_%d", i), policy: tt.givePolicy, cacheTTL: tt.giveCacheTTL,
+				wantOutage: tt.wantOutage, wantReady: tt.wantReady, wantStatus: tt.wantStatus, wantCached: tt.wantCached,
+			})
+		})
+	}
+}
+
+// Federation timeouts of the PostgreSQL fault: a request waits at most
+// their sum for the user table.
+const (
+	pgAcquireTimeout = 500 * time.Millisecond
+	pgQueryTimeout   = 500 * time.Millisecond
+	pgSlack          = time.Second
+)
+
+// pgFault is one case of TestFaultPostgresRestart.
+type pgFault struct {
+	schema, policy, cacheTTL string
+	wantOutage, wantReady    int
+	wantStatus               string
+	wantCached               bool
+}
+
+func testPostgresRestart(t *testing.T, pg *pgCluster, ks *verifytest.KeyServer, key *verifytest.Key, c pgFault) {
+	cfg := fmt.Sprintf(`
+server:
+  public: {addr: "127.0.0.1:0"}
+  admin: {addr: "localhost:0"}
+  shutdown_grace: 5s
+log: {level: info, format: json, access_log: false}
+upstream: ""
+trusted_proxies: ["127.0.0.1/32"]
+routes:
+  - name: default
+    path: /
+verify:
+  firebase:
+    enabled: true
+    project_id: %s
+    keys: {url: %q}
+    session_cookies: {enabled: false}
+federation:
+  enabled: true
+  database_url: %q
+  schema: %s
+  acquire_timeout: %s
+  query_timeout: %s
+  on_unavailable: %s
+  cache_ttl: %s
+`, faultProject, ks.URL, pg.DBURL, c.schema, pgAcquireTimeout, pgQueryTimeout, c.policy, c.cacheTTL)
+	migrateWith(t, cfg)
+	ag := startAuthgate(t, cfg)
+
+	known := firebaseUsers(t, key, c.schema+"-known-", 20)
+	// New users: some first seen during the outage, some after it, which
+	// tell when PostgreSQL serves again.
+	during := firebaseUsers(t, key, c.schema+"-during-", 300)
+	after := firebaseUsers(t, key, c.schema+"-after-", 400)
+	knownIDs := map[string]string{}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	for _, u := range known {
+		r := doLoadRequest(client, forwardAuthRequest(ag.public, u.token))
+		if r.err != nil || r.status != http.StatusOK || !uuidRE.MatchString(r.userID) || r.federation != "active" {
+			t.Fatalf("first request of %s = %d %v, X-User-Id %q, X-User-Federation %q; want 200 with a new row", u.uid, r.status, r.err, r.userID, r.federation)
+		}
+		knownIDs[u.uid] = r.userID
+	}
+
+	// phase is 1 while PostgreSQL is down: then every tenth request is a
+	// new user's, each sent twice; and 2 once it is started again: then
+	// every fortieth is a new user's, each sent once, enough for the 16s
+	// a recovery may take. All others are known users'.
+	var phase atomic.Int32
+	var seq atomic.Int64
+	var next [3]atomic.Int64
+	pools := [3][]firebaseUser{nil, during, after}
+	tags := [3]string{"", "during:", "after:"}
+	every := [3]int64{0, 10, 40}
+	repeat := [3]int64{0, 2, 1}
+	load := startLoad(t, loadSpec{
+		workers: faultWorkers, maxDuration: 2 * time.Minute, timeout: 10 * time.Second, pace: 10 * time.Millisecond,
+		next: func(int) (*http.Request, string) {
+			n, p := seq.Add(1), phase.Load()
+			if p > 0 && n%every[p] == 0 {
+				if i := (next[p].Add(1) - 1) / repeat[p]; i < int64(len(pools[p])) {
+					u := pools[p][i]
+					return forwardAuthRequest(ag.public, u.token), tags[p] + u.uid
+				}
+			}
+			u := known[n%int64(len(known))]
+			return forwardAuthRequest(ag.public, u.token), "known:" + u.uid
+		},
+	})
+
+	begin := time.Now()
+	sleepFor(time.Second)
+	stopAt := time.Now()
+	pg.stop(t)
+	downAt := time.Now()
+	phase.Store(1)
+	sleepFor(1500 * time.Millisecond)
+	outageReady := readiness(t, ag.admin)
+	sleepFor(1500 * time.Millisecond)
+	phase.Store(2)
+	startAt := time.Now()
+	pg.start(t)
+	upAt := time.Now()
+	healthy := func(r loadResult) bool {
+		return r.err == nil && r.status == http.StatusOK && r.federation == "active" && uuidRE.MatchString(r.userID)
+	}
+	first := load.waitFor(t, 20*time.Second, "a new user given a row after the restart", upAt, func(r loadResult) bool {
+		return strings.HasPrefix(r.tag, "after:") && healthy(r)
+	})
+	recoveredAt := first.end
+
+	// Every new user answered during the outage.
+	seen := map[string]bool{}
+	for _, r := range load.snapshot() {
+		if uid, ok := strings.CutPrefix(r.tag, "during:"); ok {
+			seen[uid] = true
+		}
+	}
+	var pendingRows time.Duration
+	if c.policy == "allow" {
+		// Their rows are created in the background (federation.Store.Run,
+		// every 5s) once PostgreSQL answers again.
+		pollUntil(t, 20*time.Second, "rows of the users served during the outage", func() bool {
+			return len(userRows(t, pg.DBURL, c.schema, keysOf(seen))) == len(seen)
+		})
+		pendingRows = time.Since(upAt)
+	}
+	sleepFor(500 * time.Millisecond)
+	end := time.Now()
+	rs := load.stop()
+	var rowsBeforeRetry int
+	if c.policy == "deny" {
+		// Refused users are not remembered: their rows come with their
+		// next request.
+		rowsBeforeRetry = len(userRows(t, pg.DBURL, c.schema, keysOf(seen)))
+		for _, u := range during {
+			if !seen[u.uid] {
+				continue
+			}
+			if r := doLoadRequest(client, forwardAuthRequest(ag.public, u.token)); !healthy(r) {
+				t.Errorf("request of %s after the outage = %d %v, X-User-Id %q; want 200 with a row", u.uid, r.status, r.err, r.userID)
+			}
+		}
+	}
+
+	outageRs := within(rs, downAt, startAt)
+	t.Logf("whole run (%s): %s", end.Sub(begin).Round(time.Millisecond), summarize(rs))
+	t.Logf("stop took %s, PostgreSQL down %s, start took %s", downAt.Sub(stopAt).Round(time.Millisecond),
+		startAt.Sub(downAt).Round(time.Millisecond), upAt.Sub(startAt).Round(time.Millisecond))
+	t.Logf("during the outage (on_unavailable %s, cache_ttl %s): %s; %d new users among them; readiness %s",
+		c.policy, c.cacheTTL, summarize(outageRs), len(seen), outageReady)
+	t.Logf("stop to recovery: %s", summarize(overlapping(rs, stopAt, recoveredAt)))
+	t.Logf("recovered: first new user given a row %s after PostgreSQL was up", recoveredAt.Sub(upAt).Round(time.Millisecond))
+	if c.policy == "allow" {
+		t.Logf("rows of the %d users served during the outage created %s after PostgreSQL was up", len(seen), pendingRows.Round(time.Millisecond))
+	} else {
+		t.Logf("rows of the %d users refused during the outage: %d before their next request", len(seen), rowsBeforeRetry)
+	}
+
+	if len(outageRs) == 0 || len(seen) == 0 {
+		t.Fatalf("%d requests, %d of new users, within the outage: the load did not reach it", len(outageRs), len(seen))
+	}
+	// Readiness follows the policy: with deny every request that needs
+	// PostgreSQL fails, so the replica leaves the load balancer; with
+	// allow it keeps serving.
+	if outageReady.code != c.wantReady || outageReady.status != c.wantStatus {
+		t.Errorf("readiness during the outage = %s, want %d %s", outageReady, c.wantReady, c.wantStatus)
+	}
+	// The policy, while PostgreSQL is down.
+	okOutage := func(r loadResult) bool {
+		kind, uid, _ := strings.Cut(r.tag, ":")
+		switch {
+		case kind == "known" && c.wantCached:
+			return healthy(r) && r.userID == knownIDs[uid]
+		case r.err != nil || r.status != c.wantOutage:
+			return false
+		case c.wantOutage == http.StatusOK:
+			// Degraded: the identity from the token, its subject as the id.
+			return r.federation == "degraded" && r.userID == uid
+		}
+		return true
+	}
+	if n := logFailures(t, "outage", outageRs, okOutage, begin); n > 0 {
+		t.Errorf("%d of %d requests during the outage broke on_unavailable %s", n, len(outageRs), c.policy)
+	}
+	// Around it: the policy's answer or a row-backed one, nothing else.
+	okAny := func(r loadResult) bool {
+		return r.err == nil && (r.status == http.StatusOK || r.status == c.wantOutage)
+	}
+	if n := logFailures(t, "any", rs, okAny, begin); n > 0 {
+		t.Errorf("%d of %d requests got neither 200 nor %d", n, len(rs), c.wantOutage)
+	}
+	// After the recovery: rows again.
+	recovered := within(rs, recoveredAt, end.Add(time.Minute))
+	if n := logFailures(t, "after recovery", recovered, healthy, begin); n > 0 {
+		t.Errorf("%d of %d requests after the recovery were not served from PostgreSQL", n, len(recovered))
+	}
+	bound := pgAcquireTimeout + pgQueryTimeout + pgSlack
+	if n := logFailures(t, "slow", rs, func(r loadResult) bool { return r.latency() <= bound }, begin); n > 0 {
+		t.Errorf("%d requests took longer than acquire_timeout + query_timeout + %s = %s", n, pgSlack, bound)
+	}
+
+	// Exactly one row per user, and known users kept theirs.
+	uids := keysOf(seen)
+	for uid := range knownIDs {
+		uids = append(uids, uid)
+	}
+	nAfter := 0
+	for _, r := range rs {
+		if uid, ok := strings.CutPrefix(r.tag, "after:"); ok && !slices.Contains(uids, uid) && healthy(r) {
+			uids = append(uids, uid)
+			nAfter++
+		}
+	}
+	rows := userRows(t, pg.DBURL, c.schema, uids)
+	for _, uid := range uids {
+		if got := rows[uid]; got.n != 1 {
+			t.Errorf("%s has %d rows, want 1", uid, got.n)
+		} else if id, ok := knownIDs[uid]; ok && got.id != id {
+			t.Errorf("%s row id %s, want %s from before the outage", uid, got.id, id)
+		}
+	}
+	t.Logf("rows checked: %d users (%d known, %d new during the outage, %d new after it), each exactly one row",
+		len(uids), len(knownIDs), len(seen), nAfter)
+}
+
+func keysOf(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// migrateWith runs "authgate migrate" with the configuration cfg.
+func migrateWith(t *testing.T, cfg string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "migrate.yaml")
+	e2eWriteFile(t, path, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, authgateBinary(t), "migrate", "--config", path)
+	cmd.Env = e2eEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("authgate migrate: %v\n%s", err, out)
+	}
+}
+
+// userRow is what userRows found for one Firebase uid.
+type userRow struct {
+	n  int
+	id string
+}
+
+// userRows counts the rows of each uid in schema's user table; uids without
+// a row are absent.
+func userRows(t *testing.T, dbURL, schema string, uids []string) map[string]userRow {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	q := "SELECT firebase_uid, count(*), min(id::text) FROM " + pgx.Identifier{schema, "users"}.Sanitize() +
+		" WHERE firebase_uid = ANY($1) GROUP BY firebase_uid"
+	rows, err := conn.Query(ctx, q, uids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]userRow{}
+	for rows.Next() {
+		var uid string
+		var r userRow
+		if err := rows.Scan(&uid, &r.n, &r.id); err != nil {
+			t.Fatal(err)
+		}
+		out[uid] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
