@@ -3,10 +3,10 @@
 package main
 
 // The fault suite (issue 7): the built authgate under concurrent load while
-// one dependency fails and comes back: Redis killed and frozen, and
-// PostgreSQL stopped and started. Each test logs what the load saw
-// (requests sent and failed during the fault, latency, time to recover).
-// Run with:
+// one dependency fails and comes back: Redis killed and frozen, PostgreSQL
+// stopped and started, and the key endpoint failing, hanging and serving
+// garbage. Each test logs what the load saw (requests sent and failed
+// during the fault, latency, time to recover). Run with:
 //
 //	TEST_REQUIRE_FAULTS=1 go test -race -tags faults -run Fault -count=1 ./cmd/authgate/
 
@@ -569,4 +569,155 @@ func userRows(t *testing.T, dbURL, schema string, uids []string) map[string]user
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Key endpoint timings of TestFaultKeyEndpoint: short, so that the
+// background refresh meets every fault within a second or two.
+const (
+	keyFetchTimeout = 300 * time.Millisecond
+	keyMinRefresh   = 500 * time.Millisecond
+)
+
+// TestFaultKeyEndpoint makes the Firebase key endpoint fail, hang and serve
+// garbage under load: tokens of the known key keep verifying throughout,
+// tokens naming an unknown kid are refused without waiting past the fetch
+// timeout, and a rotated key is picked up within the refresh bound once the
+// endpoint recovers.
+func TestFaultKeyEndpoint(t *testing.T) {
+	key1 := verifytest.RSAKey(t, "faults-k1")
+	key2 := verifytest.RSAKey(t, "faults-k2")
+	ks := verifytest.NewKeyServer(t)
+	// Keys are stale after a second, so that the background refresh runs
+	// into every fault.
+	ks.SetCacheControl("public, max-age=1")
+	ks.ServeX509(t, key1)
+	// The token cache is off: every request looks its key up.
+	ag := startAuthgate(t, fmt.Sprintf(`
+server:
+  public: {addr: "127.0.0.1:0"}
+  admin: {addr: "localhost:0"}
+  shutdown_grace: 5s
+log: {level: info, format: json, access_log: false}
+upstream: ""
+trusted_proxies: ["127.0.0.1/32"]
+routes:
+  - name: default
+    path: /
+verify:
+  firebase:
+    enabled: true
+    project_id: %s
+    keys:
+      url: %q
+      fetch_timeout: %s
+      min_refresh_interval: %s
+      default_max_age: 1s
+      max_stale: 1h
+    session_cookies: {enabled: false}
+  cache:
+    ttl: -1s
+`, faultProject, ks.URL, keyFetchTimeout, keyMinRefresh))
+
+	old := firebaseUsers(t, key1, "k1-user-", 32)
+	rotated := firebaseUsers(t, key2, "k2-user-", 32)
+	unknownKid := firebaseUsers(t, key1.WithID("faults-unknown"), "unknown-kid-", 4)
+	var rotatedOn atomic.Bool
+	var seq atomic.Int64
+	load := startLoad(t, loadSpec{
+		workers: faultWorkers, maxDuration: time.Minute, timeout: 10 * time.Second, pace: 10 * time.Millisecond,
+		next: func(w int) (*http.Request, string) {
+			n := seq.Add(1)
+			switch {
+			case w == 0: // one worker keeps asking for a kid nobody serves
+				return forwardAuthRequest(ag.public, unknownKid[n%4].token), "unknown"
+			case rotatedOn.Load() && n%2 == 0:
+				return forwardAuthRequest(ag.public, rotated[n%32].token), "rotated"
+			}
+			return forwardAuthRequest(ag.public, old[n%32].token), "old"
+		},
+	})
+
+	type phase struct {
+		name       string
+		fault      func()
+		from, to   time.Time
+		keyFetches int
+		ready      readyAnswer
+	}
+	phases := []*phase{
+		{name: "500", fault: ks.Fail},
+		{name: "hang", fault: ks.Hang},
+		{name: "garbage", fault: func() { ks.Serve(http.StatusOK, "<html>not json") }},
+	}
+	begin := time.Now()
+	sleepFor(time.Second)
+	for _, p := range phases {
+		n := ks.Requests()
+		p.from = time.Now()
+		p.fault()
+		sleepFor(2 * time.Second)
+		p.ready = readiness(t, ag.admin)
+		p.to = time.Now()
+		p.keyFetches = ks.Requests() - n
+	}
+
+	// Rotation: the endpoint recovers with a new key next to the old.
+	rotateAt := time.Now()
+	ks.ServeX509(t, key1, key2)
+	rotatedOn.Store(true)
+	first := load.waitFor(t, 10*time.Second, "a token of the rotated key accepted", rotateAt, func(r loadResult) bool {
+		return r.tag == "rotated" && r.err == nil && r.status == http.StatusOK
+	})
+	pickedUp := first.end.Sub(rotateAt)
+	sleepFor(time.Second)
+	end := time.Now()
+	rs := load.stop()
+
+	byTag := func(tag string, rs []loadResult) []loadResult {
+		var out []loadResult
+		for _, r := range rs {
+			if r.tag == tag {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	t.Logf("whole run (%s): known key %s; unknown kid %s", end.Sub(begin).Round(time.Millisecond),
+		summarize(byTag("old", rs)), summarize(byTag("unknown", rs)))
+	for _, p := range phases {
+		t.Logf("endpoint %s for %s (%d fetches, readiness %s): known key %s", p.name, p.to.Sub(p.from).Round(time.Millisecond),
+			p.keyFetches, p.ready, summarize(byTag("old", overlapping(rs, p.from, p.to))))
+		if p.keyFetches == 0 {
+			t.Errorf("endpoint %s: no fetch reached it; the fault was not exercised", p.name)
+		}
+		// Stale keys still verify: degraded, not out of the load balancer.
+		if p.ready.code != http.StatusOK || p.ready.status != "degraded" {
+			t.Errorf("endpoint %s: readiness %s, want 200 degraded", p.name, p.ready)
+		}
+	}
+	t.Logf("rotated key accepted %s after the endpoint recovered; rotated-key tokens: %s",
+		pickedUp.Round(time.Millisecond), summarize(byTag("rotated", rs)))
+
+	okOld := func(r loadResult) bool { return r.err == nil && r.status == http.StatusOK }
+	if n := logFailures(t, "known key", byTag("old", rs), okOld, begin); n > 0 {
+		t.Errorf("%d tokens of the known key were not accepted while the endpoint failed", n)
+	}
+	if s := summarize(byTag("old", rs)); s.max > faultMaxLatency {
+		t.Errorf("slowest known-key request took %s, want at most %s", s.max, faultMaxLatency)
+	}
+	// An unknown kid may wait for a fetch in progress and one of its own.
+	unknownBound := 2*keyFetchTimeout + time.Second
+	okUnknown := func(r loadResult) bool {
+		return r.err == nil && r.status == http.StatusUnauthorized && r.latency() <= unknownBound
+	}
+	if n := logFailures(t, "unknown kid", byTag("unknown", rs), okUnknown, begin); n > 0 {
+		t.Errorf("%d unknown-kid requests were not refused with 401 within %s", n, unknownBound)
+	}
+	if bound := keyMinRefresh + keyFetchTimeout + time.Second; pickedUp > bound {
+		t.Errorf("rotated key accepted %s after the endpoint recovered, want within min_refresh_interval + fetch_timeout + 1s = %s", pickedUp, bound)
+	}
+	okRotated := func(r loadResult) bool { return r.err == nil && r.status == http.StatusOK }
+	if n := logFailures(t, "rotated key after pick-up", within(byTag("rotated", rs), first.end, end.Add(time.Minute)), okRotated, begin); n > 0 {
+		t.Errorf("%d rotated-key tokens refused after the key was picked up", n)
+	}
 }
