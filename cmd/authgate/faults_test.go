@@ -4,21 +4,24 @@ package main
 
 // The fault suite (issue 7): the built authgate under concurrent load while
 // one dependency fails and comes back: Redis killed and frozen, PostgreSQL
-// stopped and started, and the key endpoint failing, hanging and serving
-// garbage. Each test logs what the load saw (requests sent and failed
-// during the fault, latency, time to recover). Run with:
+// stopped and started, the key endpoint failing, hanging and serving
+// garbage, and SIGTERM. Each test logs what the load saw (requests sent and
+// failed during the fault, latency, time to recover). Run with:
 //
 //	TEST_REQUIRE_FAULTS=1 go test -race -tags faults -run Fault -count=1 ./cmd/authgate/
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -719,5 +722,163 @@ verify:
 	okRotated := func(r loadResult) bool { return r.err == nil && r.status == http.StatusOK }
 	if n := logFailures(t, "rotated key after pick-up", within(byTag("rotated", rs), first.end, end.Add(time.Minute)), okRotated, begin); n > 0 {
 		t.Errorf("%d rotated-key tokens refused after the key was picked up", n)
+	}
+}
+
+// TestFaultSIGTERMUnderLoad sends SIGTERM while the reverse proxy has
+// requests in flight to a slow upstream: every request sent before the
+// signal completes with 200, new connections are refused while the rest
+// drain, and authgate exits 0 within the grace period.
+func TestFaultSIGTERMUnderLoad(t *testing.T) {
+	const (
+		slow  = 200 * time.Millisecond
+		long  = 1500 * time.Millisecond // keeps authgate draining while the test dials
+		grace = 5 * time.Second
+	)
+	var arrived atomic.Int64
+	longArrived := make(chan struct{}, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		d := slow
+		if r.URL.Path == "/long" {
+			d = long
+			select {
+			case longArrived <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = fmt.Fprintln(w, "upstream ok")
+	}))
+	t.Cleanup(upstream.Close)
+	ag := startAuthgate(t, fmt.Sprintf(`
+server:
+  public: {addr: "127.0.0.1:0"}
+  admin: {addr: "localhost:0"}
+  shutdown_grace: %s
+log: {level: info, format: json, access_log: false}
+upstream: %q
+routes:
+  - name: default
+    path: /
+verify:
+  legacy:
+    enabled: true
+    issuer: "https://auth.example.test"
+    audience: platform
+    secret_files: [%q]
+`, grace, upstream.URL, writeTestSecret(t)))
+
+	toks := legacyTokens(t, "term-user-", faultWorkers)
+	proxied := func(path, tok string) *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ag.public+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return req
+	}
+	load := startLoad(t, loadSpec{
+		workers: faultWorkers, maxDuration: time.Minute, timeout: 10 * time.Second,
+		next: func(w int) (*http.Request, string) { return proxied("/api/x", toks[w]), "short" },
+	})
+	begin := time.Now()
+	sleepFor(time.Second)
+
+	longRes := make(chan loadResult, 1)
+	go func() {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		defer client.CloseIdleConnections()
+		longRes <- doLoadRequest(client, proxied("/long", toks[0]))
+	}()
+	select {
+	case <-longArrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long request did not reach the upstream within 5s")
+	}
+
+	sigAt := time.Now()
+	if err := ag.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The listener closes while the long request still drains.
+	var refusedAt time.Time
+	pollUntil(t, 2*time.Second, "public listener refusing connections after SIGTERM", func() bool {
+		c, err := net.DialTimeout("tcp", ag.public, 100*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return false
+		}
+		refusedAt = time.Now()
+		return isConnRefused(err)
+	})
+	drainingWhenRefused := !ag.exited()
+	refusedAfter := 0
+	for range 5 {
+		if _, err := net.DialTimeout("tcp", ag.public, 100*time.Millisecond); isConnRefused(err) {
+			refusedAfter++
+		}
+	}
+	// Let the requests in flight at the signal finish and the workers find
+	// the listener gone.
+	sleepFor(time.Until(sigAt.Add(2 * slow)))
+	rs := load.stop()
+	var exitAt time.Time
+	select {
+	case <-ag.done:
+		exitAt = time.Now()
+	case <-time.After(grace + 2*time.Second):
+		t.Fatalf("authgate did not exit within shutdown_grace %s + 2s of SIGTERM", grace)
+	}
+	lr := <-longRes
+
+	var before, after []loadResult
+	for _, r := range rs {
+		if !r.wrote.IsZero() && r.wrote.Before(sigAt) {
+			before = append(before, r)
+		} else {
+			after = append(after, r)
+		}
+	}
+	inFlight := overlapping(before, sigAt, sigAt.Add(time.Nanosecond))
+	afterOK := 0
+	for _, r := range after {
+		if r.err == nil && r.status == http.StatusOK {
+			afterOK++
+		}
+	}
+	t.Logf("load ran %s; the upstream received %d requests", time.Since(begin).Round(time.Millisecond), arrived.Load())
+	t.Logf("sent before SIGTERM: %s; %d of them in flight at the signal: %s",
+		summarize(before), len(inFlight), summarize(inFlight))
+	t.Logf("sent after SIGTERM: %d, %d answered 200 (before the listener closed), the rest refused", len(after), afterOK)
+	t.Logf("listener refused connections %s after SIGTERM (authgate still draining: %t), %d of 5 later dials refused; exit %s after SIGTERM (grace %s)",
+		refusedAt.Sub(sigAt).Round(100*time.Microsecond), drainingWhenRefused, refusedAfter, exitAt.Sub(sigAt).Round(time.Millisecond), grace)
+
+	okDone := func(r loadResult) bool { return r.err == nil && r.status == http.StatusOK }
+	if n := logFailures(t, "sent before SIGTERM", before, okDone, sigAt); n > 0 {
+		t.Errorf("%d of %d requests sent before SIGTERM did not complete with 200", n, len(before))
+	}
+	if len(inFlight) == 0 {
+		t.Errorf("no request was in flight at SIGTERM: the test did not exercise the drain")
+	}
+	if !okDone(lr) {
+		t.Errorf("long request in flight at SIGTERM = %d %v, want 200", lr.status, lr.err)
+	}
+	// After the signal a request lands on a connection accepted before the
+	// listener closed (200) or is refused; authgate never answers an error.
+	if n := logFailures(t, "sent after SIGTERM", after, func(r loadResult) bool {
+		return r.err == nil && r.status == http.StatusOK || r.err != nil && isConnRefused(r.err)
+	}, sigAt); n > 0 {
+		t.Errorf("%d requests sent after SIGTERM were neither answered 200 nor refused", n)
+	}
+	if !drainingWhenRefused || refusedAfter != 5 {
+		t.Errorf("listener refused while draining: %t, later dials refused: %d of 5; want new connections refused during the drain", drainingWhenRefused, refusedAfter)
+	}
+	if ag.err != nil {
+		t.Errorf("authgate exited with %v, want exit status 0", ag.err)
+	}
+	if out := ag.out.String(); !strings.Contains(out, `"msg":"stopped"`) {
+		t.Errorf("log has no \"stopped\" line")
 	}
 }
