@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,6 +109,23 @@ func DefaultConfig() Config {
 			MaxIdleConnsPerHost:   256,
 		},
 	}
+}
+
+// ClaimNames returns the token claims that route requirements read, sorted:
+// the only ones the verifier needs to keep in a cached identity.
+func (c Config) ClaimNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range c.Routes {
+		for name := range r.Require.Claims {
+			if !seen[name] {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // upstreamEcho is the in-process development upstream.

@@ -179,9 +179,10 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 	if _, ok := t.claims["iat"]; !ok {
 		return Identity{}, fmt.Errorf("%w: no iat claim", ErrInvalid)
 	}
-	if at, ok, err := t.numericDate("auth_time"); err != nil {
+	authTime, ok, err := t.numericDate("auth_time")
+	if err != nil {
 		return Identity{}, err
-	} else if !ok || now.Add(f.leeway).Before(at) {
+	} else if !ok || now.Add(f.leeway).Before(authTime) {
 		return Identity{}, fmt.Errorf("%w: auth_time missing or in the future", ErrInvalid)
 	}
 	if aud, ok := t.claims["aud"].(string); !ok || aud != f.project {
@@ -214,6 +215,7 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 		Role:          t.str(f.claims.Role),
 		IssuedAt:      iat,
 		ExpiresAt:     exp,
+		AuthTime:      authTime,
 		Claims:        t.claims,
 	}, nil
 }

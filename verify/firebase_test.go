@@ -371,6 +371,11 @@ func TestVerifyFirebaseIdentity(t *testing.T) {
 				t.Fatalf("Verify() error = %v, want nil", err)
 			}
 			tt.want.Claims = decodedClaims(t, tt.giveClaims)
+			authTime, err := tt.want.Claims["auth_time"].(json.Number).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.AuthTime = time.Unix(authTime, 0)
 			assertIdentity(t, got, tt.want)
 		})
 	}

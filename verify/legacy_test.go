@@ -358,8 +358,11 @@ func assertIdentity(t *testing.T, got, want verify.Identity) {
 	if !got.ExpiresAt.Equal(want.ExpiresAt) {
 		t.Errorf("ExpiresAt = %v, want %v", got.ExpiresAt, want.ExpiresAt)
 	}
-	got.IssuedAt, got.ExpiresAt = time.Time{}, time.Time{}
-	want.IssuedAt, want.ExpiresAt = time.Time{}, time.Time{}
+	if !got.AuthTime.Equal(want.AuthTime) {
+		t.Errorf("AuthTime = %v, want %v", got.AuthTime, want.AuthTime)
+	}
+	got.IssuedAt, got.ExpiresAt, got.AuthTime = time.Time{}, time.Time{}, time.Time{}
+	want.IssuedAt, want.ExpiresAt, want.AuthTime = time.Time{}, time.Time{}, time.Time{}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Verify() = %+v,\nwant %+v", got, want)
 	}

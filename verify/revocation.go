@@ -260,6 +260,10 @@ func (r *revocation) state(ctx context.Context, uid string) (UserState, error) {
 // session is revoked when it started before the user's TokensValidAfter. The
 // error wraps ErrInvalid when neither claim is usable.
 func (id Identity) SessionStart() (time.Time, error) {
+	if !id.AuthTime.IsZero() {
+		return id.AuthTime, nil
+	}
+	// An identity cached by an older version has auth_time in Claims only.
 	v, ok := id.Claims["auth_time"]
 	if !ok {
 		if id.IssuedAt.IsZero() {

@@ -108,6 +108,10 @@ type Verifier struct {
 	tracer   trace.Tracer // nil when tracing is off
 	// maxTokenBytes refuses larger tokens before the cache key is hashed.
 	maxTokenBytes int
+	// keepClaims, when trimClaims is set, are the only claims kept in an
+	// identity's Claims.
+	keepClaims []string
+	trimClaims bool
 }
 
 type namedIssuer struct {
@@ -124,6 +128,9 @@ type options struct {
 	redis   *cache.Redis
 	records UserRecords
 	tp      trace.TracerProvider
+	// claims are the claims kept in identities when trimClaims is set.
+	claims     []string
+	trimClaims bool
 }
 
 // WithClock replaces time.Now, for tests.
@@ -144,6 +151,16 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options
 // disabled-user checks; it is required when firebase.revocation is on.
 func WithUserRecords(r UserRecords) Option { return func(o *options) { o.records = r } }
 
+// WithClaims keeps only the named claims in Identity.Claims, the ones that
+// route requirements read; without it every claim is kept. A decoded
+// claims map is the largest part of a cached identity (about 600 bytes of
+// a Firebase token's), so keeping only what is read is what lets the
+// in-process tier hold many tokens in little memory. Replicas that share
+// Redis must be given the same names.
+func WithClaims(names []string) Option {
+	return func(o *options) { o.claims, o.trimClaims = names, true }
+}
+
 // New builds a Verifier from cfg. reg receives the verification metrics; it
 // may be nil.
 func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option) (*Verifier, error) {
@@ -161,6 +178,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if v.maxTokenBytes == 0 {
 		v.maxTokenBytes = MaxTokenBytes
 	}
+	v.keepClaims, v.trimClaims = o.claims, o.trimClaims
 	if o.tp != nil {
 		v.tracer = o.tp.Tracer("github.com/authgate/authgate/verify")
 	}
@@ -374,12 +392,30 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, er
 			continue
 		}
 		id, err := is.verify(ctx, t, start)
+		if err == nil && v.trimClaims {
+			id.Claims = pickClaims(id.Claims, v.keepClaims)
+		}
 		v.m.total.WithLabelValues(string(is.provider), Reason(err)).Inc()
 		v.m.duration.WithLabelValues(string(is.provider)).Observe(v.now().Sub(start).Seconds())
 		return id, err
 	}
 	v.m.total.WithLabelValues("none", "unknown_issuer").Inc()
 	return Identity{}, ErrUnknownIssuer
+}
+
+// pickClaims returns the named claims of all, or nil when it has none of
+// them.
+func pickClaims(all map[string]any, names []string) map[string]any {
+	var out map[string]any
+	for _, n := range names {
+		if v, ok := all[n]; ok {
+			if out == nil {
+				out = make(map[string]any, len(names))
+			}
+			out[n] = v
+		}
+	}
+	return out
 }
 
 // Run fetches every key set now and refreshes each in the background as its

@@ -45,8 +45,12 @@ type Identity struct {
 	// how long the verification may be cached.
 	IssuedAt  time.Time
 	ExpiresAt time.Time
-	// Claims holds every claim of the token, decoded from JSON with numbers
-	// kept as json.Number, for route policies that require other claims.
+	// AuthTime is a Firebase token's auth_time: when the user signed in.
+	// It stays the same across the ID tokens refreshed from that sign-in.
+	AuthTime time.Time `json:",omitzero"`
+	// Claims holds the token's claims (only those named by WithClaims, when
+	// it is given), decoded from JSON with numbers kept as json.Number, for
+	// route policies that require other claims.
 	// Callers must treat it as read-only: it may be shared between requests.
 	Claims map[string]any
 }

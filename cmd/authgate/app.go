@@ -61,7 +61,8 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		// reach this replica's in-process tiers through it.
 		a.background = append(a.background, rdb.Run)
 	}
-	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb)}
+	// A cached identity keeps only the claims that routes read.
+	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb), verify.WithClaims(cfg.Proxy.ClaimNames())}
 	var popts []proxy.Option
 	var fopts []federation.Option
 	if cfg.Tracing.Enabled {
