@@ -276,7 +276,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if err := c.rdb.publishCmds(ctx, pipe, c.name, c.origin, []string{key}); err != nil {
 		return fmt.Errorf("cache %s: publish: %w", c.name, err)
 	}
-	_, err = pipe.Exec(ctx)
+	octx, cancel := c.rdb.bound(ctx)
+	_, err = pipe.Exec(octx)
+	cancel()
 	if c.rdb.report(ctx, err) {
 		c.m.redisError.Inc()
 	}
@@ -315,7 +317,9 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 			pipe.Del(ctx, c.prefix+k)
 		}
 		if err = c.rdb.publishCmds(ctx, pipe, c.name, c.origin, keys); err == nil {
-			_, err = pipe.Exec(ctx)
+			octx, cancel := c.rdb.bound(ctx)
+			_, err = pipe.Exec(octx)
+			cancel()
 		}
 		if c.rdb.report(ctx, err) {
 			c.m.redisError.Inc()
@@ -394,10 +398,12 @@ func (c *Cache[V]) getRedis(ctx context.Context, key string) (v V, ttl time.Dura
 	}
 	start := c.now()
 	k := c.prefix + key
+	octx, cancel := c.rdb.bound(ctx)
+	defer cancel()
 	pipe := c.rdb.client.Pipeline()
-	get := pipe.Get(ctx, k)
-	pttl := pipe.PTTL(ctx, k)
-	_, err := pipe.Exec(ctx)
+	get := pipe.Get(octx, k)
+	pttl := pipe.PTTL(octx, k)
+	_, err := pipe.Exec(octx)
 	if c.rdb.report(ctx, err) {
 		c.m.redisError.Inc()
 		return v, 0, false
@@ -438,7 +444,9 @@ func (c *Cache[V]) setRedis(ctx context.Context, key string, v V, ttl time.Durat
 	if !c.rdb.allow() {
 		return fmt.Errorf("cache %s: %w", c.name, ErrRedisUnavailable)
 	}
-	err = c.rdb.client.Set(ctx, c.prefix+key, b, ttl).Err()
+	octx, cancel := c.rdb.bound(ctx)
+	err = c.rdb.client.Set(octx, c.prefix+key, b, ttl).Err()
+	cancel()
 	if c.rdb.report(ctx, err) {
 		c.m.redisError.Inc()
 	}

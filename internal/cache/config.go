@@ -115,8 +115,10 @@ type RedisConfig struct {
 	KeyPrefix string `yaml:"key_prefix"`
 	// DialTimeout bounds opening a connection. Default 1s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
-	// ReadTimeout bounds waiting for a reply. Default 500ms: a slow Redis
-	// is treated as a failing one, since the loader is the fallback.
+	// ReadTimeout bounds one lookup, write or invalidation, from sending
+	// the command to the last reply, retries included. Default 500ms: a
+	// slow Redis is treated as a failing one, since the loader is the
+	// fallback.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds sending a command. Default 500ms.
 	WriteTimeout time.Duration `yaml:"write_timeout"`

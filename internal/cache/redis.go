@@ -39,6 +39,19 @@ type Redis struct {
 	subs                listeners
 	ping                time.Duration
 	backoff, backoffMax time.Duration
+
+	// opTimeout bounds one lookup, write or invalidation from start to
+	// reply (RedisConfig.ReadTimeout).
+	opTimeout time.Duration
+}
+
+// bound returns ctx limited to one operation's time. go-redis otherwise
+// applies read_timeout to each reply it reads and retries a timed-out
+// command, so that a frozen Redis held a two-command lookup for four times
+// read_timeout (found by the fault suite); with ContextTimeoutEnabled the
+// deadline reaches the connection, and a command past it is not retried.
+func (r *Redis) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opTimeout)
 }
 
 // OpenRedis builds a client from cfg. It does not connect: connections are
@@ -75,6 +88,8 @@ func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error)
 		// only delay the fallback to the loader. The back-off is the retry.
 		MaxRetries:    1,
 		DialerRetries: 1,
+		// Deadlines from Redis.bound reach the connection.
+		ContextTimeoutEnabled: true,
 	}
 	if cfg.TLS {
 		// ServerName stays empty: crypto/tls takes it from each address.
@@ -90,6 +105,7 @@ func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error)
 		ping:       subscribePing,
 		backoff:    cfg.FailureBackoff,
 		backoffMax: cfg.FailureBackoffMax,
+		opTimeout:  cfg.ReadTimeout,
 	}, nil
 }
 
