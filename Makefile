@@ -36,6 +36,10 @@ image: ## container image (needs a Docker engine)
 clean:
 	rm -rf bin
 
+.PHONY: faults
+faults: ## the fault suite: private PostgreSQL and Redis stopped, frozen and restarted under load (about 2 minutes; wants a quiet machine)
+	$(GO) test -race -tags faults -run Fault -count=1 ./cmd/authgate/
+
 .PHONY: fuzz
 fuzz: ## every fuzz target for FUZZTIME each (default 30s), as CI runs them; scripts/fuzz.sh --save keeps the corpus
 	scripts/fuzz.sh
