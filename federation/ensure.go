@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/verify"
 )
 
@@ -69,7 +70,8 @@ func (s *Store) EnsureUser(ctx context.Context, id verify.Identity) (User, error
 			s.m.upsert(resultError)
 			return User{}, errors.New("ensure user: firebase identity without uid")
 		}
-		u, err = s.lookup(ctx, uidKey(id.FirebaseUID), &res, func(ctx context.Context) (User, result, error) {
+		key, _ := userKey(id)
+		u, err = s.lookup(ctx, key, &res, func(ctx context.Context) (User, result, error) {
 			return s.ensureFirebase(ctx, id)
 		})
 	case verify.ProviderLegacy:
@@ -78,7 +80,8 @@ func (s *Store) EnsureUser(ctx context.Context, id verify.Identity) (User, error
 			return User{}, fmt.Errorf("ensure user: subject is not a uuid: %w", ErrUnknownUser)
 		}
 		sub := strings.ToLower(id.Subject)
-		u, err = s.lookup(ctx, idKey(sub), &res, func(ctx context.Context) (User, result, error) {
+		key, _ := userKey(id)
+		u, err = s.lookup(ctx, key, &res, func(ctx context.Context) (User, result, error) {
 			return s.loadLegacy(ctx, sub)
 		})
 	default:
@@ -116,6 +119,29 @@ func (s *Store) EnsureUser(ctx context.Context, id verify.Identity) (User, error
 		s.m.upsert(resultError)
 	}
 	return User{}, fmt.Errorf("ensure user: %w", err)
+}
+
+// userKey is the cache key of the row of id, and false when id cannot have
+// one (no uid, a legacy subject that is not a UUID, another provider).
+func userKey(id verify.Identity) (string, bool) {
+	switch {
+	case id.Provider == verify.ProviderFirebase && id.FirebaseUID != "":
+		return uidKey(id.FirebaseUID), true
+	case id.Provider == verify.ProviderLegacy && validUUID(id.Subject):
+		return idKey(strings.ToLower(id.Subject)), true
+	}
+	return "", false
+}
+
+// PrefetchUser is the Redis lookup of id's cached row, for the verifier to
+// send in the same round trip as the token's (verify.WithUserPrefetch); nil
+// when there is nothing to fetch. id is unverified: it only picks the key.
+func (s *Store) PrefetchUser(id verify.Identity) *cache.Prefetch {
+	key, ok := userKey(id)
+	if !ok || s.users == nil {
+		return nil
+	}
+	return s.users.Prefetch(key)
 }
 
 // lookup returns the row cached under key, or loads it. Concurrent misses

@@ -152,6 +152,8 @@ type firebaseVerifier struct {
 	emulator bool
 }
 
+func (f *firebaseVerifier) subjectClaim() string { return "sub" }
+
 func (f *firebaseVerifier) owns(t *token) bool {
 	iss, _ := t.claims["iss"].(string)
 	return iss == f.issuer

@@ -250,6 +250,8 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 
 // owns reports whether t claims to come from this issuer. It trusts nothing
 // else in the token.
+func (v *legacyVerifier) subjectClaim() string { return v.cfg.Claims.UserID }
+
 func (v *legacyVerifier) owns(t *token) bool {
 	iss, present := t.claims["iss"]
 	if v.cfg.Issuer == "" {

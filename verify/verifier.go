@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -87,6 +89,8 @@ type issuer interface {
 	// owns reports whether the token's unverified iss names this issuer.
 	owns(t *token) bool
 	verify(ctx context.Context, t *token, now time.Time) (Identity, error)
+	// subjectClaim is the claim that holds the user id.
+	subjectClaim() string
 }
 
 // Verifier checks tokens against every configured issuer and caches the
@@ -112,6 +116,8 @@ type Verifier struct {
 	// identity's Claims.
 	keepClaims []string
 	trimClaims bool
+	// prefetch names the user-row lookup to pipeline with a token's.
+	prefetch func(Identity) *cache.Prefetch
 }
 
 type namedIssuer struct {
@@ -131,6 +137,7 @@ type options struct {
 	// claims are the claims kept in identities when trimClaims is set.
 	claims     []string
 	trimClaims bool
+	prefetch   func(Identity) *cache.Prefetch
 }
 
 // WithClock replaces time.Now, for tests.
@@ -150,6 +157,15 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options
 // WithUserRecords is the Firebase Admin SDK seam used for revocation and
 // disabled-user checks; it is required when firebase.revocation is on.
 func WithUserRecords(r UserRecords) Option { return func(o *options) { o.records = r } }
+
+// WithUserPrefetch names, for a token that is in neither in-process tier,
+// the user-row lookup (federation's) to send in the same Redis pipeline as
+// the token's own, so that a replica's first sight of a token costs one
+// round trip. It is given the token's unverified provider and subject:
+// they only choose which entry to read, never what is trusted.
+func WithUserPrefetch(f func(id Identity) *cache.Prefetch) Option {
+	return func(o *options) { o.prefetch = f }
+}
 
 // WithClaims keeps only the named claims in Identity.Claims, the ones that
 // route requirements read; without it every claim is kept. A decoded
@@ -178,7 +194,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if v.maxTokenBytes == 0 {
 		v.maxTokenBytes = MaxTokenBytes
 	}
-	v.keepClaims, v.trimClaims = o.claims, o.trimClaims
+	v.keepClaims, v.trimClaims, v.prefetch = o.claims, o.trimClaims, o.prefetch
 	if o.tp != nil {
 		v.tracer = o.tp.Tracer("github.com/authgate/authgate/verify")
 	}
@@ -291,7 +307,18 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 				return Identity{}, errorForReason(reason)
 			}
 		}
-		id, err = v.tokens.GetOrLoad(ctx, key, func(ctx context.Context) (Identity, time.Duration, error) {
+		var also func() []*cache.Prefetch
+		if v.prefetch != nil {
+			also = func() []*cache.Prefetch {
+				if id, ok := v.peek(raw); ok {
+					if p := v.prefetch(id); p != nil {
+						return []*cache.Prefetch{p}
+					}
+				}
+				return nil
+			}
+		}
+		id, err = v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (Identity, time.Duration, error) {
 			if cached != nil {
 				*cached = "miss"
 			}
@@ -401,6 +428,46 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, er
 	}
 	v.m.total.WithLabelValues("none", "unknown_issuer").Inc()
 	return Identity{}, ErrUnknownIssuer
+}
+
+// peek reads the provider and subject of raw without verifying anything,
+// for WithUserPrefetch. It decodes only the payload's iss and the issuer's
+// subject claim.
+func (v *Verifier) peek(raw string) (Identity, bool) {
+	_, rest, _ := strings.Cut(raw, ".")
+	p, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return Identity{}, false
+	}
+	b, err := decodeSegment(p)
+	if err != nil {
+		return Identity{}, false
+	}
+	var claims map[string]json.RawMessage
+	if json.Unmarshal(b, &claims) != nil {
+		return Identity{}, false
+	}
+	t := &token{claims: map[string]any{}}
+	if iss, ok := claims["iss"]; ok {
+		var s string
+		_ = json.Unmarshal(iss, &s)
+		t.claims["iss"] = s
+	}
+	for _, is := range v.issuers {
+		if !is.owns(t) {
+			continue
+		}
+		var sub string
+		if json.Unmarshal(claims[is.subjectClaim()], &sub) != nil || sub == "" {
+			return Identity{}, false
+		}
+		id := Identity{Provider: is.provider, Subject: sub}
+		if is.provider == ProviderFirebase {
+			id.FirebaseUID = sub
+		}
+		return id, true
+	}
+	return Identity{}, false
 }
 
 // pickClaims returns the named claims of all, or nil when it has none of

@@ -63,6 +63,16 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 	}
 	// A cached identity keeps only the claims that routes read.
 	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb), verify.WithClaims(cfg.Proxy.ClaimNames())}
+	if rdb != nil && cfg.Federation.Enabled {
+		// A token new to this replica and its user row: one Redis round
+		// trip. The store is built below, before any request.
+		vopts = append(vopts, verify.WithUserPrefetch(func(id verify.Identity) *cache.Prefetch {
+			if a.store == nil {
+				return nil
+			}
+			return a.store.PrefetchUser(id)
+		}))
+	}
 	var popts []proxy.Option
 	var fopts []federation.Option
 	if cfg.Tracing.Enabled {

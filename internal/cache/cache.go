@@ -180,16 +180,25 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 // them stops waiting when its own ctx ends. A hit in the in-process tier does
 // not allocate.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx context.Context) (V, time.Duration, error)) (V, error) {
+	return c.GetOrLoadWith(ctx, key, nil, load)
+}
+
+// GetOrLoadWith is GetOrLoad, and when key misses the in-process tier it
+// sends the lookups that also names (in other caches on the same Redis:
+// the user row of a token, say) in the same pipeline as key's own, so that
+// both cost one round trip; what they find is stored in their caches'
+// in-process tiers. also is called at most once, and only then.
+func (c *Cache[V]) GetOrLoadWith(ctx context.Context, key string, also func() []*Prefetch, load func(ctx context.Context) (V, time.Duration, error)) (V, error) {
 	if it, ok := c.local.GetIfPresent(key); ok {
 		c.m.localHit.Inc()
 		return it.v, nil
 	}
 	c.m.localMiss.Inc()
-	return c.loadShared(ctx, key, load)
+	return c.loadShared(ctx, key, also, load)
 }
 
 // loadShared fills key once for all concurrent callers.
-func (c *Cache[V]) loadShared(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (v V, err error) {
+func (c *Cache[V]) loadShared(ctx context.Context, key string, also func() []*Prefetch, load func(context.Context) (V, time.Duration, error)) (v V, err error) {
 	if err := ctx.Err(); err != nil {
 		return v, err
 	}
@@ -204,7 +213,7 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load func(context
 			c.flights.finish(key, f, v, ErrLoadAborted)
 		}
 	}()
-	v, err = c.fill(ctx, key, f, load)
+	v, err = c.fill(ctx, key, f, also, load)
 	finished = true
 	c.flights.finish(key, f, v, err)
 	return v, err
@@ -212,14 +221,18 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load func(context
 
 // fill looks key up in Redis, else loads it, and stores what it found in the
 // tiers that lack it, unless the key was invalidated or set meanwhile.
-func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], load func(context.Context) (V, time.Duration, error)) (V, error) {
+func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], also func() []*Prefetch, load func(context.Context) (V, time.Duration, error)) (V, error) {
 	// The flight that stored key may have ended between our miss and join.
 	if it, ok := c.local.GetIfPresent(key); ok {
 		return it.v, nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
 	defer cancel()
-	if v, ttl, ok := c.tracedGetRedis(ctx, key); ok {
+	var with []*Prefetch
+	if also != nil && c.rdb != nil {
+		with = also()
+	}
+	if v, ttl, ok := c.tracedGetRedis(ctx, key, with); ok {
 		if !c.flights.stale(f) {
 			c.setLocal(key, v, ttl)
 		}
@@ -249,7 +262,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, bool) {
 		return it.v, true
 	}
 	c.m.localMiss.Inc()
-	v, ttl, ok := c.getRedis(ctx, key)
+	v, ttl, ok := c.getRedis(ctx, key, nil)
 	if ok {
 		c.setLocal(key, v, ttl)
 	}
@@ -277,6 +290,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		return fmt.Errorf("cache %s: publish: %w", c.name, err)
 	}
 	octx, cancel := c.rdb.bound(ctx)
+	c.rdb.trips.Add(1)
 	_, err = pipe.Exec(octx)
 	cancel()
 	if c.rdb.report(ctx, err) {
@@ -318,6 +332,7 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 		}
 		if err = c.rdb.publishCmds(ctx, pipe, c.name, c.origin, keys); err == nil {
 			octx, cancel := c.rdb.bound(ctx)
+			c.rdb.trips.Add(1)
 			_, err = pipe.Exec(octx)
 			cancel()
 		}
@@ -377,37 +392,90 @@ func (c *Cache[V]) clearLocal() {
 // zero or less if the entry has no TTL or is about to expire.
 // tracedGetRedis is getRedis inside a "cache.redis_get" span when tracing
 // is on.
-func (c *Cache[V]) tracedGetRedis(ctx context.Context, key string) (V, time.Duration, bool) {
+func (c *Cache[V]) tracedGetRedis(ctx context.Context, key string, with []*Prefetch) (V, time.Duration, bool) {
 	if c.tracer == nil {
-		return c.getRedis(ctx, key)
+		return c.getRedis(ctx, key, with)
 	}
 	ctx, span := c.tracer.Start(ctx, "cache.redis_get", trace.WithAttributes(attribute.String("cache", c.name)))
-	v, ttl, ok := c.getRedis(ctx, key)
+	v, ttl, ok := c.getRedis(ctx, key, with)
 	span.SetAttributes(attribute.Bool("hit", ok))
 	span.End()
 	return v, ttl, ok
 }
 
-func (c *Cache[V]) getRedis(ctx context.Context, key string) (v V, ttl time.Duration, ok bool) {
+func (c *Cache[V]) getRedis(ctx context.Context, key string, with []*Prefetch) (v V, ttl time.Duration, ok bool) {
 	if c.rdb == nil {
 		return v, 0, false
 	}
 	if !c.rdb.allow() {
 		c.m.redisSkipped.Inc()
+		for _, p := range with {
+			p.skipped()
+		}
 		return v, 0, false
 	}
 	start := c.now()
-	k := c.prefix + key
 	octx, cancel := c.rdb.bound(ctx)
 	defer cancel()
 	pipe := c.rdb.client.Pipeline()
-	get := pipe.Get(octx, k)
-	pttl := pipe.PTTL(octx, k)
+	k := c.prefix + key
+	get, pttl := pipe.Get(octx, k), pipe.PTTL(octx, k)
+	for _, p := range with {
+		p.queue(octx, pipe)
+	}
+	c.rdb.trips.Add(1)
 	_, err := pipe.Exec(octx)
-	if c.rdb.report(ctx, err) {
+	failed := c.rdb.report(ctx, err)
+	for _, p := range with {
+		p.finish(failed, start)
+	}
+	if failed {
 		c.m.redisError.Inc()
 		return v, 0, false
 	}
+	return c.result(get, pttl, start)
+}
+
+// Prefetch is a lookup of one key of one cache, to be sent in another
+// cache's Redis pipeline (see GetOrLoadWith). A nil *Prefetch is no lookup.
+type Prefetch struct {
+	get    *redis.StringCmd
+	pttl   *redis.DurationCmd
+	queue  func(ctx context.Context, pipe redis.Pipeliner)
+	finish func(failed bool, start time.Time)
+	// skipped counts the lookup as skipped by the back-off.
+	skipped func()
+}
+
+// Prefetch returns the lookup of key for another cache's pipeline, or nil
+// when there is nothing to fetch: no Redis, or key already in this
+// replica's in-process tier.
+func (c *Cache[V]) Prefetch(key string) *Prefetch {
+	if c.rdb == nil {
+		return nil
+	}
+	if _, ok := c.local.GetIfPresent(key); ok {
+		return nil
+	}
+	p := &Prefetch{skipped: func() { c.m.redisSkipped.Inc() }}
+	k := c.prefix + key
+	p.queue = func(ctx context.Context, pipe redis.Pipeliner) {
+		p.get, p.pttl = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
+	}
+	p.finish = func(failed bool, start time.Time) {
+		if failed {
+			c.m.redisError.Inc()
+			return
+		}
+		if v, ttl, ok := c.result(p.get, p.pttl, start); ok {
+			c.setLocal(key, v, ttl)
+		}
+	}
+	return p
+}
+
+// result decodes a GET+PTTL pair sent at start and counts the outcome.
+func (c *Cache[V]) result(get *redis.StringCmd, pttl *redis.DurationCmd, start time.Time) (v V, ttl time.Duration, ok bool) {
 	b, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
 		c.m.redisMiss.Inc()
@@ -445,6 +513,7 @@ func (c *Cache[V]) setRedis(ctx context.Context, key string, v V, ttl time.Durat
 		return fmt.Errorf("cache %s: %w", c.name, ErrRedisUnavailable)
 	}
 	octx, cancel := c.rdb.bound(ctx)
+	c.rdb.trips.Add(1)
 	err = c.rdb.client.Set(octx, c.prefix+key, b, ttl).Err()
 	cancel()
 	if c.rdb.report(ctx, err) {

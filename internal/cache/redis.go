@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,6 +44,9 @@ type Redis struct {
 	// opTimeout bounds one lookup, write or invalidation from start to
 	// reply (RedisConfig.ReadTimeout).
 	opTimeout time.Duration
+	// trips counts the round trips of the caches' lookups, writes and
+	// invalidations (a pipeline is one).
+	trips atomic.Int64
 }
 
 // bound returns ctx limited to one operation's time. go-redis otherwise
