@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/internal/cache/cachetest"
 	"github.com/authgate/authgate/verify"
 	"github.com/authgate/authgate/verify/verifytest"
 )
@@ -295,53 +294,11 @@ func TestVerifyUnknownKidNotNegativelyCached(t *testing.T) {
 	}
 }
 
-// testRedisConfig returns the configuration of the Redis at TEST_REDIS_URL
-// with a key prefix of the test's own, and a plain client to inspect what
-// was stored. It skips the test when TEST_REDIS_URL is unset or with
-// -short, and fails it when Redis does not answer. The keys under the
-// prefix are deleted when the test ends.
+// testRedisConfig is the Redis at TEST_REDIS_URL under the test's own key
+// prefix, and a client to inspect it (cachetest.Redis).
 func testRedisConfig(tb testing.TB) (cache.RedisConfig, *redis.Client) {
 	tb.Helper()
-	raw := os.Getenv("TEST_REDIS_URL")
-	if raw == "" {
-		tb.Skip("TEST_REDIS_URL not set; skipping Redis integration test")
-	}
-	if testing.Short() {
-		tb.Skip("-short: skipping Redis integration test")
-	}
-	opts, err := redis.ParseURL(raw)
-	if err != nil {
-		tb.Fatalf("TEST_REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		client.Close()
-		tb.Fatalf("TEST_REDIS_URL is set but Redis does not answer: %v", err)
-	}
-	name := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, tb.Name())
-	prefix := fmt.Sprintf("authgate-test:verify:%s:%d:", name, time.Now().UnixNano())
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, k := range redisKeys(tb, client, prefix) {
-			client.Del(ctx, k)
-		}
-		client.Close()
-	})
-	return cache.RedisConfig{
-		Addrs:     []string{opts.Addr},
-		DB:        opts.DB,
-		Username:  opts.Username,
-		Password:  opts.Password,
-		KeyPrefix: prefix,
-	}, client
+	return cachetest.Redis(tb, "verify")
 }
 
 // redisKeys returns the keys under prefix.

@@ -2,9 +2,7 @@ package verify
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/internal/cache/cachetest"
 	"github.com/authgate/authgate/verify/verifytest"
 )
 
@@ -163,38 +162,12 @@ func TestVerifierReloadUserAcrossReplicas(t *testing.T) {
 	}
 }
 
-// revocationRedis returns the configuration of the Redis at TEST_REDIS_URL
-// with a key prefix of the test's own, or skips the test.
+// revocationRedis is the Redis at TEST_REDIS_URL under the test's own key
+// prefix (cachetest.Redis).
 func revocationRedis(t *testing.T) cache.RedisConfig {
 	t.Helper()
-	raw := os.Getenv("TEST_REDIS_URL")
-	if raw == "" {
-		t.Skip("TEST_REDIS_URL not set; skipping Redis integration test")
-	}
-	if testing.Short() {
-		t.Skip("-short: skipping Redis integration test")
-	}
-	o, err := redis.ParseURL(raw)
-	if err != nil {
-		t.Fatalf("TEST_REDIS_URL: %v", err)
-	}
-	c := redis.NewClient(o)
-	defer c.Close()
-	if err := c.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("TEST_REDIS_URL is set but Redis does not answer: %v", err)
-	}
-	prefix := "authgate-test:verify:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		c := redis.NewClient(o)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, _ := c.Keys(ctx, prefix+"*").Result()
-		for _, k := range keys {
-			c.Del(ctx, k)
-		}
-	})
-	return cache.RedisConfig{Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password, KeyPrefix: prefix}
+	cfg, _ := cachetest.Redis(t, "verify")
+	return cfg
 }
 
 // subscribed is the number of subscribers to the invalidation channel of

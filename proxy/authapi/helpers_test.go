@@ -25,6 +25,7 @@ import (
 
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/internal/cache/cachetest"
 	"github.com/authgate/authgate/internal/firebaseadmin"
 	"github.com/authgate/authgate/verify"
 )
@@ -85,35 +86,12 @@ func testServices(t testing.TB) *services {
 	return &services{host: host, dbURL: dbURL, admin: admin}
 }
 
-// testRedisConfig returns the Redis at TEST_REDIS_URL with a key prefix of
-// the test's own, or skips the test.
+// testRedisConfig is the Redis at TEST_REDIS_URL under the test's own key
+// prefix (cachetest.Redis).
 func testRedisConfig(t testing.TB) cache.RedisConfig {
 	t.Helper()
-	raw := os.Getenv("TEST_REDIS_URL")
-	if raw == "" {
-		t.Skip("TEST_REDIS_URL not set; skipping test of replicas sharing Redis (e.g. TEST_REDIS_URL=redis://127.0.0.1:6379/0)")
-	}
-	o, err := redis.ParseURL(raw)
-	if err != nil {
-		t.Fatalf("TEST_REDIS_URL: %v", err)
-	}
-	c := redis.NewClient(o)
-	defer c.Close()
-	if err := c.Ping(testContext(t)).Err(); err != nil {
-		t.Fatalf("TEST_REDIS_URL is set but Redis does not answer: %v", err)
-	}
-	prefix := "authgate-test:authapi:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		c := redis.NewClient(o)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, _ := c.Keys(ctx, prefix+"*").Result()
-		for _, k := range keys {
-			c.Del(ctx, k)
-		}
-	})
-	return cache.RedisConfig{Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password, KeyPrefix: prefix}
+	cfg, _ := cachetest.Redis(t, "authapi")
+	return cfg
 }
 
 // testSchema makes a schema of the test's own with the user table, plus
