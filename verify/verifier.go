@@ -261,7 +261,10 @@ func cacheKey(raw string) string {
 	// Hashing the string's bytes in place saves copying the token; Sum256
 	// neither keeps nor modifies them.
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-	return hex.EncodeToString(sum[:])
+	// Encoded into an array on the stack: one allocation, the string's.
+	var buf [2 * sha256.Size]byte
+	hex.Encode(buf[:], sum[:])
+	return string(buf[:])
 }
 
 // Verify checks token and returns the identity it proves. Errors wrap one of
@@ -307,27 +310,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 				return Identity{}, errorForReason(reason)
 			}
 		}
-		var also func() []*cache.Prefetch
-		if v.prefetch != nil {
-			also = func() []*cache.Prefetch {
-				if id, ok := v.peek(raw); ok {
-					if p := v.prefetch(id); p != nil {
-						return []*cache.Prefetch{p}
-					}
-				}
-				return nil
-			}
-		}
-		id, err = v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (Identity, time.Duration, error) {
-			if cached != nil {
-				*cached = "miss"
-			}
-			id, err := v.verifyUncached(ctx, raw)
-			if err != nil {
-				return id, 0, err
-			}
-			return id, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
-		})
+		id, err = v.cachedOrLoad(ctx, key, raw, cached)
 		if err == nil && !v.now().Before(id.ExpiresAt) {
 			// A cached entry can only be this old through clock skew
 			// between replicas; verify again, with the issuer's leeway.
@@ -348,6 +331,36 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 		}
 	}
 	return id, nil
+}
+
+// cachedOrLoad answers key from the token cache, or verifies raw and
+// caches the result. The closures a miss needs are only built on a miss,
+// so that a hit in the in-process tier allocates nothing for them.
+func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
+	if id, ok := v.tokens.GetLocal(key); ok {
+		return id, nil
+	}
+	var also func() []*cache.Prefetch
+	if v.prefetch != nil {
+		also = func() []*cache.Prefetch {
+			if id, ok := v.peek(raw); ok {
+				if p := v.prefetch(id); p != nil {
+					return []*cache.Prefetch{p}
+				}
+			}
+			return nil
+		}
+	}
+	return v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (Identity, time.Duration, error) {
+		if cached != nil {
+			*cached = "miss"
+		}
+		id, err := v.verifyUncached(ctx, raw)
+		if err != nil {
+			return id, 0, err
+		}
+		return id, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
+	})
 }
 
 // ForgetUser drops the cached Firebase user record of uid, in Redis and in

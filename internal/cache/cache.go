@@ -197,6 +197,18 @@ func (c *Cache[V]) GetOrLoadWith(ctx context.Context, key string, also func() []
 	return c.loadShared(ctx, key, also, load)
 }
 
+// GetLocal returns the value for key from the in-process tier only,
+// counting a hit; a miss is left for the GetOrLoad that follows to count.
+// It lets a caller build its loader only when it is needed.
+func (c *Cache[V]) GetLocal(key string) (V, bool) {
+	if it, ok := c.local.GetIfPresent(key); ok {
+		c.m.localHit.Inc()
+		return it.v, true
+	}
+	var zero V
+	return zero, false
+}
+
 // loadShared fills key once for all concurrent callers.
 func (c *Cache[V]) loadShared(ctx context.Context, key string, also func() []*Prefetch, load func(context.Context) (V, time.Duration, error)) (v V, err error) {
 	if err := ctx.Err(); err != nil {
