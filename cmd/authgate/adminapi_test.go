@@ -116,15 +116,7 @@ func TestAdminAPILinksEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = client.DeleteUser(context.Background(), uid) })
 
-	schema := fmt.Sprintf("authgate_admin_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(ctx, dbURL); err == nil {
-			_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			_ = conn.Close(ctx)
-		}
-	})
+	schema := testSchema(t, dbURL, "authgate_admin")
 	legacySecret := writeFile(t, "legacy", "legacy-secret-0123456789abcdef0123456789")
 	path := writeFile(t, "c.yaml", strings.Replace(firebaseConfig, "  database_url: postgres://postgres@127.0.0.1:1/none\n",
 		"  schema: "+schema+"\n  worker:\n    enabled: true\n", 1))

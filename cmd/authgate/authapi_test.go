@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/firebaseadmin"
@@ -28,15 +27,7 @@ func TestAuthAPIEndToEnd(t *testing.T) {
 		t.Skip(emulatorEnv + " not set; skipping auth API end-to-end test (scripts/firebase-emulator.sh start)")
 	}
 	dbURL := testDatabaseURL(t)
-	schema := fmt.Sprintf("authgate_authapi_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(ctx, dbURL); err == nil {
-			_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			_ = conn.Close(ctx)
-		}
-	})
+	schema := testSchema(t, dbURL, "authgate_authapi")
 	secret := writeFile(t, "secret", "e2e-secret-0123456789abcdef0123456789")
 	key := writeFile(t, "web-api-key", "e2e-web-api-key\n")
 	path := writeFile(t, "c.yaml", minimalConfig+`

@@ -36,14 +36,11 @@ func testDatabaseURL(t *testing.T) string {
 	return url
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// TestFederationEndToEnd runs `authgate migrate`, then the wired handler
-// against real PostgreSQL: concurrent first requests of a new Firebase user
-// create one row, and every request carries that row's id.
-func TestFederationEndToEnd(t *testing.T) {
-	dbURL := testDatabaseURL(t)
-	schema := fmt.Sprintf("authgate_e2e_%d", time.Now().UnixNano())
+// testSchema returns a schema name of its own for a test (prefix and the
+// time), dropped with everything in it when the test ends.
+func testSchema(t *testing.T, dbURL, prefix string) string {
+	t.Helper()
+	schema := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -52,6 +49,17 @@ func TestFederationEndToEnd(t *testing.T) {
 			_ = conn.Close(ctx)
 		}
 	})
+	return schema
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// TestFederationEndToEnd runs `authgate migrate`, then the wired handler
+// against real PostgreSQL: concurrent first requests of a new Firebase user
+// create one row, and every request carries that row's id.
+func TestFederationEndToEnd(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	schema := testSchema(t, dbURL, "authgate_e2e")
 	secret := writeFile(t, "secret", "e2e-secret-0123456789abcdef0123456789")
 	path := writeFile(t, "c.yaml", minimalConfig+`
   firebase:
