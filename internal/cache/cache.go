@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -64,8 +65,12 @@ type Cache[V any] struct {
 	loadTimeout time.Duration
 	log         *zap.Logger
 	flights     group[V]
-	m           metrics
-	tracer      trace.Tracer // nil when tracing is off
+	// changes counts Sets and invalidations, after they changed the
+	// in-process tier: a Prefetch whose count moved meanwhile may hold a
+	// value read before the change, and does not store it.
+	changes atomic.Uint64
+	m       metrics
+	tracer  trace.Tracer // nil when tracing is off
 	// origin tells this cache's invalidation messages apart; unlisten
 	// stops it receiving others' (both unset without Redis).
 	origin   string
@@ -294,6 +299,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	c.flights.forget(key)
 	err := c.setRedis(ctx, key, v, ttl)
 	c.setLocal(key, v, ttl)
+	c.changes.Add(1)
 	if err != nil || c.rdb == nil {
 		return err
 	}
@@ -357,6 +363,7 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 	for _, k := range keys {
 		c.local.Invalidate(k)
 	}
+	c.changes.Add(1)
 	if err != nil {
 		return fmt.Errorf("cache %s: invalidate in redis: %w", c.name, err)
 	}
@@ -390,12 +397,14 @@ func (c *Cache[V]) dropLocal(keys []string) {
 		c.flights.forget(k)
 		c.local.Invalidate(k)
 	}
+	c.changes.Add(1)
 }
 
 // clearLocal empties the in-process tier after invalidations were missed.
 func (c *Cache[V]) clearLocal() {
 	c.flights.forgetAll()
 	c.local.InvalidateAll()
+	c.changes.Add(1)
 }
 
 // getRedis looks key up in Redis. ok is false on a miss, an error or a
@@ -470,6 +479,7 @@ func (c *Cache[V]) Prefetch(key string) *Prefetch {
 		return nil
 	}
 	p := &Prefetch{skipped: func() { c.m.redisSkipped.Inc() }}
+	before := c.changes.Load()
 	k := c.prefix + key
 	p.queue = func(ctx context.Context, pipe redis.Pipeliner) {
 		p.get, p.pttl = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
@@ -479,7 +489,7 @@ func (c *Cache[V]) Prefetch(key string) *Prefetch {
 			c.m.redisError.Inc()
 			return
 		}
-		if v, ttl, ok := c.result(p.get, p.pttl, start); ok {
+		if v, ttl, ok := c.result(p.get, p.pttl, start); ok && c.changes.Load() == before {
 			c.setLocal(key, v, ttl)
 		}
 	}

@@ -63,3 +63,39 @@ func TestGetOrLoadWithOneRoundTrip(t *testing.T) {
 		t.Error("Prefetch on a cache without Redis is not nil")
 	}
 }
+
+// TestPrefetchDoesNotStoreAcrossAnInvalidation: a row read from Redis
+// while an invalidation of the cache runs is not stored in the in-process
+// tier after it, where it would outlive the invalidation. The message of
+// another replica's invalidation arrives here between the lookup being
+// prepared and its answer being stored; the Redis entry is left in place
+// to stand for an answer Redis gave before that replica's DEL.
+func TestPrefetchDoesNotStoreAcrossAnInvalidation(t *testing.T) {
+	cfg := testRedisConfig(t)
+	clk := newFakeClock()
+	rdb := openTestRedis(t, cfg)
+	mustGetOrLoad(t, newNamed(t, "users", openTestRedis(t, cfg), clk), "uid:1", (&counter{v: "old row", ttl: time.Minute}).load)
+	users := newNamed(t, "users", rdb, clk)
+	tokens := newNamed(t, "tokens", rdb, clk)
+	_, err := tokens.GetOrLoadWith(testContext(t), "tok", func() []*Prefetch {
+		p := users.Prefetch("uid:1")
+		users.dropLocal([]string{"uid:1"})
+		return []*Prefetch{p}
+	}, (&counter{v: "identity", ttl: time.Minute}).load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := users.local.GetIfPresent("uid:1"); ok {
+		t.Error("the row read across an invalidation was stored in the in-process tier")
+	}
+	// Without an invalidation in between, the same lookup is stored.
+	_, err = tokens.GetOrLoadWith(testContext(t), "tok2", func() []*Prefetch {
+		return []*Prefetch{users.Prefetch("uid:1")}
+	}, (&counter{v: "identity", ttl: time.Minute}).load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := users.local.GetIfPresent("uid:1"); !ok {
+		t.Error("a prefetched row was not stored in the in-process tier")
+	}
+}
