@@ -137,20 +137,18 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 // Check reports the state of the shared tier for health: nil when Redis
 // answers (or none is configured), or an error wrapping ErrRedisUnavailable
-// while it fails ("degraded": the caches still answer). Outside a back-off it
-// sends a PING, so that health checks notice an outage, and a recovery,
-// without request traffic.
+// while it fails ("degraded": the caches still answer). It sends a PING
+// even during a back-off, as the PostgreSQL check does, so that a health
+// probe notices a recovery at once instead of after the back-off (up to
+// failure_backoff_max); the answer closes or keeps the breaker, and a
+// failed probe does not lengthen the back-off.
 func (r *Redis) Check(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
-	if !r.br.Allow(r.now()) {
-		if err := r.br.LastErr(); err != nil {
-			return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
-		}
-		return ErrRedisUnavailable
-	}
-	err := r.client.Ping(ctx).Err()
+	octx, cancel := r.bound(ctx)
+	defer cancel()
+	err := r.client.Ping(octx).Err()
 	r.report(ctx, err)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)

@@ -448,13 +448,21 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Errorf("Check while down = %v, want %v", err, ErrRedisUnavailable)
 	}
 
-	proxy.setDown(false)
+	// A health check during the back-off pings Redis: while it is still
+	// down the back-off stays as it was, and once it is back the check
+	// ends the back-off at once (the clock does not move here).
 	if err := c.Check(ctx); !errors.Is(err, ErrRedisUnavailable) {
-		t.Errorf("Check within the back-off = %v, want %v (Redis is not tried yet)", err, ErrRedisUnavailable)
+		t.Errorf("Check while down, within the back-off = %v, want %v", err, ErrRedisUnavailable)
 	}
-	clk.Add(time.Second)
+	if got := rdb.br.Backoff(); got != time.Second {
+		t.Errorf("back-off after a failed check = %v, want the first 1s, not lengthened", got)
+	}
+	proxy.setDown(false)
 	if err := c.Check(ctx); err != nil {
-		t.Errorf("Check after the back-off = %v, want nil", err)
+		t.Errorf("Check within the back-off, Redis back = %v, want nil", err)
+	}
+	if rdb.br.Open() {
+		t.Error("the breaker is still open after a successful check")
 	}
 	// Redis is used again: "before" was stored while it was up.
 	c.local.Invalidate("before")
