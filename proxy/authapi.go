@@ -26,11 +26,7 @@ func ClientIP(r *http.Request) netip.Addr {
 	if m, ok := r.Context().Value(mountedKey{}).(*mounted); ok {
 		return m.clientIP
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
+	return peerAddr(r)
 }
 
 // ReportOutcome tells the Handler, for its access log, which platform

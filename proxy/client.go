@@ -12,12 +12,8 @@ import (
 // one were written by the client and are not believed. The zero Addr means
 // the peer address could not be read.
 func (h *Handler) clientIP(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	addr := ap.Addr().Unmap()
-	if !h.trustedAddr(addr) {
+	addr := peerAddr(r)
+	if !addr.IsValid() || !h.trustedAddr(addr) {
 		return addr
 	}
 	xff := r.Header["X-Forwarded-For"]
@@ -40,6 +36,16 @@ func (h *Handler) clientIP(r *http.Request) netip.Addr {
 		}
 	}
 	return addr
+}
+
+// peerAddr is the TCP peer's address, or the zero Addr when RemoteAddr
+// cannot be read.
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // trustedAddr reports whether a is in TrustedProxies.

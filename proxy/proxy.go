@@ -403,11 +403,7 @@ func firstNonEmpty(a, b string) string {
 
 // peerTrusted reports whether the TCP peer is in TrustedProxies.
 func (h *Handler) peerTrusted(r *http.Request) bool {
-	if len(h.trusted) == 0 {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	return err == nil && h.trustedAddr(ap.Addr().Unmap())
+	return len(h.trusted) > 0 && h.trustedAddr(peerAddr(r))
 }
 
 func (h *Handler) finish(r *http.Request, reqID string, start time.Time, out *outcome) {

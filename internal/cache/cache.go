@@ -439,7 +439,7 @@ func (c *Cache[V]) getRedis(ctx context.Context, key string, with []*Prefetch) (
 	octx, cancel := c.rdb.bound(ctx)
 	defer cancel()
 	pipe := c.rdb.client.Pipeline()
-	k := c.prefix + key
+	k := c.redisKey(key)
 	get, pttl := pipe.Get(octx, k), pipe.PTTL(octx, k)
 	for _, p := range with {
 		p.queue(octx, pipe)
@@ -460,13 +460,31 @@ func (c *Cache[V]) getRedis(ctx context.Context, key string, with []*Prefetch) (
 // Prefetch is a lookup of one key of one cache, to be sent in another
 // cache's Redis pipeline (see GetOrLoadWith). A nil *Prefetch is no lookup.
 type Prefetch struct {
-	get    *redis.StringCmd
-	pttl   *redis.DurationCmd
-	queue  func(ctx context.Context, pipe redis.Pipeliner)
-	finish func(failed bool, start time.Time)
-	// skipped counts the lookup as skipped by the back-off.
-	skipped func()
+	c    prefetcher
+	key  string
+	get  *redis.StringCmd
+	pttl *redis.DurationCmd
+	// changes is the cache's count of Sets and invalidations when the
+	// lookup was made: a different count at the answer means it may be
+	// stale, and it is not stored.
+	changes uint64
 }
+
+// prefetcher is the cache a Prefetch belongs to, whatever its value type.
+type prefetcher interface {
+	redisKey(key string) string
+	finishPrefetch(p *Prefetch, failed bool, start time.Time)
+	skipPrefetch()
+}
+
+func (p *Prefetch) queue(ctx context.Context, pipe redis.Pipeliner) {
+	k := p.c.redisKey(p.key)
+	p.get, p.pttl = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
+}
+
+func (p *Prefetch) finish(failed bool, start time.Time) { p.c.finishPrefetch(p, failed, start) }
+
+func (p *Prefetch) skipped() { p.c.skipPrefetch() }
 
 // Prefetch returns the lookup of key for another cache's pipeline, or nil
 // when there is nothing to fetch: no Redis, or key already in this
@@ -478,22 +496,21 @@ func (c *Cache[V]) Prefetch(key string) *Prefetch {
 	if _, ok := c.local.GetIfPresent(key); ok {
 		return nil
 	}
-	p := &Prefetch{skipped: func() { c.m.redisSkipped.Inc() }}
-	before := c.changes.Load()
-	k := c.prefix + key
-	p.queue = func(ctx context.Context, pipe redis.Pipeliner) {
-		p.get, p.pttl = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
+	return &Prefetch{c: c, key: key, changes: c.changes.Load()}
+}
+
+func (c *Cache[V]) redisKey(key string) string { return c.prefix + key }
+
+func (c *Cache[V]) skipPrefetch() { c.m.redisSkipped.Inc() }
+
+func (c *Cache[V]) finishPrefetch(p *Prefetch, failed bool, start time.Time) {
+	if failed {
+		c.m.redisError.Inc()
+		return
 	}
-	p.finish = func(failed bool, start time.Time) {
-		if failed {
-			c.m.redisError.Inc()
-			return
-		}
-		if v, ttl, ok := c.result(p.get, p.pttl, start); ok && c.changes.Load() == before {
-			c.setLocal(key, v, ttl)
-		}
+	if v, ttl, ok := c.result(p.get, p.pttl, start); ok && c.changes.Load() == p.changes {
+		c.setLocal(p.key, v, ttl)
 	}
-	return p
 }
 
 // result decodes a GET+PTTL pair sent at start and counts the outcome.
