@@ -12,7 +12,7 @@ import (
 	"github.com/authgate/authgate/internal/configerr"
 )
 
-// Defaults for unset (zero) fields, and bounds that catch unit mistakes.
+// Defaults (see DefaultConfig), and bounds that catch unit mistakes.
 const (
 	defaultSchema            = "auth"
 	defaultMinConns          = 2
@@ -56,12 +56,14 @@ type Config struct {
 	// connections' search_path. Lowercase letters, digits and underscores.
 	// Default "auth".
 	Schema string `yaml:"schema"`
-	// MinConns is the number of connections kept open. Default 2.
+	// MinConns is the number of connections kept open. Default 2; 0 keeps
+	// none open while idle.
 	MinConns int `yaml:"min_conns"`
-	// MaxConns bounds the pool. Default 10.
+	// MaxConns bounds the pool. Default 10; 1 to 1000.
 	MaxConns int `yaml:"max_conns"`
 	// MaxConnIdleTime closes connections (above MinConns) idle this long.
-	// Default 10s.
+	// Default 10s; 0 closes them as soon as they are idle at a health
+	// check.
 	MaxConnIdleTime time.Duration `yaml:"max_conn_idle_time"`
 	// AcquireTimeout bounds waiting for a pooled connection, including
 	// opening one, on every request that misses the cache. Default 2s. The
@@ -73,7 +75,7 @@ type Config struct {
 	// take over while the client still waits.
 	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
 	// QueryTimeout bounds the statements of one operation once a
-	// connection is acquired. Default 2s.
+	// connection is acquired. Default 2s; must be positive.
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 	// MigrateOnStart applies the embedded migrations when authgate starts,
 	// before it serves. Off by default: run "authgate migrate" from a
@@ -92,18 +94,18 @@ type Config struct {
 	// never linked either way.
 	OnEmailConflict string `yaml:"on_email_conflict"`
 	// LastLoginInterval is how often last_login is written per user at
-	// most; writes are batched. Default 5m; negative turns last_login
-	// tracking off.
+	// most; writes are batched. Default 5m; 0 writes it on every request
+	// (still batched); negative turns last_login tracking off.
 	LastLoginInterval time.Duration `yaml:"last_login_interval"`
 	// CacheTTL is how long a user row is cached, by user id and by Firebase
 	// uid. Changes made through this package invalidate it at once; other
 	// replicas' in-process copies expire per cache.local_max_ttl. Default
-	// 1m; negative turns the cache off.
+	// 1m; 0 (or negative) turns the cache off.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// PendingMax bounds the Firebase identities remembered while PostgreSQL
 	// is unreachable, whose rows are created once it is back. Default
 	// 10000; identities beyond it are served but not remembered (they are
-	// created on their next request).
+	// created on their next request); 0 remembers none.
 	PendingMax int `yaml:"pending_max"`
 	// FirebaseCredentialsFile is the service account key file with which
 	// the worker and the admin link API read Firebase user records
@@ -130,49 +132,8 @@ func DefaultConfig() Config {
 		LastLoginInterval: defaultLastLoginInterval,
 		CacheTTL:          defaultCacheTTL,
 		PendingMax:        defaultPendingMax,
-		Worker:            WorkerConfig{}.withDefaults(),
+		Worker:            DefaultWorkerConfig(),
 	}
-}
-
-// withDefaults returns c with unset fields defaulted. MinConns keeps an
-// explicit zero only when MaxConns is set too, so that an empty Config
-// means the defaults.
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.Schema == "" {
-		c.Schema = d.Schema
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = d.MaxConns
-		if c.MinConns == 0 {
-			c.MinConns = d.MinConns
-		}
-	}
-	for _, f := range []struct {
-		p   *time.Duration
-		def time.Duration
-	}{
-		{&c.MaxConnIdleTime, d.MaxConnIdleTime},
-		{&c.AcquireTimeout, d.AcquireTimeout},
-		{&c.QueryTimeout, d.QueryTimeout},
-		{&c.LastLoginInterval, d.LastLoginInterval},
-		{&c.CacheTTL, d.CacheTTL},
-	} {
-		if *f.p == 0 {
-			*f.p = f.def
-		}
-	}
-	if c.OnUnavailable == "" {
-		c.OnUnavailable = d.OnUnavailable
-	}
-	if c.OnEmailConflict == "" {
-		c.OnEmailConflict = d.OnEmailConflict
-	}
-	if c.PendingMax == 0 {
-		c.PendingMax = d.PendingMax
-	}
-	c.Worker = c.Worker.withDefaults()
-	return c
 }
 
 // String redacts the connection string, which may hold a password.
@@ -200,15 +161,14 @@ func (c Config) Validate() error {
 	if _, err := c.poolConfig(); err != nil {
 		errs = append(errs, err)
 	}
-	c = c.withDefaults()
 	if !validSchema(c.Schema) {
 		errs = append(errs, fmt.Errorf("schema: %q must be 1 to %d of [a-z0-9_], starting with a letter or _, and not pg_", c.Schema, maxSchemaNameLength))
 	}
 	if c.MinConns < 0 || c.MinConns > maxConns {
-		errs = append(errs, fmt.Errorf("min_conns: must be between 0 and %d", maxConns))
+		errs = append(errs, fmt.Errorf("min_conns: %d is outside 0..%d", c.MinConns, maxConns))
 	}
 	if c.MaxConns < 1 || c.MaxConns > maxConns {
-		errs = append(errs, fmt.Errorf("max_conns: must be between 1 and %d", maxConns))
+		errs = append(errs, fmt.Errorf("max_conns: %d is outside 1..%d", c.MaxConns, maxConns))
 	} else if c.MinConns > c.MaxConns {
 		errs = append(errs, errors.New("min_conns: must not exceed max_conns"))
 	}
@@ -219,8 +179,8 @@ func (c Config) Validate() error {
 		key string
 		v   time.Duration
 	}{{"acquire_timeout", c.AcquireTimeout}, {"query_timeout", c.QueryTimeout}} {
-		if d.v < 0 || d.v > maxTimeout {
-			errs = append(errs, fmt.Errorf("%s: must be between 0 (default) and %s", d.key, maxTimeout))
+		if d.v <= 0 || d.v > maxTimeout {
+			errs = append(errs, fmt.Errorf("%s: %s is outside 1ns..%s", d.key, d.v, maxTimeout))
 		}
 	}
 	if c.OnUnavailable != PolicyAllow && c.OnUnavailable != PolicyDeny {
@@ -230,7 +190,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("on_email_conflict: %q must be deny or allow", c.OnEmailConflict))
 	}
 	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
-		errs = append(errs, fmt.Errorf("pending_max: must be between 0 (default %d) and %d", defaultPendingMax, maxPendingMax))
+		errs = append(errs, fmt.Errorf("pending_max: %d is outside 0..%d (0 = remember none)", c.PendingMax, maxPendingMax))
 	}
 	if f := c.FirebaseCredentialsFile; f != "" {
 		if fi, err := os.Stat(f); err != nil {

@@ -3,6 +3,7 @@ package federation
 import (
 	"errors"
 	"fmt"
+	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,19 +20,11 @@ import (
 const testURL = "postgres://authgate:s3cr3t-pw@db.internal:5432/platform?sslmode=disable"
 
 func TestConfigDefaults(t *testing.T) {
-	got := Config{}.withDefaults()
 	want := DefaultConfig()
-	if got != want {
-		t.Errorf("Config{}.withDefaults() = %v, want %v", got, want)
-	}
 	if want.AcquireTimeout != 2*time.Second || want.Schema != "auth" || want.OnUnavailable != PolicyAllow ||
 		want.OnEmailConflict != PolicyDeny || want.LastLoginInterval != 5*time.Minute || want.CacheTTL != time.Minute ||
-		want.MinConns != 2 || want.MaxConns != 10 || want.PendingMax != 10000 {
+		want.MinConns != 2 || want.MaxConns != 10 || want.PendingMax != 10000 || want.Worker != DefaultWorkerConfig() {
 		t.Errorf("DefaultConfig() = %v", want)
-	}
-	// An explicit min_conns 0 with max_conns set stays 0.
-	if got := (Config{MaxConns: 4}).withDefaults(); got.MinConns != 0 {
-		t.Errorf("MinConns = %d with max_conns set, want 0", got.MinConns)
 	}
 }
 
@@ -51,31 +44,31 @@ func TestConfigValidate(t *testing.T) {
 		give     Config
 		wantKeys []string // the keys the errors name, in order
 	}{
-		{name: "disabled", give: Config{}},
-		{name: "url", give: on(Config{DatabaseURL: testURL})},
-		{name: "url file", give: on(Config{DatabaseURLFile: urlFile})},
-		{name: "all set", give: on(Config{
+		{name: "disabled", give: configtest.Fill(Config{}, DefaultConfig())},
+		{name: "url", give: on(configtest.Fill(Config{DatabaseURL: testURL}, DefaultConfig()))},
+		{name: "url file", give: on(configtest.Fill(Config{DatabaseURLFile: urlFile}, DefaultConfig()))},
+		{name: "all set", give: on(configtest.Fill(Config{
 			DatabaseURL: testURL, Schema: "platform_auth", MinConns: 0, MaxConns: 50, AcquireTimeout: time.Second,
 			OnUnavailable: PolicyDeny, OnEmailConflict: PolicyAllow, LastLoginInterval: -1, CacheTTL: -1, PendingMax: 1,
-		})},
-		{name: "no url", give: on(Config{}), wantKeys: []string{"database_url"}},
-		{name: "url and file", give: on(Config{DatabaseURL: testURL, DatabaseURLFile: urlFile}), wantKeys: []string{"database_url"}},
-		{name: "missing file", give: on(Config{DatabaseURLFile: filepath.Join(dir, "nope")}), wantKeys: []string{"database_url_file"}},
-		{name: "empty file", give: on(Config{DatabaseURLFile: emptyFile}), wantKeys: []string{"database_url_file"}},
-		{name: "bad url", give: on(Config{DatabaseURL: "postgres://a:s3cr3t-pw@host:notaport/db"}), wantKeys: []string{"database_url"}},
-		{name: "bad url escape", give: on(Config{DatabaseURL: "postgres://a:s3cr3t-pw%zz@host/db"}), wantKeys: []string{"database_url"}},
-		{name: "schema upper case", give: on(Config{DatabaseURL: testURL, Schema: "Auth"}), wantKeys: []string{"schema"}},
-		{name: "schema quote", give: on(Config{DatabaseURL: testURL, Schema: `a"b`}), wantKeys: []string{"schema"}},
-		{name: "schema digit first", give: on(Config{DatabaseURL: testURL, Schema: "1auth"}), wantKeys: []string{"schema"}},
-		{name: "schema pg_", give: on(Config{DatabaseURL: testURL, Schema: "pg_auth"}), wantKeys: []string{"schema"}},
-		{name: "schema too long", give: on(Config{DatabaseURL: testURL, Schema: strings.Repeat("a", 64)}), wantKeys: []string{"schema"}},
-		{name: "min above max", give: on(Config{DatabaseURL: testURL, MinConns: 5, MaxConns: 4}), wantKeys: []string{"min_conns"}},
-		{name: "negative conns", give: on(Config{DatabaseURL: testURL, MinConns: -1, MaxConns: -1}), wantKeys: []string{"min_conns", "max_conns"}},
-		{name: "timeouts", give: on(Config{DatabaseURL: testURL, AcquireTimeout: -time.Second, QueryTimeout: time.Hour, MaxConnIdleTime: -1}),
+		}, DefaultConfig()))},
+		{name: "no url", give: on(configtest.Fill(Config{}, DefaultConfig())), wantKeys: []string{"database_url"}},
+		{name: "url and file", give: on(configtest.Fill(Config{DatabaseURL: testURL, DatabaseURLFile: urlFile}, DefaultConfig())), wantKeys: []string{"database_url"}},
+		{name: "missing file", give: on(configtest.Fill(Config{DatabaseURLFile: filepath.Join(dir, "nope")}, DefaultConfig())), wantKeys: []string{"database_url_file"}},
+		{name: "empty file", give: on(configtest.Fill(Config{DatabaseURLFile: emptyFile}, DefaultConfig())), wantKeys: []string{"database_url_file"}},
+		{name: "bad url", give: on(configtest.Fill(Config{DatabaseURL: "postgres://a:s3cr3t-pw@host:notaport/db"}, DefaultConfig())), wantKeys: []string{"database_url"}},
+		{name: "bad url escape", give: on(configtest.Fill(Config{DatabaseURL: "postgres://a:s3cr3t-pw%zz@host/db"}, DefaultConfig())), wantKeys: []string{"database_url"}},
+		{name: "schema upper case", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "Auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema quote", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: `a"b`}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema digit first", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "1auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema pg_", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "pg_auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema too long", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: strings.Repeat("a", 64)}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "min above max", give: on(configtest.Fill(Config{DatabaseURL: testURL, MinConns: 5, MaxConns: 4}, DefaultConfig())), wantKeys: []string{"min_conns"}},
+		{name: "negative conns", give: on(configtest.Fill(Config{DatabaseURL: testURL, MinConns: -1, MaxConns: -1}, DefaultConfig())), wantKeys: []string{"min_conns", "max_conns"}},
+		{name: "timeouts", give: on(configtest.Fill(Config{DatabaseURL: testURL, AcquireTimeout: -time.Second, QueryTimeout: time.Hour, MaxConnIdleTime: -1}, DefaultConfig())),
 			wantKeys: []string{"max_conn_idle_time", "acquire_timeout", "query_timeout"}},
-		{name: "policies", give: on(Config{DatabaseURL: testURL, OnUnavailable: "maybe", OnEmailConflict: "link"}),
+		{name: "policies", give: on(configtest.Fill(Config{DatabaseURL: testURL, OnUnavailable: "maybe", OnEmailConflict: "link"}, DefaultConfig())),
 			wantKeys: []string{"on_unavailable", "on_email_conflict"}},
-		{name: "pending_max", give: on(Config{DatabaseURL: testURL, PendingMax: -1}), wantKeys: []string{"pending_max"}},
+		{name: "pending_max", give: on(configtest.Fill(Config{DatabaseURL: testURL, PendingMax: -1}, DefaultConfig())), wantKeys: []string{"pending_max"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +88,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigRedactsURL(t *testing.T) {
-	c := Config{Enabled: true, DatabaseURL: testURL}
+	c := configtest.Fill(Config{Enabled: true, DatabaseURL: testURL}, DefaultConfig())
 	for _, s := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%v", &c)} {
 		if strings.Contains(s, "s3cr3t") || strings.Contains(s, "db.internal") {
 			t.Errorf("formatted config %q shows the connection string", s)
@@ -105,7 +98,7 @@ func TestConfigRedactsURL(t *testing.T) {
 
 func TestOpenWithoutDatabase(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(testContext(t), Config{DatabaseURL: closedPortURL}, zaptest.NewLogger(t), reg)
+	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL}, DefaultConfig()), zaptest.NewLogger(t), reg)
 	if err != nil {
 		t.Fatalf("Open with PostgreSQL down: %v, want a Store", err)
 	}
@@ -116,17 +109,17 @@ func TestOpenWithoutDatabase(t *testing.T) {
 	if strings.Contains(fmt.Sprint(s.Check(testContext(t))), "secret") {
 		t.Error("Check error shows the password")
 	}
-	if _, err := Open(testContext(t), Config{DatabaseURL: testURL, Schema: "Bad"}, nil, nil); err == nil {
+	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: testURL, Schema: "Bad"}, DefaultConfig()), nil, nil); err == nil {
 		t.Error("Open with an invalid config succeeded")
 	}
-	if _, err := Open(testContext(t), Config{DatabaseURL: testURL}, nil, reg); err == nil {
+	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: testURL}, DefaultConfig()), nil, reg); err == nil {
 		t.Error("Open registering its metrics twice succeeded, want an error")
 	}
 }
 
 func TestMetricsPreCreated(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(testContext(t), Config{DatabaseURL: closedPortURL}, zaptest.NewLogger(t), reg)
+	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL}, DefaultConfig()), zaptest.NewLogger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/authgate/authgate/internal/configtest"
 	"net/url"
 	"os"
 	"strconv"
@@ -122,14 +123,14 @@ func newFixture(t testing.TB, fo fixtureOpts) *fixture {
 	if f.schema == "" {
 		f.schema = testSchema(t, dbURL)
 	}
-	cfg := Config{
+	cfg := configtest.Fill(Config{
 		Enabled:        true,
 		DatabaseURL:    dbURL,
 		Schema:         f.schema,
 		OnUnavailable:  PolicyDeny,
 		AcquireTimeout: 10 * time.Second,
 		QueryTimeout:   10 * time.Second,
-	}
+	}, DefaultConfig())
 	if fo.url != "" {
 		cfg.DatabaseURL = fo.url
 	}
@@ -143,7 +144,7 @@ func newFixture(t testing.TB, fo fixtureOpts) *fixture {
 			t.Fatalf("OpenRedis: %v", err)
 		}
 		t.Cleanup(func() { rdb.Close() })
-		opts = append(opts, WithCache(cache.Config{Redis: rc}, rdb))
+		opts = append(opts, WithCache(configtest.Fill(cache.Config{Redis: rc}, cache.DefaultConfig()), rdb))
 	}
 	opts = append(opts, fo.opts...)
 	ctx := testContext(t)
@@ -167,7 +168,7 @@ func testRedisConfig(t testing.TB) (cache.RedisConfig, bool) {
 	t.Helper()
 	raw := os.Getenv("TEST_REDIS_URL")
 	if raw == "" {
-		return cache.RedisConfig{}, false
+		return configtest.Fill(cache.RedisConfig{}, cache.DefaultRedisConfig()), false
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
@@ -180,13 +181,13 @@ func testRedisConfig(t testing.TB) (cache.RedisConfig, bool) {
 		}
 	}
 	pw, _ := u.User.Password()
-	return cache.RedisConfig{
+	return configtest.Fill(cache.RedisConfig{
 		Addrs:     []string{u.Host},
 		DB:        db,
 		Username:  u.User.Username(),
 		Password:  pw,
 		KeyPrefix: "authgate-test:" + randomHex(t, 8) + ":",
-	}, true
+	}, cache.DefaultRedisConfig()), true
 }
 
 // count returns the result of a count query in the fixture's schema.

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"github.com/authgate/authgate/internal/configtest"
 	"slices"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ func TestMigrationsEmbedded(t *testing.T) {
 // openUnmigrated opens a Store on a fresh schema without migrating it.
 func openUnmigrated(t *testing.T, dbURL, schema string) *Store {
 	t.Helper()
-	s, err := Open(testContext(t), Config{Enabled: true, DatabaseURL: dbURL, Schema: schema}, zaptest.NewLogger(t), nil)
+	s, err := Open(testContext(t), configtest.Fill(Config{Enabled: true, DatabaseURL: dbURL, Schema: schema}, DefaultConfig()), zaptest.NewLogger(t), nil)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"io"
 	"net"
 	"net/url"
@@ -23,7 +24,7 @@ import (
 func openDown(t *testing.T, policy string) (*Store, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
-	cfg := Config{Enabled: true, DatabaseURL: closedPortURL, OnUnavailable: policy, MinConns: 0, MaxConns: 2}
+	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: closedPortURL, OnUnavailable: policy, MinConns: 0, MaxConns: 2}, DefaultConfig())
 	s, err := Open(testContext(t), cfg, zaptest.NewLogger(t), prometheus.NewRegistry(), WithClock(clock.Now))
 	if err != nil {
 		t.Fatalf("Open with PostgreSQL down: %v, want a Store (connections are lazy)", err)
@@ -102,7 +103,7 @@ func TestEnsureUserUnavailableDeny(t *testing.T) {
 
 func TestPendingMax(t *testing.T) {
 	clock := newFakeClock()
-	cfg := Config{Enabled: true, DatabaseURL: closedPortURL, PendingMax: 2}
+	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: closedPortURL, PendingMax: 2}, DefaultConfig())
 	s, err := Open(testContext(t), cfg, zaptest.NewLogger(t), nil, WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -96,8 +96,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("federation config: %w", err)
 	}
-	cfg = cfg.withDefaults()
-	o := options{now: time.Now}
+	o := options{now: time.Now, cacheCfg: cache.DefaultConfig()}
 	for _, fn := range opts {
 		fn(&o)
 	}

@@ -50,24 +50,15 @@ type WorkerConfig struct {
 	BackoffMax time.Duration `yaml:"backoff_max"`
 }
 
-// withDefaults returns c with unset fields defaulted.
-func (c WorkerConfig) withDefaults() WorkerConfig {
-	if c.Interval == 0 {
-		c.Interval = defaultWorkerInterval
+// DefaultWorkerConfig returns the worker's defaults (disabled).
+func DefaultWorkerConfig() WorkerConfig {
+	return WorkerConfig{
+		Interval:    defaultWorkerInterval,
+		BatchSize:   defaultWorkerBatchSize,
+		MaxAttempts: defaultWorkerMaxAttempts,
+		BackoffBase: defaultWorkerBackoffBase,
+		BackoffMax:  defaultWorkerBackoffMax,
 	}
-	if c.BatchSize == 0 {
-		c.BatchSize = defaultWorkerBatchSize
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = defaultWorkerMaxAttempts
-	}
-	if c.BackoffBase == 0 {
-		c.BackoffBase = defaultWorkerBackoffBase
-	}
-	if c.BackoffMax == 0 {
-		c.BackoffMax = defaultWorkerBackoffMax
-	}
-	return c
 }
 
 // Validate reports every problem, each prefixed with its key. A disabled
@@ -76,7 +67,6 @@ func (c WorkerConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	c = c.withDefaults()
 	var errs []error
 	if c.Interval < minWorkerInterval || c.Interval > maxWorkerInterval {
 		errs = append(errs, fmt.Errorf("interval: must be between %s and %s", minWorkerInterval, maxWorkerInterval))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,15 +26,15 @@ func TestWorkerConfigValidate(t *testing.T) {
 		give     WorkerConfig
 		wantKeys []string
 	}{
-		{name: "disabled, anything goes", give: WorkerConfig{Interval: -1, BatchSize: -1}},
-		{name: "defaults", give: on(WorkerConfig{})},
-		{name: "all set", give: on(WorkerConfig{Interval: time.Second, BatchSize: 10_000, MaxAttempts: 100, BackoffBase: time.Second, BackoffMax: time.Second})},
-		{name: "interval", give: on(WorkerConfig{Interval: time.Millisecond}), wantKeys: []string{"interval"}},
-		{name: "negative", give: on(WorkerConfig{Interval: -time.Second, BatchSize: -1, MaxAttempts: -1, BackoffBase: -time.Second, BackoffMax: -time.Second}),
+		{name: "disabled, anything goes", give: configtest.Fill(WorkerConfig{Interval: -1, BatchSize: -1}, DefaultWorkerConfig())},
+		{name: "defaults", give: on(configtest.Fill(WorkerConfig{}, DefaultWorkerConfig()))},
+		{name: "all set", give: on(configtest.Fill(WorkerConfig{Interval: time.Second, BatchSize: 10_000, MaxAttempts: 100, BackoffBase: time.Second, BackoffMax: time.Second}, DefaultWorkerConfig()))},
+		{name: "interval", give: on(configtest.Fill(WorkerConfig{Interval: time.Millisecond}, DefaultWorkerConfig())), wantKeys: []string{"interval"}},
+		{name: "negative", give: on(configtest.Fill(WorkerConfig{Interval: -time.Second, BatchSize: -1, MaxAttempts: -1, BackoffBase: -time.Second, BackoffMax: -time.Second}, DefaultWorkerConfig())),
 			wantKeys: []string{"interval", "batch_size", "max_attempts", "backoff_base", "backoff_max"}},
-		{name: "too large", give: on(WorkerConfig{Interval: 48 * time.Hour, BatchSize: 10_001, MaxAttempts: 101, BackoffMax: 31 * 24 * time.Hour}),
+		{name: "too large", give: on(configtest.Fill(WorkerConfig{Interval: 48 * time.Hour, BatchSize: 10_001, MaxAttempts: 101, BackoffMax: 31 * 24 * time.Hour}, DefaultWorkerConfig())),
 			wantKeys: []string{"interval", "batch_size", "max_attempts", "backoff_max"}},
-		{name: "max below base", give: on(WorkerConfig{BackoffBase: time.Hour, BackoffMax: time.Minute}), wantKeys: []string{"backoff_max"}},
+		{name: "max below base", give: on(configtest.Fill(WorkerConfig{BackoffBase: time.Hour, BackoffMax: time.Minute}, DefaultWorkerConfig())), wantKeys: []string{"backoff_max"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +54,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 		t.Errorf("DefaultConfig().Worker = %+v", d)
 	}
 	// Under federation: prefixed, and the lock needs a second connection.
-	c := Config{Enabled: true, DatabaseURL: testURL, MaxConns: 1, Worker: WorkerConfig{Enabled: true, BatchSize: -1}}
+	c := configtest.Fill(Config{Enabled: true, DatabaseURL: testURL, MinConns: 1, MaxConns: 1, Worker: configtest.Fill(WorkerConfig{Enabled: true, BatchSize: -1}, DefaultWorkerConfig())}, DefaultConfig())
 	var keys []string
 	for _, err := range configerr.List(c.Validate()) {
 		key, _, _ := strings.Cut(err.Error(), ":")
@@ -62,7 +63,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 	if want := "[worker.batch_size worker.enabled]"; fmt.Sprint(keys) != want {
 		t.Errorf("Config.Validate() keys = %v, want %s", keys, want)
 	}
-	c = Config{Enabled: true, DatabaseURL: testURL, FirebaseCredentialsFile: "/nonexistent/key.json"}
+	c = configtest.Fill(Config{Enabled: true, DatabaseURL: testURL, FirebaseCredentialsFile: "/nonexistent/key.json"}, DefaultConfig())
 	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "firebase_credentials_file:") {
 		t.Errorf("Validate() with a missing credentials file = %v, want a firebase_credentials_file problem", err)
 	}
@@ -71,7 +72,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 func TestWorkerMetricsPreCreated(t *testing.T) {
 	for _, enabled := range []bool{false, true} {
 		reg := prometheus.NewRegistry()
-		s, err := Open(testContext(t), Config{DatabaseURL: closedPortURL, Worker: WorkerConfig{Enabled: enabled}}, nil, reg)
+		s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL, Worker: configtest.Fill(WorkerConfig{Enabled: enabled}, DefaultWorkerConfig())}, DefaultConfig()), nil, reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +94,7 @@ func TestWorkerMetricsPreCreated(t *testing.T) {
 
 // workerConfig is the worker used by the tests: 1m doubling to 1h.
 func workerConfig(c *Config) {
-	c.Worker = WorkerConfig{Enabled: true, BackoffBase: time.Minute, BackoffMax: time.Hour, MaxAttempts: 10}
+	c.Worker = configtest.Fill(WorkerConfig{Enabled: true, BackoffBase: time.Minute, BackoffMax: time.Hour, MaxAttempts: 10}, DefaultWorkerConfig())
 }
 
 // rows returns federation_worker_rows_total{result=r}.

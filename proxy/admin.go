@@ -131,9 +131,6 @@ func WithAdminAPI(api *AdminAPI) AdminOption {
 // NewAdmin builds the admin handler. gatherer is served on /metrics.
 func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check, opts ...AdminOption) *Admin {
 	a := &Admin{mux: http.NewServeMux(), checks: checks, timeout: cfg.CheckTimeout}
-	if a.timeout <= 0 {
-		a.timeout = 2 * time.Second
-	}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

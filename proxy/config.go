@@ -76,7 +76,7 @@ type TokenAPIRateLimit struct {
 	// Default 10 per second.
 	PerIdentity ratelimit.Config `yaml:"per_identity"`
 	// MaxKeys bounds the clients and identities tracked, each; idle ones
-	// are forgotten first. Default 100000.
+	// are forgotten first. Default 100000; at least 1.
 	MaxKeys int `yaml:"max_keys"`
 }
 
@@ -168,8 +168,8 @@ func (c Config) Validate() error {
 		if err := rl.PerIdentity.Validate(); err != nil {
 			errs = append(errs, configerr.Prefix("token_api.rate_limit.per_identity.", err))
 		}
-		if rl.MaxKeys < 0 {
-			errs = append(errs, fmt.Errorf("token_api.rate_limit.max_keys: %d must not be negative", rl.MaxKeys))
+		if rl.MaxKeys < 1 {
+			errs = append(errs, fmt.Errorf("token_api.rate_limit.max_keys: %d must be at least 1", rl.MaxKeys))
 		}
 	}
 	t := c.Transport

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/authgate/authgate/internal/configtest"
 	"reflect"
 	"testing"
 )
@@ -13,7 +14,7 @@ func TestClaimNames(t *testing.T) {
 	if got, want := cfg.ClaimNames(), []string{"org", "plan"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("ClaimNames() = %v, want %v", got, want)
 	}
-	if got := (Config{}).ClaimNames(); got != nil {
+	if got := (configtest.Fill(Config{}, DefaultConfig())).ClaimNames(); got != nil {
 		t.Errorf("ClaimNames() without routes = %v, want nil", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/authgate/authgate/internal/configtest"
 	"io"
 	"net"
 	"net/http"
@@ -49,10 +50,10 @@ func newVerifier(t testing.TB, edit ...func(*verify.Config)) *verify.Verifier {
 func newVerifierOpts(t testing.TB, edit []func(*verify.Config), opts []verify.Option) *verify.Verifier {
 	t.Helper()
 	cfg := verify.DefaultConfig()
-	cfg.Legacy = verify.LegacyConfig{
+	cfg.Legacy = configtest.Fill(verify.LegacyConfig{
 		Enabled: true, Issuer: testIssuer, Audience: "platform",
 		Secrets: []string{verifytest.Secret},
-	}
+	}, verify.DefaultLegacyConfig())
 	for _, e := range edit {
 		e(&cfg)
 	}

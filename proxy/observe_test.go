@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -195,7 +196,7 @@ func TestAdmin(t *testing.T) {
 	reg.MustRegister(c)
 	redisDown := errors.New("dial tcp 127.0.0.1:6379: connection refused")
 	var redisErr error
-	a := NewAdmin(AdminConfig{}, reg, []Check{
+	a := NewAdmin(AdminConfig{CheckTimeout: 2 * time.Second}, reg, []Check{
 		{Name: "verify", Critical: true, Func: func(context.Context) error { return nil }},
 		{Name: "redis", Func: func(context.Context) error { return redisErr }},
 	})

@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"github.com/authgate/authgate/internal/configtest"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func BenchmarkVerify(b *testing.B) {
 		benchVerify(b, v, fx.id.Sign(b, firebaseClaims(), nil))
 	})
 	b.Run("legacy_hs256/uncached", func(b *testing.B) {
-		v, err := verify.New(verify.Config{Legacy: legacyConfig(), Cache: verify.CacheConfig{TTL: -1}}, zap.NewNop(), nil, verify.WithClock(fixedClock))
+		v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig(), Cache: verify.CacheConfig{TTL: -1}}, verify.DefaultConfig()), zap.NewNop(), nil, verify.WithClock(fixedClock))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,8 +97,8 @@ func benchVerifyRedisHit(b *testing.B) {
 	}
 	b.Cleanup(func() { rdb.Close() })
 	reg := prometheus.NewRegistry()
-	v, err := verify.New(verify.Config{Legacy: legacyConfig()}, zap.NewNop(), reg,
-		verify.WithCache(cache.Config{LocalMaxTTL: time.Nanosecond, Redis: rcfg}, rdb))
+	v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig()}, verify.DefaultConfig()), zap.NewNop(), reg,
+		verify.WithCache(configtest.Fill(cache.Config{LocalMaxTTL: time.Nanosecond, Redis: rcfg}, cache.DefaultConfig()), rdb))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 	"time"
@@ -185,13 +186,14 @@ func TestVerifyNegativeCache(t *testing.T) {
 		giveToken    string
 		wantErr      error
 		wantProvider string
-		wantCounts   [3]float64 // verifications after the 1st call, the 2nd, and the 3rd past the default negative_ttl (5s)
+		wantCounts   [3]float64 // verifications after the 1st call, the 2nd, and the 3rd 6s later
 	}{
-		{name: "forged", giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
-		{name: "expired", giveToken: fx.id.Sign(t, firebaseClaims("exp", secs(-time.Hour)), nil), wantErr: verify.ErrExpired, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
-		{name: "wrong audience", giveToken: fx.id.Sign(t, firebaseClaims("aud", "other-project"), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
-		{name: "malformed", giveToken: "not-a-token", wantErr: verify.ErrMalformed, wantProvider: "none", wantCounts: [3]float64{1, 1, 2}},
-		{name: "unknown issuer", giveToken: fx.id.Sign(t, firebaseClaims("iss", "https://attacker.example"), nil), wantErr: verify.ErrUnknownIssuer, wantProvider: "none", wantCounts: [3]float64{1, 1, 2}},
+		{name: "forged", giveNegTTL: 5 * time.Second, giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
+		{name: "expired", giveNegTTL: 5 * time.Second, giveToken: fx.id.Sign(t, firebaseClaims("exp", secs(-time.Hour)), nil), wantErr: verify.ErrExpired, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
+		{name: "wrong audience", giveNegTTL: 5 * time.Second, giveToken: fx.id.Sign(t, firebaseClaims("aud", "other-project"), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 2}},
+		{name: "malformed", giveNegTTL: 5 * time.Second, giveToken: "not-a-token", wantErr: verify.ErrMalformed, wantProvider: "none", wantCounts: [3]float64{1, 1, 2}},
+		{name: "unknown issuer", giveNegTTL: 5 * time.Second, giveToken: fx.id.Sign(t, firebaseClaims("iss", "https://attacker.example"), nil), wantErr: verify.ErrUnknownIssuer, wantProvider: "none", wantCounts: [3]float64{1, 1, 2}},
+		{name: "forged, negative_ttl 0 turns it off", giveNegTTL: 0, giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 2, 3}},
 		{name: "forged, negative cache off", giveNegTTL: -1, giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 2, 3}},
 		{name: "forged, negative_ttl 1m", giveNegTTL: time.Minute, giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid, wantProvider: "firebase", wantCounts: [3]float64{1, 1, 1}},
 	}
@@ -234,8 +236,8 @@ func TestVerifyUnknownKidNotNegativelyCached(t *testing.T) {
 		{
 			name: "Firebase ID token",
 			giveConfig: func(url string) verify.Config {
-				return verify.Config{Firebase: verify.FirebaseConfig{Enabled: true, ProjectID: testProject,
-					Keys: verify.KeySetConfig{URL: url, MinRefreshInterval: 30 * time.Second}}}
+				return configtest.Fill(verify.Config{Firebase: configtest.Fill(verify.FirebaseConfig{Enabled: true, ProjectID: testProject,
+					Keys: configtest.Fill(verify.KeySetConfig{URL: url, MinRefreshInterval: 30 * time.Second}, verify.DefaultKeySetConfig())}, verify.DefaultFirebaseConfig())}, verify.DefaultConfig())
 			},
 			giveClaims:   firebaseClaims(),
 			wantProvider: "firebase",
@@ -245,7 +247,7 @@ func TestVerifyUnknownKidNotNegativelyCached(t *testing.T) {
 			giveConfig: func(url string) verify.Config {
 				c := publicKeyLegacy([]string{"RS256"}, nil, url)
 				c.JWKS.MinRefreshInterval = 30 * time.Second
-				return verify.Config{Legacy: c}
+				return configtest.Fill(verify.Config{Legacy: c}, verify.DefaultConfig())
 			},
 			giveClaims:   claimsWith(),
 			wantProvider: "legacy",
@@ -327,7 +329,7 @@ func newReplica(tb testing.TB, cfg verify.Config, clock func() time.Time, rcfg c
 		tb.Fatalf("OpenRedis() error = %v", err)
 	}
 	tb.Cleanup(func() { rdb.Close() })
-	return newMetered(tb, cfg, clock, verify.WithCache(cache.Config{Redis: rcfg}, rdb))
+	return newMetered(tb, cfg, clock, verify.WithCache(configtest.Fill(cache.Config{Redis: rcfg}, cache.DefaultConfig()), rdb))
 }
 
 // sumVerifications is verify_total over every provider and result.

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 
@@ -79,12 +80,12 @@ func TestVerifyDispatch(t *testing.T) {
 
 func TestConfigValidateIssuers(t *testing.T) {
 	withLegacyIssuer := func(iss string) verify.Config {
-		cfg := verify.Config{Firebase: verify.FirebaseConfig{
+		cfg := configtest.Fill(verify.Config{Firebase: configtest.Fill(verify.FirebaseConfig{
 			Enabled:        true,
 			ProjectID:      testProject,
-			Keys:           verify.KeySetConfig{URL: "https://keys.example.test/x509"},
-			SessionCookies: verify.SessionCookieConfig{Enabled: true, Keys: verify.KeySetConfig{URL: "https://keys.example.test/session"}},
-		}}
+			Keys:           configtest.Fill(verify.KeySetConfig{URL: "https://keys.example.test/x509"}, verify.DefaultKeySetConfig()),
+			SessionCookies: verify.SessionCookieConfig{Enabled: true, Keys: configtest.Fill(verify.KeySetConfig{URL: "https://keys.example.test/session"}, verify.DefaultKeySetConfig())},
+		}, verify.DefaultFirebaseConfig())}, verify.DefaultConfig())
 		cfg.Legacy = legacyConfig()
 		cfg.Legacy.Issuer = iss
 		return cfg

@@ -36,7 +36,7 @@ type FirebaseConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// ProjectID is the Firebase project id; tokens must be issued for it.
 	ProjectID string `yaml:"project_id"`
-	// Leeway is the allowed clock skew. Default 30s.
+	// Leeway is the allowed clock skew. Default 30s; 0 allows none.
 	Leeway time.Duration `yaml:"leeway"`
 	// Keys are the ID-token signing keys. Default URL: Google's x509
 	// endpoint for securetoken.
@@ -68,9 +68,10 @@ type SessionCookieConfig struct {
 
 // FirebaseClaimNames names custom claims of Firebase tokens.
 type FirebaseClaimNames struct {
-	// Role is the custom claim with the platform role. Default "user_type".
+	// Role is the custom claim with the platform role. Default
+	// "user_type"; "" reads none.
 	Role string `yaml:"role"`
-	// Name is the display-name claim. Default "name".
+	// Name is the display-name claim. Default "name"; "" reads none.
 	Name string `yaml:"name"`
 }
 
@@ -78,31 +79,11 @@ type FirebaseClaimNames struct {
 func DefaultFirebaseConfig() FirebaseConfig {
 	return FirebaseConfig{
 		Leeway:         30 * time.Second,
-		Keys:           KeySetConfig{URL: FirebaseIDTokenKeysURL},
-		SessionCookies: SessionCookieConfig{Enabled: true, Keys: KeySetConfig{URL: FirebaseSessionCookieKeysURL}},
+		Keys:           keySetAt(FirebaseIDTokenKeysURL),
+		SessionCookies: SessionCookieConfig{Enabled: true, Keys: keySetAt(FirebaseSessionCookieKeysURL)},
 		Claims:         FirebaseClaimNames{Role: "user_type", Name: "name"},
 		Revocation:     RevocationConfig{CacheTTL: defaultRevocationCacheTTL},
 	}
-}
-
-func (c FirebaseConfig) withDefaults() FirebaseConfig {
-	d := DefaultFirebaseConfig()
-	if c.Leeway == 0 {
-		c.Leeway = d.Leeway
-	}
-	if c.Keys.URL == "" {
-		c.Keys.URL = d.Keys.URL
-	}
-	if c.SessionCookies.Keys.URL == "" {
-		c.SessionCookies.Keys.URL = d.SessionCookies.Keys.URL
-	}
-	if c.Claims.Role == "" {
-		c.Claims.Role = d.Claims.Role
-	}
-	if c.Claims.Name == "" {
-		c.Claims.Name = d.Claims.Name
-	}
-	return c
 }
 
 // Validate reports every problem, each prefixed with its key.
@@ -110,13 +91,12 @@ func (c FirebaseConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	c = c.withDefaults()
 	var errs []error
 	if !validProjectID(c.ProjectID) {
 		errs = append(errs, fmt.Errorf("project_id: %q is not a Firebase project id", c.ProjectID))
 	}
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
-		errs = append(errs, errors.New("leeway: must be between 0 and 10m"))
+		errs = append(errs, fmt.Errorf("leeway: %s is outside 0..10m", c.Leeway))
 	}
 	errs = append(errs, configerr.Prefix("keys.", c.Keys.Validate()))
 	if c.SessionCookies.Enabled {
@@ -226,7 +206,6 @@ var rs256Only = []string{"RS256"}
 
 // firebaseIssuers builds the ID-token and session-cookie verifiers.
 func firebaseIssuers(cfg FirebaseConfig, newKeys func(name string, c KeySetConfig) *keySet) []issuer {
-	cfg = cfg.withDefaults()
 	out := []issuer{&firebaseVerifier{
 		issuer: firebaseIDTokenIssuer + cfg.ProjectID, project: cfg.ProjectID, leeway: cfg.Leeway,
 		keys: newKeys("firebase", cfg.Keys), claims: cfg.Claims, emulator: cfg.Emulator,

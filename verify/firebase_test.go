@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"reflect"
 	"strings"
 	"sync"
@@ -100,15 +101,15 @@ func newFirebaseFixtureWith(tb testing.TB, id, session, other *verifytest.Key, s
 // config is Firebase for testProject with session cookies, and the
 // default cache.
 func (fx *firebaseFixture) config() verify.Config {
-	return verify.Config{Firebase: verify.FirebaseConfig{
+	return configtest.Fill(verify.Config{Firebase: configtest.Fill(verify.FirebaseConfig{
 		Enabled:   true,
 		ProjectID: testProject,
-		Keys:      verify.KeySetConfig{URL: fx.ids.URL},
+		Keys:      configtest.Fill(verify.KeySetConfig{URL: fx.ids.URL}, verify.DefaultKeySetConfig()),
 		SessionCookies: verify.SessionCookieConfig{
 			Enabled: true,
-			Keys:    verify.KeySetConfig{URL: fx.sessions.URL},
+			Keys:    configtest.Fill(verify.KeySetConfig{URL: fx.sessions.URL}, verify.DefaultKeySetConfig()),
 		},
-	}}
+	}, verify.DefaultFirebaseConfig())}, verify.DefaultConfig())
 }
 
 // newVerifier builds a Verifier for cfg on the fixture's clock.
@@ -320,6 +321,7 @@ func TestVerifyFirebaseIdentity(t *testing.T) {
 	}{
 		{
 			name:       "ID token, default claim names",
+			giveNames:  verify.DefaultFirebaseConfig().Claims,
 			giveClaims: custom(),
 			giveSigner: fx.id,
 			want: verify.Identity{
@@ -340,7 +342,18 @@ func TestVerifyFirebaseIdentity(t *testing.T) {
 			},
 		},
 		{
+			name:       "ID token, claim names set to \"\": not read",
+			giveClaims: custom("email_verified", true),
+			giveSigner: fx.id,
+			want: verify.Identity{
+				Provider: verify.ProviderFirebase, Issuer: firebaseIssuer, Subject: testUID, FirebaseUID: testUID,
+				Email: testUID + "@example.test", EmailVerified: true,
+				IssuedAt: iat, ExpiresAt: exp,
+			},
+		},
+		{
 			name:       "ID token without optional claims",
+			giveNames:  verify.DefaultFirebaseConfig().Claims,
 			giveClaims: custom("email", deleteClaim{}, "email_verified", deleteClaim{}, "name", deleteClaim{}, "user_type", deleteClaim{}),
 			giveSigner: fx.id,
 			want: verify.Identity{
@@ -350,6 +363,7 @@ func TestVerifyFirebaseIdentity(t *testing.T) {
 		},
 		{
 			name:       "session cookie",
+			giveNames:  verify.DefaultFirebaseConfig().Claims,
 			giveClaims: custom("iss", sessionIssuer, "email_verified", true),
 			giveSigner: fx.session,
 			want: verify.Identity{

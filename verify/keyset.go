@@ -30,34 +30,37 @@ type KeySetConfig struct {
 	// kid → PEM certificate or public key) or a JWKS ({"keys": [...]}). The
 	// format is recognised from the document.
 	URL string `yaml:"url"`
-	// FetchTimeout bounds one fetch. Default 5s.
+	// FetchTimeout bounds one fetch. Default 5s; at least 1ms.
 	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 	// MinRefreshInterval is the least time between two fetches caused by
 	// tokens with an unknown kid, so that a flood of made-up kids cannot
-	// become a flood of fetches. Default 30s.
+	// become a flood of fetches. Default 30s; 0 lets every unknown kid
+	// fetch (one fetch at a time still).
 	MinRefreshInterval time.Duration `yaml:"min_refresh_interval"`
 	// DefaultMaxAge is how long keys are fresh when the response has no
-	// Cache-Control max-age. Default 1h.
+	// Cache-Control max-age. Default 1h; at least 1s.
 	DefaultMaxAge time.Duration `yaml:"default_max_age"`
 	// MaxStale is how long the last good keys stay in use after they
 	// should have been refreshed, while the endpoint fails. Past it,
-	// verification answers ErrKeysUnavailable. Default 24h.
+	// verification answers ErrKeysUnavailable. Default 24h; 0 keeps none
+	// past their max-age.
 	MaxStale time.Duration `yaml:"max_stale"`
 }
 
-func (c KeySetConfig) withDefaults() KeySetConfig {
-	if c.FetchTimeout == 0 {
-		c.FetchTimeout = 5 * time.Second
+// DefaultKeySetConfig returns the key-set defaults, without a URL.
+func DefaultKeySetConfig() KeySetConfig {
+	return KeySetConfig{
+		FetchTimeout:       5 * time.Second,
+		MinRefreshInterval: 30 * time.Second,
+		DefaultMaxAge:      time.Hour,
+		MaxStale:           24 * time.Hour,
 	}
-	if c.MinRefreshInterval == 0 {
-		c.MinRefreshInterval = 30 * time.Second
-	}
-	if c.DefaultMaxAge == 0 {
-		c.DefaultMaxAge = time.Hour
-	}
-	if c.MaxStale == 0 {
-		c.MaxStale = 24 * time.Hour
-	}
+}
+
+// keySetAt returns the defaults for url.
+func keySetAt(url string) KeySetConfig {
+	c := DefaultKeySetConfig()
+	c.URL = url
 	return c
 }
 
@@ -68,11 +71,16 @@ func (c KeySetConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("url: %q must be an http(s) URL", c.URL))
 	}
 	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"fetch_timeout", c.FetchTimeout}, {"min_refresh_interval", c.MinRefreshInterval}, {"default_max_age", c.DefaultMaxAge}, {"max_stale", c.MaxStale}} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
+		key      string
+		v, least time.Duration
+	}{
+		{"fetch_timeout", c.FetchTimeout, time.Millisecond},
+		{"min_refresh_interval", c.MinRefreshInterval, 0},
+		{"default_max_age", c.DefaultMaxAge, time.Second},
+		{"max_stale", c.MaxStale, 0},
+	} {
+		if d.v < d.least {
+			errs = append(errs, fmt.Errorf("%s: %s is less than %s", d.key, d.v, d.least))
 		}
 	}
 	return errors.Join(errs...)
@@ -115,7 +123,6 @@ type keySetMetrics struct {
 }
 
 func newKeySet(name string, cfg KeySetConfig, now func() time.Time, log *zap.Logger, m *verifyMetrics) *keySet {
-	cfg = cfg.withDefaults()
 	dialer := &net.Dialer{Timeout: cfg.FetchTimeout}
 	transport := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

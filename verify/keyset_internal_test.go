@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"reflect"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestKeySetRunFollowsMaxAge(t *testing.T) {
 	srv.ServeX509(t, key)
 	srv.SetCacheControl("public, max-age=600, must-revalidate, no-transform")
 	clk := verifytest.NewClock(time.Date(2025, time.June, 1, 12, 0, 0, 0, time.UTC))
-	ks := newKeySet("firebase", KeySetConfig{URL: srv.URL, MinRefreshInterval: 30 * time.Second}, clk.Now, zaptest.NewLogger(t), nil)
+	ks := newKeySet("firebase", configtest.Fill(KeySetConfig{URL: srv.URL, MinRefreshInterval: 30 * time.Second}, DefaultKeySetConfig()), clk.Now, zaptest.NewLogger(t), nil)
 
 	// Each step is one sleep of run: what it asked for, what had happened
 	// by then, and how the endpoint changes while it sleeps.
@@ -88,7 +89,7 @@ func TestKeySetRunStopsWhenDone(t *testing.T) {
 	srv := verifytest.NewKeyServer(t)
 	srv.ServeX509(t, verifytest.RSAKey(t, "k1"))
 	clk := verifytest.NewClock(time.Date(2025, time.June, 1, 12, 0, 0, 0, time.UTC))
-	ks := newKeySet("firebase", KeySetConfig{URL: srv.URL}, clk.Now, zaptest.NewLogger(t), nil)
+	ks := newKeySet("firebase", configtest.Fill(KeySetConfig{URL: srv.URL}, DefaultKeySetConfig()), clk.Now, zaptest.NewLogger(t), nil)
 	ctx, cancel := context.WithCancel(t.Context())
 
 	sleeps := 0

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,7 +60,7 @@ func verifyAll(ctx context.Context, v *verify.Verifier, toks []string) []error {
 
 func TestKeySetFetchedOnce(t *testing.T) {
 	fx := newFirebaseFixture(t)
-	v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{}))
+	v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{}, verify.DefaultKeySetConfig())))
 	toks := make([]string, 200)
 	for i := range toks {
 		toks[i] = fx.id.Sign(t, firebaseClaims(), nil)
@@ -80,7 +81,7 @@ func TestKeySetFetchedOnce(t *testing.T) {
 
 func TestKeySetRotation(t *testing.T) {
 	fx := newFirebaseFixture(t)
-	v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{MinRefreshInterval: 30 * time.Second}))
+	v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{MinRefreshInterval: 30 * time.Second}, verify.DefaultKeySetConfig())))
 	k1, k2, k3 := fx.id, verifytest.RSAKey(t, "id-key-2"), verifytest.RSAKey(t, "id-key-3")
 	tok1, tok2, tok3 := k1.Sign(t, firebaseClaims(), nil), k2.Sign(t, firebaseClaims(), nil), k3.Sign(t, firebaseClaims(), nil)
 
@@ -175,11 +176,11 @@ func TestKeySetKidFlood(t *testing.T) {
 func TestKeySetOutage(t *testing.T) {
 	fx := newFirebaseFixture(t)
 	fx.ids.SetCacheControl("public, max-age=3600, must-revalidate, no-transform")
-	v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{
+	v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{
 		FetchTimeout:       50 * time.Millisecond,
 		MinRefreshInterval: 30 * time.Second,
 		MaxStale:           2 * time.Hour,
-	}))
+	}, verify.DefaultKeySetConfig())))
 	tok := fx.id.Sign(t, firebaseClaims("exp", testNow.Add(24*time.Hour).Unix()), nil)
 	unknownKid := randomKidTokens(t, tok, 1)[0]
 	serve := func() { fx.ids.ServeX509(t, fx.id) }
@@ -243,7 +244,7 @@ func TestKeySetOutage(t *testing.T) {
 func TestKeySetHugeMaxAge(t *testing.T) {
 	fx := newFirebaseFixture(t)
 	fx.ids.SetCacheControl("public, max-age=9223372037")
-	v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{}))
+	v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{}, verify.DefaultKeySetConfig())))
 
 	if _, err := v.Verify(t.Context(), fx.id.Sign(t, firebaseClaims(), nil)); err != nil {
 		t.Fatalf("Verify() error = %v, want nil", err)
@@ -274,7 +275,7 @@ func TestKeySetFirstFetchFails(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFirebaseFixture(t)
-			v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{FetchTimeout: 50 * time.Millisecond}))
+			v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{FetchTimeout: 50 * time.Millisecond}, verify.DefaultKeySetConfig())))
 			tok := fx.id.Sign(t, firebaseClaims("exp", testNow.Add(24*time.Hour).Unix()), nil)
 			if err := v.Check(t.Context()); err == nil {
 				t.Errorf("Check() before any fetch = nil, want an error")
@@ -337,7 +338,7 @@ func TestKeySetBadDocument(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFirebaseFixture(t)
-			v := fx.newVerifier(t, keySetConfig(fx, verify.KeySetConfig{}))
+			v := fx.newVerifier(t, keySetConfig(fx, configtest.Fill(verify.KeySetConfig{}, verify.DefaultKeySetConfig())))
 			tok := fx.id.Sign(t, firebaseClaims("exp", testNow.Add(24*time.Hour).Unix()), nil)
 			if _, err := v.Verify(t.Context(), tok); err != nil {
 				t.Fatalf("Verify() with good keys error = %v", err)
@@ -381,7 +382,7 @@ func TestVerifierRun(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	cfg := keySetConfig(fx, verify.KeySetConfig{})
+	cfg := keySetConfig(fx, configtest.Fill(verify.KeySetConfig{}, verify.DefaultKeySetConfig()))
 	cfg.Firebase.Keys.URL = srv.URL
 	v := fx.newVerifier(t, cfg)
 

@@ -15,15 +15,18 @@ import (
 
 // ClaimNames says which claims of a legacy token carry which identity field.
 type ClaimNames struct {
-	// UserID is the claim with the platform user id. Default "sub".
+	// UserID is the claim with the platform user id. Default "sub"; it
+	// must be set.
 	UserID string `yaml:"user_id"`
-	// Email is the email claim. Default "email".
+	// Email is the email claim. Default "email"; "" reads no email.
 	Email string `yaml:"email"`
-	// EmailVerified is the boolean email-verified claim. Default "email_verified".
+	// EmailVerified is the boolean email-verified claim. Default
+	// "email_verified"; "" reads none (never verified).
 	EmailVerified string `yaml:"email_verified"`
-	// Role is the platform role claim. Default "user_type".
+	// Role is the platform role claim. Default "user_type"; "" reads none.
 	Role string `yaml:"role"`
-	// Name is the username / display-name claim. Default "username".
+	// Name is the username / display-name claim. Default "username"; ""
+	// reads none.
 	Name string `yaml:"name"`
 }
 
@@ -36,14 +39,15 @@ type LegacyConfig struct {
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must appear in the token's aud claim.
 	Audience string `yaml:"audience"`
-	// Leeway is the allowed clock skew for exp, nbf and iat. Default 30s.
+	// Leeway is the allowed clock skew for exp, nbf and iat. Default 30s;
+	// 0 allows none.
 	Leeway time.Duration `yaml:"leeway"`
 	// Algorithms is the allow-list. Default [HS256]. HMAC algorithms
 	// (HS256, HS384, HS512) verify with Secrets only; public-key algorithms
 	// (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)
 	// with PublicKeyFiles or JWKS only, and each key only under the
-	// algorithms of its type. "none" and anything unknown are refused at
-	// start-up.
+	// algorithms of its type. "none", anything unknown and an empty list
+	// are refused at start-up.
 	Algorithms []string `yaml:"algorithms"`
 	// Secrets are the HMAC keys, newest first; a token verifies if any of
 	// them signed it, so a secret can be rotated without downtime. Prefer
@@ -94,24 +98,14 @@ var hmacAlgorithms = map[string]jose.SignatureAlgorithm{
 // too short for an allowed algorithm would fail every such token.
 var hmacSecretBytes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 
-// withDefaults returns c with unset fields defaulted.
-func (c LegacyConfig) withDefaults() LegacyConfig {
-	if c.Leeway == 0 {
-		c.Leeway = 30 * time.Second
+// DefaultLegacyConfig returns the legacy issuer's defaults (disabled).
+func DefaultLegacyConfig() LegacyConfig {
+	return LegacyConfig{
+		Leeway:     30 * time.Second,
+		Algorithms: []string{"HS256"},
+		JWKS:       DefaultKeySetConfig(),
+		Claims:     ClaimNames{UserID: "sub", Email: "email", EmailVerified: "email_verified", Role: "user_type", Name: "username"},
 	}
-	if len(c.Algorithms) == 0 {
-		c.Algorithms = []string{"HS256"}
-	}
-	n := &c.Claims
-	for _, f := range []struct {
-		p   *string
-		def string
-	}{{&n.UserID, "sub"}, {&n.Email, "email"}, {&n.EmailVerified, "email_verified"}, {&n.Role, "user_type"}, {&n.Name, "username"}} {
-		if *f.p == "" {
-			*f.p = f.def
-		}
-	}
-	return c
 }
 
 // Validate reports every problem with the configuration, each prefixed with
@@ -120,10 +114,15 @@ func (c LegacyConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	c = c.withDefaults()
 	var errs []error
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
-		errs = append(errs, errors.New("leeway: must be between 0 and 10m"))
+		errs = append(errs, fmt.Errorf("leeway: %s is outside 0..10m", c.Leeway))
+	}
+	if len(c.Algorithms) == 0 {
+		errs = append(errs, errors.New("algorithms: must list at least one algorithm"))
+	}
+	if c.Claims.UserID == "" {
+		errs = append(errs, errors.New("claims.user_id: must name the claim with the user id"))
 	}
 	needAlg, need := "", 0
 	hmac, public := false, false
@@ -235,7 +234,6 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	secrets, _ := cfg.loadSecrets() // Validate read them already
 	v := &legacyVerifier{cfg: cfg}
 	for _, s := range secrets {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,14 +20,14 @@ import (
 // publicKeyLegacy is the legacy issuer with public-key algorithms algs,
 // keys from files and, if jwksURL is set, a JWKS.
 func publicKeyLegacy(algs []string, files []string, jwksURL string) verify.LegacyConfig {
-	return verify.LegacyConfig{
+	return configtest.Fill(verify.LegacyConfig{
 		Enabled:        true,
 		Issuer:         testIssuer,
 		Audience:       "platform",
 		Algorithms:     algs,
 		PublicKeyFiles: files,
-		JWKS:           verify.KeySetConfig{URL: jwksURL},
-	}
+		JWKS:           configtest.Fill(verify.KeySetConfig{URL: jwksURL}, verify.DefaultKeySetConfig()),
+	}, verify.DefaultLegacyConfig())
 }
 
 func TestVerifyLegacyPublicKeys(t *testing.T) {
@@ -138,7 +139,7 @@ func TestVerifyLegacyPublicKeys(t *testing.T) {
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := verify.New(verify.Config{Legacy: tt.giveConfig}, zaptest.NewLogger(t), nil, verify.WithClock(fixedClock))
+			v, err := verify.New(configtest.Fill(verify.Config{Legacy: tt.giveConfig}, verify.DefaultConfig()), zaptest.NewLogger(t), nil, verify.WithClock(fixedClock))
 			if err != nil {
 				t.Fatalf("New(%v) error = %v", tt.giveConfig, err)
 			}

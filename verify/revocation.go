@@ -103,20 +103,13 @@ type RevocationConfig struct {
 	// CacheTTL is how long a user's record is cached, in this replica and
 	// in Redis: at most one Admin API call per user per interval, and a
 	// revocation may take this long to be noticed (an Invalidate of the
-	// user notices it at once). Default 1m; between 1s and 1h.
+	// user notices it at once). Default 1m; between 1s and 1h, or 0 for
+	// no cache (every check calls the Admin API).
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// CredentialsFile is a service account key file for the Admin API.
 	// Empty means Google's application default credentials. Not used with
 	// the Auth Emulator.
 	CredentialsFile string `yaml:"credentials_file"`
-}
-
-// withDefaults returns c with unset fields defaulted.
-func (c RevocationConfig) withDefaults() RevocationConfig {
-	if c.CacheTTL == 0 {
-		c.CacheTTL = defaultRevocationCacheTTL
-	}
-	return c
 }
 
 // Validate reports every problem, each prefixed with its key. A disabled
@@ -127,8 +120,8 @@ func (c RevocationConfig) Validate() error {
 	}
 	var errs []error
 	if c.CacheTTL != 0 && (c.CacheTTL < minRevocationCacheTTL || c.CacheTTL > maxRevocationCacheTTL) {
-		errs = append(errs, fmt.Errorf("cache_ttl: must be 0 (default %s) or between %s and %s",
-			defaultRevocationCacheTTL, minRevocationCacheTTL, maxRevocationCacheTTL))
+		errs = append(errs, fmt.Errorf("cache_ttl: %s must be 0 (no cache: one Admin API call per check) or between %s and %s",
+			c.CacheTTL, minRevocationCacheTTL, maxRevocationCacheTTL))
 	}
 	if c.CredentialsFile != "" {
 		if fi, err := os.Stat(c.CredentialsFile); err != nil {
@@ -152,7 +145,9 @@ type revocation struct {
 // cfg.CacheTTL (it shares concurrent lookups of one user too); nil means
 // every check calls records.
 func newRevocation(cfg RevocationConfig, records UserRecords, c *cache.Cache[UserState]) *revocation {
-	cfg = cfg.withDefaults()
+	if cfg.CacheTTL <= 0 {
+		c = nil
+	}
 	return &revocation{records: records, cache: c, ttl: cfg.CacheTTL}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"net"
 	"os"
 	"testing"
@@ -77,7 +78,7 @@ func TestRevocationEmulator(t *testing.T) {
 		t.Fatalf("NewFirebaseRecords: %v", err)
 	}
 	clk := &revocationClock{t: time.Now()}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true, CacheTTL: time.Minute}, records, clk)
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: time.Minute}, DefaultFirebaseConfig().Revocation), records, clk)
 	uid := emulatorUser(t, ctx, client)
 
 	created := time.Now()

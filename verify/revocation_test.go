@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,7 @@ func (c *revocationClock) Add(d time.Duration) {
 // on clk.
 func newTestRevocation(t testing.TB, cfg RevocationConfig, records UserRecords, clk *revocationClock) *revocation {
 	t.Helper()
-	c, err := cache.New[UserState](cache.Config{}, "firebase_users", nil, nil, zaptest.NewLogger(t), nil, cache.WithClock(clk.Now))
+	c, err := cache.New[UserState](configtest.Fill(cache.Config{}, cache.DefaultConfig()), "firebase_users", nil, nil, zaptest.NewLogger(t), nil, cache.WithClock(clk.Now))
 	if err != nil {
 		t.Fatalf("cache.New: %v", err)
 	}
@@ -231,7 +232,7 @@ func TestRevocationCheck(t *testing.T) {
 			if tt.giveState != nil {
 				records.set("alice", *tt.giveState)
 			}
-			r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+			r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 
 			err := r.check(revocationContext(t), tt.giveID)
 
@@ -257,7 +258,7 @@ func TestRevocationSingleCallPerTTL(t *testing.T) {
 		states: map[string]UserState{"alice": {TokensValidAfter: revokedAt}},
 		gate:   make(chan struct{}),
 	}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true, CacheTTL: time.Minute}, records, clk)
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: time.Minute}, DefaultFirebaseConfig().Revocation), records, clk)
 	ctx := revocationContext(t)
 	id := firebaseIdentity("alice", revokedAt.Add(time.Second))
 
@@ -306,7 +307,7 @@ func TestRevocationSingleCallPerTTL(t *testing.T) {
 func TestRevocationDefaultTTL(t *testing.T) {
 	clk := &revocationClock{t: revokedAt}
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, clk)
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, clk)
 	ctx := revocationContext(t)
 	id := firebaseIdentity("alice", revokedAt)
 
@@ -328,7 +329,7 @@ func TestRevocationDefaultTTL(t *testing.T) {
 // cost an Admin API call each.
 func TestRevocationNotFoundCached(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{}}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 	ctx := revocationContext(t)
 	for range 3 {
 		if err := r.check(ctx, firebaseIdentity("ghost", revokedAt)); !errors.Is(err, ErrUserNotFound) {
@@ -344,7 +345,7 @@ func TestRevocationNotFoundCached(t *testing.T) {
 // again by the next check rather than remembered.
 func TestRevocationErrorNotCached(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}, err: errors.New("connection refused")}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 	ctx := revocationContext(t)
 	id := firebaseIdentity("alice", revokedAt)
 
@@ -364,7 +365,7 @@ func TestRevocationErrorNotCached(t *testing.T) {
 
 func TestRevocationInvalidate(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 	ctx := revocationContext(t)
 	id := firebaseIdentity("alice", revokedAt.Add(-time.Minute))
 
@@ -385,7 +386,7 @@ func TestRevocationInvalidate(t *testing.T) {
 
 func TestRevocationWithoutCache(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}}
-	r := newRevocation(RevocationConfig{Enabled: true}, records, nil)
+	r := newRevocation(configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, nil)
 	ctx := revocationContext(t)
 	for range 2 {
 		if err := r.check(ctx, firebaseIdentity("alice", revokedAt)); err != nil {
@@ -403,7 +404,7 @@ func TestRevocationWithoutCache(t *testing.T) {
 func TestRevocationCallerCanceled(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}, gate: make(chan struct{})}
 	defer close(records.gate)
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 	ctx, cancel := context.WithCancel(revocationContext(t))
 	cancel()
 
@@ -456,24 +457,25 @@ func TestRevocationConfigValidate(t *testing.T) {
 		give     RevocationConfig
 		wantErrs []string
 	}{
-		{name: "zero value is off", give: RevocationConfig{}},
-		{name: "off ignores the rest", give: RevocationConfig{CacheTTL: -time.Second, CredentialsFile: filepath.Join(dir, "missing")}},
-		{name: "defaults", give: RevocationConfig{Enabled: true}},
-		{name: "all set", give: RevocationConfig{Enabled: true, CacheTTL: 5 * time.Minute, CredentialsFile: keyFile}},
-		{name: "bounds", give: RevocationConfig{Enabled: true, CacheTTL: time.Hour}},
+		{name: "cache_ttl 0: no cache", give: RevocationConfig{Enabled: true, CacheTTL: 0}},
+		{name: "zero value is off", give: configtest.Fill(RevocationConfig{}, DefaultFirebaseConfig().Revocation)},
+		{name: "off ignores the rest", give: configtest.Fill(RevocationConfig{CacheTTL: -time.Second, CredentialsFile: filepath.Join(dir, "missing")}, DefaultFirebaseConfig().Revocation)},
+		{name: "defaults", give: configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation)},
+		{name: "all set", give: configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: 5 * time.Minute, CredentialsFile: keyFile}, DefaultFirebaseConfig().Revocation)},
+		{name: "bounds", give: configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: time.Hour}, DefaultFirebaseConfig().Revocation)},
 		{
 			name:     "ttl too short",
-			give:     RevocationConfig{Enabled: true, CacheTTL: time.Millisecond},
-			wantErrs: []string{"cache_ttl: must be 0 (default 1m0s) or between 1s and 1h0m0s"},
+			give:     configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: time.Millisecond}, DefaultFirebaseConfig().Revocation),
+			wantErrs: []string{"cache_ttl: 1ms must be 0 (no cache: one Admin API call per check) or between 1s and 1h0m0s"},
 		},
 		{
 			name:     "everything wrong",
-			give:     RevocationConfig{Enabled: true, CacheTTL: 2 * time.Hour, CredentialsFile: dir},
+			give:     configtest.Fill(RevocationConfig{Enabled: true, CacheTTL: 2 * time.Hour, CredentialsFile: dir}, DefaultFirebaseConfig().Revocation),
 			wantErrs: []string{"cache_ttl: ", "credentials_file: " + dir + " is not a regular file"},
 		},
 		{
 			name:     "missing credentials file",
-			give:     RevocationConfig{Enabled: true, CredentialsFile: filepath.Join(dir, "missing")},
+			give:     configtest.Fill(RevocationConfig{Enabled: true, CredentialsFile: filepath.Join(dir, "missing")}, DefaultFirebaseConfig().Revocation),
 			wantErrs: []string{"credentials_file: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
 		},
 	}
@@ -499,7 +501,7 @@ func TestRevocationConfigValidate(t *testing.T) {
 
 func TestRevocationReload(t *testing.T) {
 	records := &fakeRecords{states: map[string]UserState{"alice": {}}}
-	r := newTestRevocation(t, RevocationConfig{Enabled: true}, records, &revocationClock{t: revokedAt})
+	r := newTestRevocation(t, configtest.Fill(RevocationConfig{Enabled: true}, DefaultFirebaseConfig().Revocation), records, &revocationClock{t: revokedAt})
 	ctx := revocationContext(t)
 	id := firebaseIdentity("alice", revokedAt.Add(-time.Minute))
 	if err := r.check(ctx, id); err != nil {
@@ -550,5 +552,25 @@ func TestSessionStart(t *testing.T) {
 				t.Errorf("SessionStart() = %v, %v, want %v, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// cache_ttl: 0 keeps no record: every check asks the Admin API, so that a
+// revocation is seen by the very next request.
+func TestRevocationCacheTTLZeroCachesNothing(t *testing.T) {
+	clk := &revocationClock{t: revokedAt}
+	records := &fakeRecords{states: map[string]UserState{"alice": {TokensValidAfter: revokedAt}}}
+	r := newTestRevocation(t, RevocationConfig{Enabled: true, CacheTTL: 0}, records, clk)
+	ctx := revocationContext(t)
+	id := firebaseIdentity("alice", revokedAt.Add(time.Second))
+	if err := r.check(ctx, id); err != nil {
+		t.Fatalf("check() = %v, want nil", err)
+	}
+	records.set("alice", UserState{Disabled: true})
+	if err := r.check(ctx, id); !errors.Is(err, ErrUserDisabled) {
+		t.Fatalf("check() right after the user was disabled = %v, want ErrUserDisabled", err)
+	}
+	if got := records.calls.Load(); got != 2 {
+		t.Errorf("2 checks made %d Admin API calls, want 2", got)
 	}
 }

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"sync"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func TestVerifierReloadUserAcrossReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := New(cfg, zaptest.NewLogger(t), nil, WithCache(cache.Config{}, rdb), WithUserRecords(records))
+		v, err := New(cfg, zaptest.NewLogger(t), nil, WithCache(configtest.Fill(cache.Config{}, cache.DefaultConfig()), rdb), WithUserRecords(records))
 		if err != nil {
 			t.Fatal(err)
 		}

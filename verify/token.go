@@ -265,6 +265,9 @@ func (t *token) checkHeader(allowed []string) error {
 
 // str returns a string claim, or a number claim in its JSON spelling.
 func (t *token) str(name string) string {
+	if name == "" { // the claim is configured off
+		return ""
+	}
 	switch v := t.claims[name].(type) {
 	case string:
 		return v
@@ -278,6 +281,9 @@ func (t *token) str(name string) string {
 // boolean returns a boolean claim; the strings "true" and "false" count too
 // because some legacy issuers wrote them that way.
 func (t *token) boolean(name string) bool {
+	if name == "" { // the claim is configured off
+		return false
+	}
 	switch v := t.claims[name].(type) {
 	case bool:
 		return v

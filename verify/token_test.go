@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	l, err := newLegacy(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []string{"authgate-test-secret-0123456789abcdef"}}, nil)
+	l, err := newLegacy(configtest.Fill(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []string{"authgate-test-secret-0123456789abcdef"}}, DefaultLegacyConfig()), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func TestVerifyTracing(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	v, err := verify.New(verify.Config{Legacy: legacyConfig()}, zaptest.NewLogger(t), nil,
+	v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig()}, verify.DefaultConfig()), zaptest.NewLogger(t), nil,
 		verify.WithClock(func() time.Time { return testNow }), verify.WithTracerProvider(tp))
 	if err != nil {
 		t.Fatalf("New() error = %v", err)

@@ -31,23 +31,24 @@ type Config struct {
 	// Cache configures the cache of verified tokens.
 	Cache CacheConfig `yaml:"cache"`
 	// MaxTokenBytes refuses larger tokens before any decoding. Real ID
-	// tokens are 1 to 2 KiB. Default 8 KiB (MaxTokenBytes); at most 64 KiB.
+	// tokens are 1 to 2 KiB. Default 8 KiB (MaxTokenBytes); 1 KiB to
+	// 64 KiB.
 	MaxTokenBytes int `yaml:"max_token_bytes"`
 }
 
 // CacheConfig configures how long verification results are kept.
 type CacheConfig struct {
 	// TTL bounds how long a verified token is cached (in-process and in
-	// Redis); an entry never outlives the token's exp. Default 5m; a
-	// negative value turns the cache off.
+	// Redis); an entry never outlives the token's exp. Default 5m; 0 (or
+	// a negative value) turns the cache off.
 	TTL time.Duration `yaml:"ttl"`
 	// NegativeTTL keeps "invalid" and "expired" results in-process only, so
-	// that a client retrying a bad token costs little. Default 5s; negative
-	// turns it off.
+	// that a client retrying a bad token costs little. Default 5s; 0 (or
+	// a negative value) turns it off.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// NegativeEntries bounds the in-process negative cache, apart from the
 	// positive one so that a flood of junk cannot evict valid tokens.
-	// Default 10000.
+	// Default 10000; 0 turns the negative cache off.
 	NegativeEntries int `yaml:"negative_entries"`
 }
 
@@ -55,7 +56,7 @@ type CacheConfig struct {
 // cache on.
 func DefaultConfig() Config {
 	return Config{
-		Legacy:        LegacyConfig{},
+		Legacy:        DefaultLegacyConfig(),
 		Firebase:      DefaultFirebaseConfig(),
 		Cache:         CacheConfig{TTL: 5 * time.Minute, NegativeTTL: 5 * time.Second, NegativeEntries: 10000},
 		MaxTokenBytes: MaxTokenBytes,
@@ -78,7 +79,7 @@ func (c Config) Validate() error {
 	if c.Cache.NegativeEntries < 0 {
 		errs = append(errs, errors.New("cache.negative_entries: must not be negative"))
 	}
-	if c.MaxTokenBytes != 0 && (c.MaxTokenBytes < 1<<10 || c.MaxTokenBytes > maxTokenBytesLimit) {
+	if c.MaxTokenBytes < 1<<10 || c.MaxTokenBytes > maxTokenBytesLimit {
 		errs = append(errs, fmt.Errorf("max_token_bytes: %d is outside 1024..%d", c.MaxTokenBytes, maxTokenBytesLimit))
 	}
 	return errors.Join(errs...)
@@ -186,23 +187,14 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if log == nil {
 		log = zap.NewNop()
 	}
-	o := options{now: time.Now}
+	o := options{now: time.Now, cache: cache.DefaultConfig()}
 	for _, f := range opts {
 		f(&o)
 	}
 	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL, maxTokenBytes: cfg.MaxTokenBytes}
-	if v.maxTokenBytes == 0 {
-		v.maxTokenBytes = MaxTokenBytes
-	}
 	v.keepClaims, v.trimClaims, v.prefetch = o.claims, o.trimClaims, o.prefetch
 	if o.tp != nil {
 		v.tracer = o.tp.Tracer("github.com/authgate/authgate/verify")
-	}
-	if v.ttl == 0 {
-		v.ttl = 5 * time.Minute
-	}
-	if v.negTTL == 0 {
-		v.negTTL = 5 * time.Second
 	}
 	m, err := newVerifyMetrics(reg, v)
 	if err != nil {
@@ -235,11 +227,10 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
-	if v.negTTL > 0 {
-		nc := cache.Config{LocalEntries: cfg.Cache.NegativeEntries}
-		if nc.LocalEntries == 0 {
-			nc.LocalEntries = 10000
-		}
+	if v.negTTL > 0 && cfg.Cache.NegativeEntries > 0 {
+		// In-process only, bounded apart from the shared tiers.
+		nc := o.cache
+		nc.LocalEntries, nc.LocalMaxTTL, nc.Redis = cfg.Cache.NegativeEntries, 0, cache.RedisConfig{}
 		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, cacheOpts...); err != nil {
 			return nil, fmt.Errorf("negative token cache: %w", err)
 		}

@@ -169,6 +169,7 @@ func defaultConfig() Config {
 		Proxy:      proxy.DefaultConfig(),
 		Verify:     verify.DefaultConfig(),
 		Federation: federation.DefaultConfig(),
+		Cache:      cache.DefaultConfig(),
 		Tracing:    TracingConfig{ServiceName: "authgate", SampleRatio: 0.1},
 		AuthAPI:    authapi.DefaultConfig(),
 	}
@@ -184,6 +185,11 @@ func (c Config) Validate() error {
 		errs = append(errs, configerr.Prefix(l.key, l.l.validate()))
 	}
 	errs = append(errs, configerr.Prefix("server.admin.", c.Server.Admin.AdminConfig.Validate()))
+	if c.Server.Admin.CheckTimeout == 0 {
+		// The admin API's own Validate allows 0 for a handler without
+		// checks; the listener's readiness checks need a bound.
+		errs = append(errs, errors.New("server.admin.check_timeout: must be positive"))
+	}
 	if sameListenAddr(c.Server.Public.Addr, c.Server.Admin.Addr) {
 		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
 	}
@@ -245,9 +251,6 @@ func (c Config) authAPIProblems() []error {
 		errs = append(errs, errors.New("auth_api.enabled: needs federation.enabled: every registration and login writes the user table"))
 	}
 	prefix := c.AuthAPI.Prefix
-	if prefix == "" {
-		prefix = authapi.DefaultPrefix
-	}
 	for _, other := range []struct {
 		key, path string
 		on        bool

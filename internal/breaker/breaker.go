@@ -29,7 +29,7 @@ type Breaker struct {
 }
 
 // New returns a closed breaker whose first back-off is initial, doubling up
-// to max.
+// to max. An initial of zero never opens: every call tries the dependency.
 func New(initial, max time.Duration) *Breaker {
 	return &Breaker{initial: initial, max: max}
 }
@@ -78,6 +78,9 @@ func (b *Breaker) Succeed() bool {
 // of a call made before the back-off began changes nothing: the back-off
 // already accounts for it.
 func (b *Breaker) Fail(now time.Time, err error) (time.Duration, bool) {
+	if b.initial <= 0 {
+		return 0, false
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	wasClosed := b.backoff == 0

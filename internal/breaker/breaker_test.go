@@ -75,3 +75,14 @@ func TestBreakerLastErrAndRelease(t *testing.T) {
 		t.Error("Succeed did not close the breaker")
 	}
 }
+
+func TestBreakerZeroBackoffNeverOpens(t *testing.T) {
+	b := breaker.New(0, 0)
+	now := time.Unix(1000, 0)
+	if d, opened := b.Fail(now, errors.New("down")); d != 0 || opened {
+		t.Errorf("Fail = %v, %t, want 0, false", d, opened)
+	}
+	if !b.Allow(now) || b.Open() {
+		t.Errorf("after a failure with back-off 0: Allow = %t, Open = %t, want true, false", b.Allow(now), b.Open())
+	}
+}

@@ -11,7 +11,7 @@ import (
 
 func newBench(b *testing.B, rdb *Redis) *Cache[string] {
 	b.Helper()
-	c, err := New[string](Config{}, "bench", rdb, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
+	c, err := New[string](DefaultConfig(), "bench", rdb, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -56,7 +56,7 @@ type Codec[V any] interface {
 // concurrent use.
 type Cache[V any] struct {
 	name        string
-	local       *otter.Cache[string, item[V]]
+	local       *otter.Cache[string, item[V]] // nil: no in-process tier (local_entries 0)
 	rdb         *Redis
 	codec       Codec[V]
 	prefix      string // Redis key prefix: the configured one, name, ":"
@@ -130,7 +130,6 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 	if rdb != nil && codec == nil {
 		return nil, fmt.Errorf("cache %s: a codec is required with redis", name)
 	}
-	cfg = cfg.withDefaults()
 	o := newOptions(opts)
 	c := &Cache[V]{
 		name:        name,
@@ -149,21 +148,24 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 			c.tracer = o.tp.Tracer("github.com/authgate/authgate/internal/cache")
 		}
 	}
-	lo := &otter.Options[string, item[V]]{
-		MaximumSize: cfg.LocalEntries,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
-			return e.Value.ttl
-		}),
-		Logger: otterLogger{c.log},
+	if cfg.LocalEntries > 0 {
+		lo := &otter.Options[string, item[V]]{
+			MaximumSize: cfg.LocalEntries,
+			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
+				return e.Value.ttl
+			}),
+			Logger: otterLogger{c.log},
+		}
+		if o.custom {
+			lo.Clock = otterClock(o.now)
+		}
+		local, err := otter.New(lo)
+		if err != nil {
+			return nil, fmt.Errorf("cache %s: %w", name, err)
+		}
+		c.local = local
 	}
-	if o.custom {
-		lo.Clock = otterClock(o.now)
-	}
-	local, err := otter.New(lo)
-	if err != nil {
-		return nil, fmt.Errorf("cache %s: %w", name, err)
-	}
-	c.local = local
+	var err error
 	if c.m, err = newMetrics(reg, name, rdb != nil); err != nil {
 		return nil, err
 	}
@@ -194,7 +196,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 // both cost one round trip; what they find is stored in their caches'
 // in-process tiers. also is called at most once, and only then.
 func (c *Cache[V]) GetOrLoadWith(ctx context.Context, key string, also func() []*Prefetch, load func(ctx context.Context) (V, time.Duration, error)) (V, error) {
-	if it, ok := c.local.GetIfPresent(key); ok {
+	if it, ok := c.getLocal(key); ok {
 		c.m.localHit.Inc()
 		return it.v, nil
 	}
@@ -206,7 +208,7 @@ func (c *Cache[V]) GetOrLoadWith(ctx context.Context, key string, also func() []
 // counting a hit; a miss is left for the GetOrLoad that follows to count.
 // It lets a caller build its loader only when it is needed.
 func (c *Cache[V]) GetLocal(key string) (V, bool) {
-	if it, ok := c.local.GetIfPresent(key); ok {
+	if it, ok := c.getLocal(key); ok {
 		c.m.localHit.Inc()
 		return it.v, true
 	}
@@ -240,7 +242,7 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, also func() []*Pr
 // tiers that lack it, unless the key was invalidated or set meanwhile.
 func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], also func() []*Prefetch, load func(context.Context) (V, time.Duration, error)) (V, error) {
 	// The flight that stored key may have ended between our miss and join.
-	if it, ok := c.local.GetIfPresent(key); ok {
+	if it, ok := c.getLocal(key); ok {
 		return it.v, nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
@@ -274,7 +276,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, f *flight[V], also func
 // Get returns the value for key from the in-process tier or Redis, without
 // loading it. A Redis error is a miss.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, bool) {
-	if it, ok := c.local.GetIfPresent(key); ok {
+	if it, ok := c.getLocal(key); ok {
 		c.m.localHit.Inc()
 		return it.v, true
 	}
@@ -360,9 +362,7 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 	}
 	// After Redis, so that a lookup in between cannot copy the old Redis
 	// entry back into this tier.
-	for _, k := range keys {
-		c.local.Invalidate(k)
-	}
+	c.invalidateLocal(keys)
 	c.changes.Add(1)
 	if err != nil {
 		return fmt.Errorf("cache %s: invalidate in redis: %w", c.name, err)
@@ -382,7 +382,9 @@ func (c *Cache[V]) Check(ctx context.Context) error {
 // Redis, which may be shared. The cache keeps working; expired entries are
 // then removed by later writes.
 func (c *Cache[V]) Close() error {
-	c.local.StopAllGoroutines()
+	if c.local != nil {
+		c.local.StopAllGoroutines()
+	}
 	if c.unlisten != nil {
 		c.unlisten()
 	}
@@ -395,15 +397,17 @@ func (c *Cache[V]) Close() error {
 func (c *Cache[V]) dropLocal(keys []string) {
 	for _, k := range keys {
 		c.flights.forget(k)
-		c.local.Invalidate(k)
 	}
+	c.invalidateLocal(keys)
 	c.changes.Add(1)
 }
 
 // clearLocal empties the in-process tier after invalidations were missed.
 func (c *Cache[V]) clearLocal() {
 	c.flights.forgetAll()
-	c.local.InvalidateAll()
+	if c.local != nil {
+		c.local.InvalidateAll()
+	}
 	c.changes.Add(1)
 }
 
@@ -493,7 +497,7 @@ func (c *Cache[V]) Prefetch(key string) *Prefetch {
 	if c.rdb == nil {
 		return nil
 	}
-	if _, ok := c.local.GetIfPresent(key); ok {
+	if _, ok := c.getLocal(key); ok {
 		return nil
 	}
 	return &Prefetch{c: c, key: key, changes: c.changes.Load()}
@@ -570,10 +574,28 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	if c.localMaxTTL > 0 {
 		ttl = min(ttl, c.localMaxTTL)
 	}
-	if ttl <= 0 {
+	if ttl <= 0 || c.local == nil {
 		return
 	}
 	c.local.Set(key, item[V]{v: v, ttl: ttl})
+}
+
+// getLocal looks key up in the in-process tier, if there is one.
+func (c *Cache[V]) getLocal(key string) (item[V], bool) {
+	if c.local == nil {
+		return item[V]{}, false
+	}
+	return c.local.GetIfPresent(key)
+}
+
+// invalidateLocal drops keys from the in-process tier, if there is one.
+func (c *Cache[V]) invalidateLocal(keys []string) {
+	if c.local == nil {
+		return
+	}
+	for _, k := range keys {
+		c.local.Invalidate(k)
+	}
 }
 
 // metrics are resolved to label values once, so that counting a hit does

@@ -50,6 +50,27 @@ func (l *counter) load(context.Context) (string, time.Duration, error) {
 }
 
 // newLocal builds an in-process cache of strings named "test" on clk.
+// configWith returns DefaultConfig changed by f.
+func configWith(f func(*Config)) Config {
+	c := DefaultConfig()
+	f(&c)
+	return c
+}
+
+// redisConfigAt returns DefaultRedisConfig for addr.
+func redisConfigAt(addr string) RedisConfig {
+	c := DefaultRedisConfig()
+	c.Addrs = []string{addr}
+	return c
+}
+
+// redisConfigWith returns redisConfigAt(addr) changed by f.
+func redisConfigWith(addr string, f func(*RedisConfig)) RedisConfig {
+	c := redisConfigAt(addr)
+	f(&c)
+	return c
+}
+
 func newLocal(t testing.TB, cfg Config, clk *fakeClock, reg prometheus.Registerer) *Cache[string] {
 	t.Helper()
 	c, err := New[string](cfg, "test", nil, nil, zaptest.NewLogger(t), reg, WithClock(clk.Now))
@@ -71,6 +92,7 @@ func TestGetOrLoadExpiry(t *testing.T) {
 	tests := []struct {
 		name        string
 		giveMaxTTL  time.Duration
+		giveNoLocal bool
 		giveTTL     time.Duration
 		giveAdvance time.Duration
 		wantLoads   int64
@@ -81,11 +103,17 @@ func TestGetOrLoadExpiry(t *testing.T) {
 		{name: "negative ttl is not cached", giveTTL: -time.Second, wantLoads: 2},
 		{name: "local_max_ttl caps ttl", giveMaxTTL: 5 * time.Second, giveTTL: 10 * time.Second, giveAdvance: 5 * time.Second, wantLoads: 2},
 		{name: "local_max_ttl above ttl", giveMaxTTL: time.Minute, giveTTL: 10 * time.Second, giveAdvance: 9 * time.Second, wantLoads: 1},
+		{name: "local_entries 0: no in-process tier", giveNoLocal: true, giveTTL: 10 * time.Second, wantLoads: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
-			c := newLocal(t, Config{LocalMaxTTL: tt.giveMaxTTL}, clk, nil)
+			c := newLocal(t, configWith(func(c *Config) {
+				c.LocalMaxTTL = tt.giveMaxTTL
+				if tt.giveNoLocal {
+					c.LocalEntries = 0
+				}
+			}), clk, nil)
 			l := &counter{v: "value", ttl: tt.giveTTL}
 			ctx := testContext(t)
 
@@ -104,7 +132,7 @@ func TestGetOrLoadExpiry(t *testing.T) {
 }
 
 func TestGetOrLoadErrorIsNotCached(t *testing.T) {
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	wantErr := errors.New("store down")
 	l := &counter{err: wantErr, ttl: time.Minute}
 	ctx := testContext(t)
@@ -121,7 +149,7 @@ func TestGetOrLoadErrorIsNotCached(t *testing.T) {
 
 func TestLocalTierIsBounded(t *testing.T) {
 	const limit = 100
-	c := newLocal(t, Config{LocalEntries: limit}, newFakeClock(), nil)
+	c := newLocal(t, configWith(func(c *Config) { c.LocalEntries = limit }), newFakeClock(), nil)
 	ctx := testContext(t)
 	for i := range 10 * limit {
 		if err := c.Set(ctx, fmt.Sprint(i), "v", time.Hour); err != nil {
@@ -136,7 +164,7 @@ func TestLocalTierIsBounded(t *testing.T) {
 
 func TestSetLocal(t *testing.T) {
 	clk := newFakeClock()
-	c := newLocal(t, Config{}, clk, nil)
+	c := newLocal(t, DefaultConfig(), clk, nil)
 	l := &counter{v: "loaded", ttl: time.Minute}
 	ctx := testContext(t)
 
@@ -154,7 +182,7 @@ func TestSetLocal(t *testing.T) {
 }
 
 func TestGetAndSet(t *testing.T) {
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	ctx := testContext(t)
 
 	if got, ok := c.Get(ctx, "k"); ok {
@@ -175,7 +203,7 @@ func TestGetAndSet(t *testing.T) {
 }
 
 func TestInvalidate(t *testing.T) {
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	l := &counter{v: "v", ttl: time.Minute}
 	ctx := testContext(t)
 
@@ -241,7 +269,7 @@ func joinedAfter[V any](c *Cache[V], n int64) <-chan struct{} {
 
 func TestGetOrLoadSingleFlight(t *testing.T) {
 	const n = 64
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	l := newBlockingLoader("v")
 	joined := joinedAfter(c, n-1) // every caller but the one loading waits
 	go func() {
@@ -277,7 +305,7 @@ func TestGetOrLoadSingleFlight(t *testing.T) {
 }
 
 func TestGetOrLoadWaiterGivesUp(t *testing.T) {
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	l := newBlockingLoader("v")
 	ctx := testContext(t)
 
@@ -300,7 +328,7 @@ func TestGetOrLoadWaiterGivesUp(t *testing.T) {
 }
 
 func TestGetOrLoadLeaderCancelDoesNotFailWaiters(t *testing.T) {
-	c := newLocal(t, Config{}, newFakeClock(), nil)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 	l := newBlockingLoader("v")
 	ctx := testContext(t)
 
@@ -327,7 +355,7 @@ func TestGetOrLoadLeaderCancelDoesNotFailWaiters(t *testing.T) {
 
 func TestGetOrLoadPanic(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c := newLocal(t, Config{}, newFakeClock(), reg)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), reg)
 	joined := joinedAfter(c, 1)
 	started := make(chan struct{})
 	panicky := func(context.Context) (string, time.Duration, error) {
@@ -369,7 +397,7 @@ func TestInvalidateDuringLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newLocal(t, Config{}, newFakeClock(), nil)
+			c := newLocal(t, DefaultConfig(), newFakeClock(), nil)
 			l := newBlockingLoader("old")
 			ctx := testContext(t)
 
@@ -395,8 +423,8 @@ func TestInvalidateDuringLoad(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c := newLocal(t, Config{}, newFakeClock(), reg)
-	other, err := New[string](Config{}, "other", nil, nil, nil, reg)
+	c := newLocal(t, DefaultConfig(), newFakeClock(), reg)
+	other, err := New[string](DefaultConfig(), "other", nil, nil, nil, reg)
 	if err != nil {
 		t.Fatalf("New of a second cache on the registry: %v", err)
 	}
@@ -427,7 +455,7 @@ cache_requests_total{cache="test",result="miss",tier="local"} 2
 }
 
 func TestNewRejects(t *testing.T) {
-	rdb, err := OpenRedis(RedisConfig{Addrs: []string{"127.0.0.1:1"}}, nil)
+	rdb, err := OpenRedis(redisConfigAt("127.0.0.1:1"), nil)
 	if err != nil {
 		t.Fatalf("OpenRedis: %v", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/authgate/authgate/internal/configerr"
 )
 
-// Defaults for unset (zero) fields, and bounds that catch unit mistakes.
+// Defaults (see DefaultConfig), and bounds that catch unit mistakes.
 const (
 	defaultLocalEntries      = 100_000
 	defaultLoadTimeout       = 10 * time.Second
@@ -35,7 +35,8 @@ const (
 // by its name.
 type Config struct {
 	// LocalEntries bounds the in-process tier of each cache, in entries.
-	// Default 100000.
+	// Default 100000; 0 means no in-process tier (every lookup goes to
+	// Redis, or to the loader without Redis).
 	LocalEntries int `yaml:"local_entries"`
 	// LocalMaxTTL caps how long an entry may live in the in-process tier,
 	// whatever TTL it was stored with. An invalidation on one replica is
@@ -48,22 +49,20 @@ type Config struct {
 	// LoadTimeout bounds one load on a miss: the Redis lookup, the loader and
 	// the Redis write. The load is shared by every caller waiting for the
 	// key, so it does not end when the caller that started it goes away.
-	// Default 10s.
+	// Default 10s; must be positive.
 	LoadTimeout time.Duration `yaml:"load_timeout"`
 	// Redis is the shared tier. Without addrs the caches are in-process only.
 	Redis RedisConfig `yaml:"redis"`
 }
 
-// withDefaults returns c with unset fields defaulted.
-func (c Config) withDefaults() Config {
-	if c.LocalEntries == 0 {
-		c.LocalEntries = defaultLocalEntries
+// DefaultConfig returns the cache defaults, without Redis. A value the
+// operator writes over it is used as written.
+func DefaultConfig() Config {
+	return Config{
+		LocalEntries: defaultLocalEntries,
+		LoadTimeout:  defaultLoadTimeout,
+		Redis:        DefaultRedisConfig(),
 	}
-	if c.LoadTimeout == 0 {
-		c.LoadTimeout = defaultLoadTimeout
-	}
-	c.Redis = c.Redis.withDefaults()
-	return c
 }
 
 // Validate reports every problem with the configuration, each prefixed with
@@ -71,13 +70,13 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.LocalEntries < 0 || c.LocalEntries > maxLocalEntries {
-		errs = append(errs, fmt.Errorf("local_entries: must be between 0 (default %d) and %d", defaultLocalEntries, maxLocalEntries))
+		errs = append(errs, fmt.Errorf("local_entries: %d is outside 0..%d (0 = no in-process tier)", c.LocalEntries, maxLocalEntries))
 	}
 	if c.LocalMaxTTL < 0 {
 		errs = append(errs, errors.New("local_max_ttl: must not be negative"))
 	}
-	if c.LoadTimeout < 0 || c.LoadTimeout > maxLoadTimeout {
-		errs = append(errs, fmt.Errorf("load_timeout: must be between 0 (default %s) and %s", defaultLoadTimeout, maxLoadTimeout))
+	if c.LoadTimeout <= 0 || c.LoadTimeout > maxLoadTimeout {
+		errs = append(errs, fmt.Errorf("load_timeout: %s is outside 1ns..%s", c.LoadTimeout, maxLoadTimeout))
 	}
 	if err := c.Redis.Validate(); err != nil {
 		errs = append(errs, configerr.Prefix("redis.", err))
@@ -159,27 +158,17 @@ func (c RedisConfig) cluster() bool {
 	return c.MasterName == "" && (len(c.Addrs) > 1 || c.Cluster)
 }
 
-// withDefaults returns c with unset fields defaulted.
-func (c RedisConfig) withDefaults() RedisConfig {
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = defaultKeyPrefix
+// DefaultRedisConfig returns the Redis defaults, without addresses (no
+// Redis).
+func DefaultRedisConfig() RedisConfig {
+	return RedisConfig{
+		KeyPrefix:         defaultKeyPrefix,
+		DialTimeout:       defaultDialTimeout,
+		ReadTimeout:       defaultReadTimeout,
+		WriteTimeout:      defaultWriteTimeout,
+		FailureBackoff:    defaultFailureBackoff,
+		FailureBackoffMax: defaultFailureBackoffMax,
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = defaultDialTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = defaultReadTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = defaultWriteTimeout
-	}
-	if c.FailureBackoff == 0 {
-		c.FailureBackoff = defaultFailureBackoff
-	}
-	if c.FailureBackoffMax == 0 {
-		c.FailureBackoffMax = max(defaultFailureBackoffMax, c.FailureBackoff)
-	}
-	return c
 }
 
 // Validate reports every problem with the configuration, each prefixed with
@@ -220,19 +209,19 @@ func (c RedisConfig) Validate() error {
 		key string
 		v   time.Duration
 	}{{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}} {
-		if d.v < 0 || d.v > maxRedisTimeout {
-			errs = append(errs, fmt.Errorf("%s: must be between 0 (default) and %s", d.key, maxRedisTimeout))
+		if d.v <= 0 || d.v > maxRedisTimeout {
+			errs = append(errs, fmt.Errorf("%s: %s is outside 1ns..%s", d.key, d.v, maxRedisTimeout))
 		}
 	}
 	if c.PoolSize < 0 || c.PoolSize > maxRedisPoolSize {
-		errs = append(errs, fmt.Errorf("pool_size: must be between 0 (default) and %d", maxRedisPoolSize))
+		errs = append(errs, fmt.Errorf("pool_size: %d is outside 0..%d (0 = go-redis's default, 10 per CPU)", c.PoolSize, maxRedisPoolSize))
 	}
 	if c.FailureBackoff < 0 || c.FailureBackoff > maxFailureBackoff {
-		errs = append(errs, fmt.Errorf("failure_backoff: must be between 0 (default %s) and %s", defaultFailureBackoff, maxFailureBackoff))
+		errs = append(errs, fmt.Errorf("failure_backoff: %s is outside 0..%s (0 = no back-off)", c.FailureBackoff, maxFailureBackoff))
 	}
 	if c.FailureBackoffMax < 0 || c.FailureBackoffMax > maxFailureBackoff {
-		errs = append(errs, fmt.Errorf("failure_backoff_max: must be between 0 (default %s) and %s", defaultFailureBackoffMax, maxFailureBackoff))
-	} else if d := c.withDefaults(); d.FailureBackoffMax < d.FailureBackoff {
+		errs = append(errs, fmt.Errorf("failure_backoff_max: %s is outside 0..%s", c.FailureBackoffMax, maxFailureBackoff))
+	} else if c.FailureBackoffMax < c.FailureBackoff {
 		errs = append(errs, errors.New("failure_backoff_max: must not be less than failure_backoff"))
 	}
 	return errors.Join(errs...)

@@ -16,77 +16,92 @@ func TestConfigValidate(t *testing.T) {
 	one := []string{"127.0.0.1:6379"}
 	tests := []struct {
 		name     string
-		give     Config
+		give     func(c *Config)
 		wantErrs []string
 	}{
-		{name: "zero value", give: Config{}},
-		{name: "single node", give: Config{Redis: RedisConfig{Addrs: one, DB: 1, KeyPrefix: "atma:auth-v2:"}}},
-		{name: "sentinel with db", give: Config{Redis: RedisConfig{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", DB: 1}}},
-		{name: "cluster", give: Config{Redis: RedisConfig{Addrs: []string{"n1:6379", "n2:6379"}}}},
+		{name: "defaults", give: func(c *Config) {}},
+		{name: "single node", give: func(c *Config) { c.Redis.Addrs, c.Redis.DB, c.Redis.KeyPrefix = one, 1, "atma:auth-v2:" }},
+		{name: "sentinel with db", give: func(c *Config) {
+			c.Redis.Addrs, c.Redis.MasterName, c.Redis.DB = []string{"s1:26379", "s2:26379"}, "mymaster", 1
+		}},
+		{name: "cluster", give: func(c *Config) { c.Redis.Addrs = []string{"n1:6379", "n2:6379"} }},
+		{name: "zeros that mean something", give: func(c *Config) {
+			c.LocalEntries, c.LocalMaxTTL = 0, 0
+			c.Redis.Addrs, c.Redis.KeyPrefix, c.Redis.PoolSize, c.Redis.FailureBackoff, c.Redis.FailureBackoffMax = one, "", 0, 0, 0
+		}},
 		{
 			name: "negative local settings",
-			give: Config{LocalEntries: -1, LocalMaxTTL: -time.Second, LoadTimeout: -time.Second},
+			give: func(c *Config) { c.LocalEntries, c.LocalMaxTTL, c.LoadTimeout = -1, -time.Second, -time.Second },
 			wantErrs: []string{
-				"local_entries: must be between 0 (default 100000) and 100000000",
+				"local_entries: -1 is outside 0..100000000 (0 = no in-process tier)",
 				"local_max_ttl: must not be negative",
-				"load_timeout: must be between 0 (default 10s) and 5m0s",
+				"load_timeout: -1s is outside 1ns..5m0s",
 			},
 		},
 		{
+			name:     "zero load timeout",
+			give:     func(c *Config) { c.LoadTimeout = 0 },
+			wantErrs: []string{"load_timeout: 0s is outside 1ns..5m0s"},
+		},
+		{
 			name:     "master_name without addrs",
-			give:     Config{Redis: RedisConfig{MasterName: "mymaster"}},
+			give:     func(c *Config) { c.Redis.MasterName = "mymaster" },
 			wantErrs: []string{"redis.addrs: required with master_name or cluster"},
 		},
 		{
 			name:     "bad address",
-			give:     Config{Redis: RedisConfig{Addrs: []string{"127.0.0.1:6379", "redis"}}},
+			give:     func(c *Config) { c.Redis.Addrs = []string{"127.0.0.1:6379", "redis"} },
 			wantErrs: []string{`redis.addrs[1]: "redis" is not host:port`},
 		},
 		{
 			name:     "db with cluster",
-			give:     Config{Redis: RedisConfig{Addrs: []string{"n1:6379", "n2:6379"}, DB: 1}},
+			give:     func(c *Config) { c.Redis.Addrs, c.Redis.DB = []string{"n1:6379", "n2:6379"}, 1 },
 			wantErrs: []string{"redis.db: must be 0 with Redis Cluster (more than one address, or cluster, without master_name)"},
 		},
 		{
 			name:     "db with cluster flag",
-			give:     Config{Redis: RedisConfig{Addrs: one, Cluster: true, DB: 2}},
+			give:     func(c *Config) { c.Redis.Addrs, c.Redis.Cluster, c.Redis.DB = one, true, 2 },
 			wantErrs: []string{"redis.db: must be 0 with Redis Cluster (more than one address, or cluster, without master_name)"},
 		},
 		{
 			name:     "cluster and sentinel",
-			give:     Config{Redis: RedisConfig{Addrs: one, Cluster: true, MasterName: "m"}},
+			give:     func(c *Config) { c.Redis.Addrs, c.Redis.Cluster, c.Redis.MasterName = one, true, "m" },
 			wantErrs: []string{"redis.cluster: cannot be combined with master_name"},
 		},
 		{
 			name: "every redis field wrong",
-			give: Config{Redis: RedisConfig{
-				Addrs: one, DB: -1, Password: "p", PasswordFile: "/nonexistent/authgate-redis-password",
-				KeyPrefix: "auth gate:", DialTimeout: -1, ReadTimeout: 2 * time.Minute, WriteTimeout: -1,
-				PoolSize: -1, FailureBackoff: -1, FailureBackoffMax: time.Hour,
-			}},
+			give: func(c *Config) {
+				c.Redis = RedisConfig{
+					Addrs: one, DB: -1, Password: "p", PasswordFile: "/nonexistent/authgate-redis-password",
+					KeyPrefix: "auth gate:", DialTimeout: -1, ReadTimeout: 2 * time.Minute, WriteTimeout: 0,
+					PoolSize: -1, FailureBackoff: -1, FailureBackoffMax: time.Hour,
+				}
+			},
 			wantErrs: []string{
 				"redis.db: must not be negative",
 				"redis.password: set password or password_file, not both",
 				"redis.password_file: open /nonexistent/authgate-redis-password: no such file or directory",
 				"redis.key_prefix: must not contain whitespace",
-				"redis.dial_timeout: must be between 0 (default) and 1m0s",
-				"redis.read_timeout: must be between 0 (default) and 1m0s",
-				"redis.write_timeout: must be between 0 (default) and 1m0s",
-				"redis.pool_size: must be between 0 (default) and 10000",
-				"redis.failure_backoff: must be between 0 (default 1s) and 10m0s",
-				"redis.failure_backoff_max: must be between 0 (default 30s) and 10m0s",
+				"redis.dial_timeout: -1ns is outside 1ns..1m0s",
+				"redis.read_timeout: 2m0s is outside 1ns..1m0s",
+				"redis.write_timeout: 0s is outside 1ns..1m0s",
+				"redis.pool_size: -1 is outside 0..10000 (0 = go-redis's default, 10 per CPU)",
+				"redis.failure_backoff: -1ns is outside 0..10m0s (0 = no back-off)",
+				"redis.failure_backoff_max: 1h0m0s is outside 0..10m0s",
 			},
 		},
 		{
-			name:     "backoff max below backoff",
-			give:     Config{Redis: RedisConfig{Addrs: one, FailureBackoff: 5 * time.Second, FailureBackoffMax: 2 * time.Second}},
+			name: "backoff max below backoff",
+			give: func(c *Config) {
+				c.Redis.Addrs, c.Redis.FailureBackoff, c.Redis.FailureBackoffMax = one, 5*time.Second, 2*time.Second
+			},
 			wantErrs: []string{"redis.failure_backoff_max: must not be less than failure_backoff"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, err := range configerr.List(tt.give.Validate()) {
+			for _, err := range configerr.List(configWith(tt.give).Validate()) {
 				got = append(got, err.Error())
 			}
 			if !slices.Equal(got, tt.wantErrs) {
@@ -96,20 +111,10 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestRedisConfigDefaults(t *testing.T) {
-	got := RedisConfig{FailureBackoff: time.Minute}.withDefaults()
-	want := RedisConfig{
-		KeyPrefix: "authgate:", DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond,
-		WriteTimeout: 500 * time.Millisecond, FailureBackoff: time.Minute, FailureBackoffMax: time.Minute,
-	}
-	if got.String() != want.String() {
-		t.Errorf("withDefaults() = %v, want %v", got, want)
-	}
-}
-
 func TestRedisConfigRedactsPassword(t *testing.T) {
 	const secret = "hunter2-redis-secret"
-	cfg := Config{Redis: RedisConfig{Addrs: []string{"127.0.0.1:6379"}, Password: secret}}
+	cfg := DefaultConfig()
+	cfg.Redis.Addrs, cfg.Redis.Password = []string{"127.0.0.1:6379"}, secret
 	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 		if got := fmt.Sprintf(format, cfg); strings.Contains(got, secret) {
 			t.Errorf("Sprintf(%q, cfg) = %s, reveals the password", format, got)

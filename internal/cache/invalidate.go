@@ -142,7 +142,10 @@ func (r *Redis) Run(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
-	wait := r.backoff
+	// failure_backoff may be 0 (no back-off for commands); resubscribing
+	// still waits a little, so that a refused connection is not a busy loop.
+	first := max(r.backoff, minResubscribeWait)
+	wait := first
 	lost := false
 	for {
 		err := r.subscribe(ctx, func() {
@@ -151,7 +154,7 @@ func (r *Redis) Run(ctx context.Context) error {
 				r.log.Info("invalidation subscription restored; in-process tiers emptied")
 				lost = false
 			}
-			wait = r.backoff
+			wait = first
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -167,9 +170,12 @@ func (r *Redis) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		wait = min(wait*2, r.backoffMax)
+		wait = min(wait*2, max(r.backoffMax, first))
 	}
 }
+
+// minResubscribeWait is the least wait before subscribing again.
+const minResubscribeWait = 100 * time.Millisecond
 
 // subscribe holds one subscription until it fails or ctx ends, calling
 // subscribed each time Redis confirms it.

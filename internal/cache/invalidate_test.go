@@ -97,7 +97,7 @@ func TestRedisInvalidateSameProcess(t *testing.T) {
 	rdb := testRedis(t)
 	clk := newFakeClock()
 	a, b := newShared(t, rdb, clk), newShared(t, rdb, clk)
-	other, err := New[string](Config{}, "other", rdb, JSON[string]{}, nil, nil, WithClock(clk.Now))
+	other, err := New[string](DefaultConfig(), "other", rdb, JSON[string]{}, nil, nil, WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

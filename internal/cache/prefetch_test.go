@@ -10,7 +10,7 @@ import (
 // newNamed builds a cache of strings called name on rdb.
 func newNamed(t testing.TB, name string, rdb *Redis, clk *fakeClock) *Cache[string] {
 	t.Helper()
-	c, err := New[string](Config{}, name, rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithClock(clk.Now))
+	c, err := New[string](DefaultConfig(), name, rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithClock(clk.Now))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -59,7 +59,7 @@ func TestGetOrLoadWithOneRoundTrip(t *testing.T) {
 	if p := users.Prefetch("uid:1"); p != nil {
 		t.Error("Prefetch of a key in the in-process tier is not nil")
 	}
-	if p := newLocal(t, Config{}, clk, nil).Prefetch("x"); p != nil {
+	if p := newLocal(t, DefaultConfig(), clk, nil).Prefetch("x"); p != nil {
 		t.Error("Prefetch on a cache without Redis is not nil")
 	}
 }

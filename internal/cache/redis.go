@@ -70,7 +70,6 @@ func OpenRedis(cfg RedisConfig, log *zap.Logger, opts ...Option) (*Redis, error)
 	if !cfg.enabled() {
 		return nil, nil
 	}
-	cfg = cfg.withDefaults()
 	pw, err := cfg.password()
 	if err != nil {
 		return nil, err

@@ -41,13 +41,10 @@ func testRedisConfig(t testing.TB) RedisConfig {
 		}
 		return '_'
 	}, t.Name())
-	return RedisConfig{
-		Addrs:     []string{o.Addr},
-		DB:        o.DB,
-		Username:  o.Username,
-		Password:  o.Password,
-		KeyPrefix: fmt.Sprintf("authgate-test:%s:%d:", name, time.Now().UnixNano()),
-	}
+	c := redisConfigAt(o.Addr)
+	c.DB, c.Username, c.Password = o.DB, o.Username, o.Password
+	c.KeyPrefix = fmt.Sprintf("authgate-test:%s:%d:", name, time.Now().UnixNano())
+	return c
 }
 
 // testRedis opens the Redis at TEST_REDIS_URL, or skips the test. The keys
@@ -81,7 +78,7 @@ func openTestRedis(t testing.TB, cfg RedisConfig, opts ...Option) *Redis {
 // newShared builds a cache of strings named "test" on rdb and clk.
 func newShared(t testing.TB, rdb *Redis, clk *fakeClock) *Cache[string] {
 	t.Helper()
-	c, err := New[string](Config{}, "test", rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithClock(clk.Now))
+	c, err := New[string](DefaultConfig(), "test", rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithClock(clk.Now))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -277,7 +274,7 @@ func closedAddr(t *testing.T) string {
 
 func TestRedisOutage(t *testing.T) {
 	clk := newFakeClock()
-	rdb, err := OpenRedis(RedisConfig{Addrs: []string{closedAddr(t)}, FailureBackoff: time.Second, FailureBackoffMax: 3 * time.Second},
+	rdb, err := OpenRedis(redisConfigWith(closedAddr(t), func(c *RedisConfig) { c.FailureBackoff, c.FailureBackoffMax = time.Second, 3*time.Second }),
 		zaptest.NewLogger(t), WithClock(clk.Now))
 	if err != nil {
 		t.Fatalf("OpenRedis: %v", err)

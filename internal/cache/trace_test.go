@@ -18,7 +18,7 @@ func TestRedisLookupSpans(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	newReplica := func() *Cache[string] {
-		c, err := New[string](Config{}, "traced", rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithTracerProvider(tp))
+		c, err := New[string](DefaultConfig(), "traced", rdb, JSON[string]{}, zaptest.NewLogger(t), nil, WithTracerProvider(tp))
 		if err != nil {
 			t.Fatal(err)
 		}

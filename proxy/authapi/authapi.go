@@ -156,7 +156,6 @@ func New(cfg Config, b Backends, log *zap.Logger, reg prometheus.Registerer, opt
 	if b.Verifier == nil || b.Users == nil || b.Accounts == nil || b.Sessions == nil {
 		return nil, errors.New("auth api: a verifier, the user table, Firebase accounts and sessions are all required")
 	}
-	cfg = cfg.withDefaults()
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -3,6 +3,7 @@ package authapi
 import (
 	"context"
 	"errors"
+	"github.com/authgate/authgate/internal/configtest"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -155,7 +156,7 @@ func TestRouting(t *testing.T) {
 }
 
 func TestRequestValidation(t *testing.T) {
-	f := newFakes(t, func(c *Config) { c.RateLimit = RateLimits{} })
+	f := newFakes(t, func(c *Config) { c.RateLimit = RateLimits{MaxKeys: ratelimit.DefaultMaxKeys} })
 	tests := []struct {
 		name       string
 		path       string
@@ -187,7 +188,7 @@ func TestRequestValidation(t *testing.T) {
 func TestRateLimits(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	f := newFakes(t, func(c *Config) {
-		c.RateLimit = RateLimits{PerIP: ratelimit.Config{Rate: 1, Burst: 3}, PerEmail: ratelimit.Config{Rate: 0.1, Burst: 2}}
+		c.RateLimit = RateLimits{PerIP: ratelimit.Config{Rate: 1, Burst: 3}, PerEmail: ratelimit.Config{Rate: 0.1, Burst: 2}, MaxKeys: ratelimit.DefaultMaxKeys}
 	})
 	f.h.now = func() time.Time { return now }
 	clientIP := netip.MustParseAddr("198.51.100.1")
@@ -259,7 +260,7 @@ func TestConfigValidate(t *testing.T) {
 		want []string
 	}{
 		{name: "defaults", edit: func(*Config) {}},
-		{name: "disabled is always valid", edit: func(c *Config) { *c = Config{} }},
+		{name: "disabled is always valid", edit: func(c *Config) { *c = configtest.Fill(Config{}, DefaultConfig()) }},
 		{name: "key file", edit: func(c *Config) { c.WebAPIKey, c.WebAPIKeyFile = "", keyFile }},
 		{name: "legacy on", edit: func(c *Config) { c.LegacyPasswords.Enabled = true }},
 		{name: "no key", edit: func(c *Config) { c.WebAPIKey = "" }, want: []string{"web_api_key: required"}},

@@ -15,7 +15,7 @@ import (
 	"github.com/authgate/authgate/internal/ratelimit"
 )
 
-// Defaults for unset (zero) fields, and bounds.
+// Defaults (see DefaultConfig), and bounds.
 const (
 	DefaultPrefix             = "/v1/auth"
 	DefaultIdentityToolkitURL = "https://identitytoolkit.googleapis.com"
@@ -58,7 +58,7 @@ type Config struct {
 	IdentityToolkitURL string `yaml:"identity_toolkit_url"`
 	SecureTokenURL     string `yaml:"secure_token_url"`
 	// Timeout bounds each call to Firebase (REST or Admin API). Default
-	// 10s.
+	// 10s; must be positive.
 	Timeout time.Duration `yaml:"timeout"`
 	// Password is the policy a new password must meet.
 	Password PasswordPolicy `yaml:"password"`
@@ -96,7 +96,7 @@ type RateLimits struct {
 	// Default one every 20s, burst 5.
 	PerEmail ratelimit.Config `yaml:"per_email"`
 	// MaxKeys bounds the addresses and emails tracked, each. Default
-	// 100000.
+	// 100000; at least 1.
 	MaxKeys int `yaml:"max_keys"`
 }
 
@@ -151,39 +151,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults returns c with unset fields defaulted.
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.Prefix == "" {
-		c.Prefix = d.Prefix
-	}
-	if c.IdentityToolkitURL == "" {
-		c.IdentityToolkitURL = d.IdentityToolkitURL
-	}
-	if c.SecureTokenURL == "" {
-		c.SecureTokenURL = d.SecureTokenURL
-	}
-	if c.Timeout == 0 {
-		c.Timeout = d.Timeout
-	}
-	if c.Password.MinLength == 0 {
-		c.Password.MinLength = d.Password.MinLength
-	}
-	if c.Password.MaxLength == 0 {
-		c.Password.MaxLength = d.Password.MaxLength
-	}
-	if c.LegacyPasswords.Column == "" {
-		c.LegacyPasswords.Column = d.LegacyPasswords.Column
-	}
-	if c.LegacyPasswords.Format == "" {
-		c.LegacyPasswords.Format = d.LegacyPasswords.Format
-	}
-	if c.LegacyPasswords.Cost == 0 {
-		c.LegacyPasswords.Cost = d.LegacyPasswords.Cost
-	}
-	return c
-}
-
 // WithEmulator returns c pointed at the Firebase Auth Emulator at host
 // (FIREBASE_AUTH_EMULATOR_HOST), which serves both REST APIs under its own
 // address, as the Admin SDK is then too.
@@ -213,36 +180,30 @@ func (c Config) Validate() error {
 		return nil
 	}
 	var errs []error
-	if c.Prefix != "" {
-		if err := checkPrefix(c.Prefix); err != nil {
-			errs = append(errs, fmt.Errorf("prefix: %w", err))
-		}
+	if err := checkPrefix(c.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("prefix: %w", err))
 	}
 	if _, err := c.apiKey(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, u := range []struct{ key, v string }{{"identity_toolkit_url", c.IdentityToolkitURL}, {"secure_token_url", c.SecureTokenURL}} {
-		if u.v == "" {
-			continue
-		}
 		p, err := url.Parse(u.v)
 		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" || p.User != nil {
 			errs = append(errs, fmt.Errorf("%s: %q must be an http(s) URL without query", u.key, u.v))
 		}
 	}
-	if c.Timeout < 0 || c.Timeout > maxTimeout {
-		errs = append(errs, fmt.Errorf("timeout: must be between 0 (default %s) and %s", defaultTimeout, maxTimeout))
+	if c.Timeout <= 0 || c.Timeout > maxTimeout {
+		errs = append(errs, fmt.Errorf("timeout: %s is outside 1ns..%s", c.Timeout, maxTimeout))
 	}
 	errs = append(errs, configerr.Prefix("password.", c.Password.validate()))
 	rl := c.RateLimit
 	errs = append(errs,
 		configerr.Prefix("rate_limit.per_ip.", rl.PerIP.Validate()),
 		configerr.Prefix("rate_limit.per_email.", rl.PerEmail.Validate()))
-	if rl.MaxKeys < 0 {
-		errs = append(errs, fmt.Errorf("rate_limit.max_keys: %d must not be negative", rl.MaxKeys))
+	if rl.MaxKeys < 1 {
+		errs = append(errs, fmt.Errorf("rate_limit.max_keys: %d must be at least 1", rl.MaxKeys))
 	}
 	if l := c.LegacyPasswords; l.Enabled {
-		l = c.withDefaults().LegacyPasswords
 		errs = append(errs, configerr.Prefix("legacy_passwords.", l.columns().Validate()))
 		if l.Format != "bcrypt" {
 			errs = append(errs, fmt.Errorf("legacy_passwords.format: %q is not supported; the only format is bcrypt", l.Format))
@@ -256,21 +217,13 @@ func (c Config) Validate() error {
 
 func (p PasswordPolicy) validate() error {
 	var errs []error
-	if p.MinLength != 0 && (p.MinLength < firebaseMinPassword || p.MinLength > firebaseMaxPassword) {
+	if p.MinLength < firebaseMinPassword || p.MinLength > firebaseMaxPassword {
 		errs = append(errs, fmt.Errorf("min_length: %d is outside %d..%d (Firebase's own bounds)", p.MinLength, firebaseMinPassword, firebaseMaxPassword))
 	}
-	if p.MaxLength != 0 && (p.MaxLength < firebaseMinPassword || p.MaxLength > firebaseMaxPassword) {
+	if p.MaxLength < firebaseMinPassword || p.MaxLength > firebaseMaxPassword {
 		errs = append(errs, fmt.Errorf("max_length: %d is outside %d..%d", p.MaxLength, firebaseMinPassword, firebaseMaxPassword))
-	}
-	minLen, maxLen := p.MinLength, p.MaxLength
-	if minLen == 0 {
-		minLen = defaultMinPassword
-	}
-	if maxLen == 0 {
-		maxLen = defaultMaxPassword
-	}
-	if maxLen < minLen {
-		errs = append(errs, fmt.Errorf("max_length: %d is less than min_length %d", maxLen, minLen))
+	} else if p.MaxLength < p.MinLength {
+		errs = append(errs, fmt.Errorf("max_length: %d is less than min_length %d", p.MaxLength, p.MinLength))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/ratelimit"
 	"io"
 	"net"
 	"net/http"
@@ -101,7 +103,7 @@ func (s *services) testSchema(t testing.TB) string {
 	t.Helper()
 	schema := "authapi_" + strings.ToLower(rand.Text())
 	ctx := testContext(t)
-	st, err := federation.Open(ctx, federation.Config{Enabled: true, DatabaseURL: s.dbURL, Schema: schema}, nil, nil)
+	st, err := federation.Open(ctx, configtest.Fill(federation.Config{Enabled: true, DatabaseURL: s.dbURL, Schema: schema}, federation.DefaultConfig()), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 	}
 
 	var rdb *cache.Redis
-	cacheCfg := cache.Config{}
+	cacheCfg := configtest.Fill(cache.Config{}, cache.DefaultConfig())
 	if o.redis != nil {
 		var err error
 		if rdb, err = cache.OpenRedis(*o.redis, log); err != nil {
@@ -245,10 +247,10 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 	if dbURL == "" {
 		dbURL = s.dbURL
 	}
-	st, err := federation.Open(ctx, federation.Config{
+	st, err := federation.Open(ctx, configtest.Fill(federation.Config{
 		Enabled: true, DatabaseURL: dbURL, Schema: o.schema, OnUnavailable: federation.PolicyDeny,
 		AcquireTimeout: 2 * time.Second,
-	}, log, nil, federation.WithCache(cacheCfg, rdb))
+	}, federation.DefaultConfig()), log, nil, federation.WithCache(cacheCfg, rdb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +259,7 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 	cfg := DefaultConfig()
 	cfg.Enabled = true
 	cfg.WebAPIKey = "emulator-key"
-	cfg.RateLimit = RateLimits{}
+	cfg.RateLimit = RateLimits{MaxKeys: ratelimit.DefaultMaxKeys}
 	cfg.LegacyPasswords = LegacyPasswords{Enabled: true, Column: "password_hash", EmailVerifiedColumn: "email_verified", Format: "bcrypt", Cost: testCost}
 	cfg = cfg.WithEmulator(s.host)
 	if o.config != nil {

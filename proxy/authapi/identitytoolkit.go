@@ -66,7 +66,6 @@ const idTokenLifetime = time.Hour
 // NewIdentityToolkit builds the client for cfg: its base URLs, Web API key
 // and timeout.
 func NewIdentityToolkit(cfg Config) (*IdentityToolkit, error) {
-	cfg = cfg.withDefaults()
 	key, err := cfg.apiKey()
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ package cachetest
 import (
 	"context"
 	"fmt"
+	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"strings"
 	"testing"
@@ -57,11 +58,11 @@ func Redis(tb testing.TB, scope string) (cache.RedisConfig, *redis.Client) {
 		}
 		client.Close()
 	})
-	return cache.RedisConfig{
+	return configtest.Fill(cache.RedisConfig{
 		Addrs:     []string{opts.Addr},
 		DB:        opts.DB,
 		Username:  opts.Username,
 		Password:  opts.Password,
 		KeyPrefix: prefix,
-	}, client
+	}, cache.DefaultRedisConfig()), client
 }
