@@ -409,6 +409,11 @@ func applyEnv(cfg *Config, environ []string) error {
 }
 
 func setFromEnv(v reflect.Value, s string) error {
+	if strings.TrimSpace(s) == "" && v.Kind() != reflect.String && !(v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String) {
+		// An empty YAML value keeps the default; an empty variable must not
+		// quietly mean zero (false, 0) instead.
+		return fmt.Errorf("empty value for a %s; unset the variable to keep the default", kindName(v.Type()))
+	}
 	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(s), "[") {
 		var parts []string
 		for _, p := range strings.Split(s, ",") {
@@ -429,4 +434,21 @@ func setFromEnv(v reflect.Value, s string) error {
 	}
 	v.Set(p.Elem())
 	return nil
+}
+
+// kindName names a config value's type for an error message.
+func kindName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		return "duration"
+	case t.Kind() == reflect.Bool:
+		return "boolean"
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Float64:
+		return "number"
+	case t.Kind() == reflect.Slice:
+		return "list"
+	case t.Kind() == reflect.Map:
+		return "map"
+	}
+	return t.String()
 }

@@ -45,6 +45,7 @@ const usage = `usage: authgate <command> [flags]
 commands:
   serve --config FILE          run authgate
   check-config --config FILE   validate a configuration and print every problem
+               [--print]      and print the configuration serve would run, secrets redacted
   migrate --config FILE        apply the user-table migrations (safe from several replicas)
   dev                          run with an embedded development configuration
   version                      print version and commit
@@ -92,6 +93,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		path := fs.String("config", "", "configuration file (YAML)")
+		var print *bool
+		if cmd == "check-config" {
+			print = fs.Bool("print", false, "print the effective configuration (defaults, file, AUTHGATE_* variables), secrets redacted")
+		}
 		if err := fs.Parse(args); err != nil {
 			return exitError{2}
 		}
@@ -106,6 +111,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		switch cmd {
 		case "check-config":
+			if *print {
+				return printConfig(stdout, &cfg)
+			}
 			fmt.Fprintf(stdout, "%s: ok\n", *path)
 			return nil
 		case "migrate":
