@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // Defaults (see DefaultConfig), and bounds that catch unit mistakes.
@@ -27,7 +28,6 @@ const (
 	maxConns            = 1000
 	maxTimeout          = time.Minute
 	maxPendingMax       = 10_000_000
-	maxURLFileBytes     = 16 << 10
 	maxSchemaNameLength = 63 // NAMEDATALEN - 1
 )
 
@@ -48,7 +48,7 @@ type Config struct {
 	// a password, so prefer DatabaseURLFile. Statements are prepared and
 	// cached per connection (pgx's default exec mode); behind PgBouncer in
 	// transaction mode add default_query_exec_mode=exec to the URL.
-	DatabaseURL string `yaml:"database_url"`
+	DatabaseURL secret.Secret `yaml:"database_url"`
 	// DatabaseURLFile is a file holding the connection string (a trailing
 	// newline is ignored), such as a mounted Kubernetes Secret.
 	DatabaseURLFile string `yaml:"database_url_file"`
@@ -136,21 +136,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// String redacts the connection string, which may hold a password.
-func (c Config) String() string {
-	url := ""
-	if c.DatabaseURL != "" {
-		url = "[redacted]"
-	}
-	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d FirebaseCredentialsFile:%q Worker:%+v}",
-		c.Enabled, url, c.DatabaseURLFile, c.Schema, c.MinConns, c.MaxConns, c.MaxConnIdleTime,
-		c.AcquireTimeout, c.QueryTimeout, c.MigrateOnStart, c.OnUnavailable, c.OnEmailConflict,
-		c.LastLoginInterval, c.CacheTTL, c.PendingMax, c.FirebaseCredentialsFile, c.Worker)
-}
-
-// GoString redacts the connection string from %#v too.
-func (c Config) GoString() string { return "federation.Config" + c.String() }
-
 // Validate reports every problem with the configuration, each prefixed with
 // its key. A disabled configuration is valid.
 func (c Config) Validate() error {
@@ -209,28 +194,11 @@ func (c Config) Validate() error {
 
 // databaseURL returns DatabaseURL, or the content of DatabaseURLFile.
 func (c Config) databaseURL() (string, error) {
-	switch {
-	case c.DatabaseURL != "" && c.DatabaseURLFile != "":
-		return "", errors.New("database_url: set database_url or database_url_file, not both")
-	case c.DatabaseURLFile != "":
-		b, err := os.ReadFile(c.DatabaseURLFile)
-		if err != nil {
-			// The path is config, not secret; the error names it already.
-			return "", fmt.Errorf("database_url_file: %w", err)
-		}
-		if len(b) > maxURLFileBytes {
-			return "", fmt.Errorf("database_url_file: more than %d bytes", maxURLFileBytes)
-		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if s == "" {
-			return "", errors.New("database_url_file: is empty")
-		}
-		return s, nil
-	case c.DatabaseURL != "":
-		return c.DatabaseURL, nil
-	default:
-		return "", errors.New("database_url: required (or database_url_file)")
+	s, err := secret.Pick("database_url", c.DatabaseURL, "database_url_file", c.DatabaseURLFile)
+	if err == nil && s == "" {
+		err = errors.New("database_url: required (or database_url_file)")
 	}
+	return s.Value(), err
 }
 
 // poolConfig parses the connection string into a pool configuration with

@@ -3,12 +3,14 @@ package federation
 import (
 	"errors"
 	"fmt"
-	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,30 +47,30 @@ func TestConfigValidate(t *testing.T) {
 		wantKeys []string // the keys the errors name, in order
 	}{
 		{name: "disabled", give: configtest.Fill(Config{}, DefaultConfig())},
-		{name: "url", give: on(configtest.Fill(Config{DatabaseURL: testURL}, DefaultConfig()))},
+		{name: "url", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL)}, DefaultConfig()))},
 		{name: "url file", give: on(configtest.Fill(Config{DatabaseURLFile: urlFile}, DefaultConfig()))},
 		{name: "all set", give: on(configtest.Fill(Config{
-			DatabaseURL: testURL, Schema: "platform_auth", MinConns: 0, MaxConns: 50, AcquireTimeout: time.Second,
+			DatabaseURL: secret.Secret(testURL), Schema: "platform_auth", MinConns: 0, MaxConns: 50, AcquireTimeout: time.Second,
 			OnUnavailable: PolicyDeny, OnEmailConflict: PolicyAllow, LastLoginInterval: -1, CacheTTL: -1, PendingMax: 1,
 		}, DefaultConfig()))},
 		{name: "no url", give: on(configtest.Fill(Config{}, DefaultConfig())), wantKeys: []string{"database_url"}},
-		{name: "url and file", give: on(configtest.Fill(Config{DatabaseURL: testURL, DatabaseURLFile: urlFile}, DefaultConfig())), wantKeys: []string{"database_url"}},
+		{name: "url and file", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), DatabaseURLFile: urlFile}, DefaultConfig())), wantKeys: []string{"database_url"}},
 		{name: "missing file", give: on(configtest.Fill(Config{DatabaseURLFile: filepath.Join(dir, "nope")}, DefaultConfig())), wantKeys: []string{"database_url_file"}},
 		{name: "empty file", give: on(configtest.Fill(Config{DatabaseURLFile: emptyFile}, DefaultConfig())), wantKeys: []string{"database_url_file"}},
 		{name: "bad url", give: on(configtest.Fill(Config{DatabaseURL: "postgres://a:s3cr3t-pw@host:notaport/db"}, DefaultConfig())), wantKeys: []string{"database_url"}},
 		{name: "bad url escape", give: on(configtest.Fill(Config{DatabaseURL: "postgres://a:s3cr3t-pw%zz@host/db"}, DefaultConfig())), wantKeys: []string{"database_url"}},
-		{name: "schema upper case", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "Auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
-		{name: "schema quote", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: `a"b`}, DefaultConfig())), wantKeys: []string{"schema"}},
-		{name: "schema digit first", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "1auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
-		{name: "schema pg_", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: "pg_auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
-		{name: "schema too long", give: on(configtest.Fill(Config{DatabaseURL: testURL, Schema: strings.Repeat("a", 64)}, DefaultConfig())), wantKeys: []string{"schema"}},
-		{name: "min above max", give: on(configtest.Fill(Config{DatabaseURL: testURL, MinConns: 5, MaxConns: 4}, DefaultConfig())), wantKeys: []string{"min_conns"}},
-		{name: "negative conns", give: on(configtest.Fill(Config{DatabaseURL: testURL, MinConns: -1, MaxConns: -1}, DefaultConfig())), wantKeys: []string{"min_conns", "max_conns"}},
-		{name: "timeouts", give: on(configtest.Fill(Config{DatabaseURL: testURL, AcquireTimeout: -time.Second, QueryTimeout: time.Hour, MaxConnIdleTime: -1}, DefaultConfig())),
+		{name: "schema upper case", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: "Auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema quote", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: `a"b`}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema digit first", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: "1auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema pg_", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: "pg_auth"}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "schema too long", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: strings.Repeat("a", 64)}, DefaultConfig())), wantKeys: []string{"schema"}},
+		{name: "min above max", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), MinConns: 5, MaxConns: 4}, DefaultConfig())), wantKeys: []string{"min_conns"}},
+		{name: "negative conns", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), MinConns: -1, MaxConns: -1}, DefaultConfig())), wantKeys: []string{"min_conns", "max_conns"}},
+		{name: "timeouts", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), AcquireTimeout: -time.Second, QueryTimeout: time.Hour, MaxConnIdleTime: -1}, DefaultConfig())),
 			wantKeys: []string{"max_conn_idle_time", "acquire_timeout", "query_timeout"}},
-		{name: "policies", give: on(configtest.Fill(Config{DatabaseURL: testURL, OnUnavailable: "maybe", OnEmailConflict: "link"}, DefaultConfig())),
+		{name: "policies", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), OnUnavailable: "maybe", OnEmailConflict: "link"}, DefaultConfig())),
 			wantKeys: []string{"on_unavailable", "on_email_conflict"}},
-		{name: "pending_max", give: on(configtest.Fill(Config{DatabaseURL: testURL, PendingMax: -1}, DefaultConfig())), wantKeys: []string{"pending_max"}},
+		{name: "pending_max", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), PendingMax: -1}, DefaultConfig())), wantKeys: []string{"pending_max"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,8 +90,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigRedactsURL(t *testing.T) {
-	c := configtest.Fill(Config{Enabled: true, DatabaseURL: testURL}, DefaultConfig())
-	for _, s := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%v", &c)} {
+	c := configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(testURL)}, DefaultConfig())
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%v", &c)} {
 		if strings.Contains(s, "s3cr3t") || strings.Contains(s, "db.internal") {
 			t.Errorf("formatted config %q shows the connection string", s)
 		}
@@ -98,7 +100,7 @@ func TestConfigRedactsURL(t *testing.T) {
 
 func TestOpenWithoutDatabase(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL}, DefaultConfig()), zaptest.NewLogger(t), reg)
+	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: secret.Secret(closedPortURL)}, DefaultConfig()), zaptest.NewLogger(t), reg)
 	if err != nil {
 		t.Fatalf("Open with PostgreSQL down: %v, want a Store", err)
 	}
@@ -109,17 +111,17 @@ func TestOpenWithoutDatabase(t *testing.T) {
 	if strings.Contains(fmt.Sprint(s.Check(testContext(t))), "secret") {
 		t.Error("Check error shows the password")
 	}
-	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: testURL, Schema: "Bad"}, DefaultConfig()), nil, nil); err == nil {
+	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), Schema: "Bad"}, DefaultConfig()), nil, nil); err == nil {
 		t.Error("Open with an invalid config succeeded")
 	}
-	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: testURL}, DefaultConfig()), nil, reg); err == nil {
+	if _, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: secret.Secret(testURL)}, DefaultConfig()), nil, reg); err == nil {
 		t.Error("Open registering its metrics twice succeeded, want an error")
 	}
 }
 
 func TestMetricsPreCreated(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL}, DefaultConfig()), zaptest.NewLogger(t), reg)
+	s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: secret.Secret(closedPortURL)}, DefaultConfig()), zaptest.NewLogger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/authgate/authgate/internal/configtest"
 	"net/url"
 	"os"
 	"strconv"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,14 +127,14 @@ func newFixture(t testing.TB, fo fixtureOpts) *fixture {
 	}
 	cfg := configtest.Fill(Config{
 		Enabled:        true,
-		DatabaseURL:    dbURL,
+		DatabaseURL:    secret.Secret(dbURL),
 		Schema:         f.schema,
 		OnUnavailable:  PolicyDeny,
 		AcquireTimeout: 10 * time.Second,
 		QueryTimeout:   10 * time.Second,
 	}, DefaultConfig())
 	if fo.url != "" {
-		cfg.DatabaseURL = fo.url
+		cfg.DatabaseURL = secret.Secret(fo.url)
 	}
 	if fo.config != nil {
 		fo.config(&cfg)
@@ -185,7 +187,7 @@ func testRedisConfig(t testing.TB) (cache.RedisConfig, bool) {
 		Addrs:     []string{u.Host},
 		DB:        db,
 		Username:  u.User.Username(),
-		Password:  pw,
+		Password:  secret.Secret(pw),
 		KeyPrefix: "authgate-test:" + randomHex(t, 8) + ":",
 	}, cache.DefaultRedisConfig()), true
 }

@@ -2,10 +2,12 @@ package federation
 
 import (
 	"context"
-	"github.com/authgate/authgate/internal/configtest"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap/zaptest"
@@ -29,7 +31,7 @@ func TestMigrationsEmbedded(t *testing.T) {
 // openUnmigrated opens a Store on a fresh schema without migrating it.
 func openUnmigrated(t *testing.T, dbURL, schema string) *Store {
 	t.Helper()
-	s, err := Open(testContext(t), configtest.Fill(Config{Enabled: true, DatabaseURL: dbURL, Schema: schema}, DefaultConfig()), zaptest.NewLogger(t), nil)
+	s, err := Open(testContext(t), configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(dbURL), Schema: schema}, DefaultConfig()), zaptest.NewLogger(t), nil)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

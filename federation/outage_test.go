@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"errors"
-	"github.com/authgate/authgate/internal/configtest"
 	"io"
 	"net"
 	"net/url"
@@ -11,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -24,7 +26,7 @@ import (
 func openDown(t *testing.T, policy string) (*Store, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
-	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: closedPortURL, OnUnavailable: policy, MinConns: 0, MaxConns: 2}, DefaultConfig())
+	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(closedPortURL), OnUnavailable: policy, MinConns: 0, MaxConns: 2}, DefaultConfig())
 	s, err := Open(testContext(t), cfg, zaptest.NewLogger(t), prometheus.NewRegistry(), WithClock(clock.Now))
 	if err != nil {
 		t.Fatalf("Open with PostgreSQL down: %v, want a Store (connections are lazy)", err)
@@ -103,7 +105,7 @@ func TestEnsureUserUnavailableDeny(t *testing.T) {
 
 func TestPendingMax(t *testing.T) {
 	clock := newFakeClock()
-	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: closedPortURL, PendingMax: 2}, DefaultConfig())
+	cfg := configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(closedPortURL), PendingMax: 2}, DefaultConfig())
 	s, err := Open(testContext(t), cfg, zaptest.NewLogger(t), nil, WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	"firebase.google.com/go/v4/auth"
 	"github.com/jackc/pgx/v5"
@@ -54,7 +56,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 		t.Errorf("DefaultConfig().Worker = %+v", d)
 	}
 	// Under federation: prefixed, and the lock needs a second connection.
-	c := configtest.Fill(Config{Enabled: true, DatabaseURL: testURL, MinConns: 1, MaxConns: 1, Worker: configtest.Fill(WorkerConfig{Enabled: true, BatchSize: -1}, DefaultWorkerConfig())}, DefaultConfig())
+	c := configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(testURL), MinConns: 1, MaxConns: 1, Worker: configtest.Fill(WorkerConfig{Enabled: true, BatchSize: -1}, DefaultWorkerConfig())}, DefaultConfig())
 	var keys []string
 	for _, err := range configerr.List(c.Validate()) {
 		key, _, _ := strings.Cut(err.Error(), ":")
@@ -63,7 +65,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 	if want := "[worker.batch_size worker.enabled]"; fmt.Sprint(keys) != want {
 		t.Errorf("Config.Validate() keys = %v, want %s", keys, want)
 	}
-	c = configtest.Fill(Config{Enabled: true, DatabaseURL: testURL, FirebaseCredentialsFile: "/nonexistent/key.json"}, DefaultConfig())
+	c = configtest.Fill(Config{Enabled: true, DatabaseURL: secret.Secret(testURL), FirebaseCredentialsFile: "/nonexistent/key.json"}, DefaultConfig())
 	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "firebase_credentials_file:") {
 		t.Errorf("Validate() with a missing credentials file = %v, want a firebase_credentials_file problem", err)
 	}
@@ -72,7 +74,7 @@ func TestWorkerConfigValidate(t *testing.T) {
 func TestWorkerMetricsPreCreated(t *testing.T) {
 	for _, enabled := range []bool{false, true} {
 		reg := prometheus.NewRegistry()
-		s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: closedPortURL, Worker: configtest.Fill(WorkerConfig{Enabled: enabled}, DefaultWorkerConfig())}, DefaultConfig()), nil, reg)
+		s, err := Open(testContext(t), configtest.Fill(Config{DatabaseURL: secret.Secret(closedPortURL), Worker: configtest.Fill(WorkerConfig{Enabled: enabled}, DefaultWorkerConfig())}, DefaultConfig()), nil, reg)
 		if err != nil {
 			t.Fatal(err)
 		}

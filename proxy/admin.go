@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/authgate/authgate/internal/secret"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,23 +38,11 @@ type AdminConfig struct {
 	// /admin/users/{id}/link); at least 32 bytes. Empty, with
 	// APISecretFile empty too, turns the admin API off (404). Prefer
 	// APISecretFile or the AUTHGATE_SERVER_ADMIN_API_SECRET variable.
-	APISecret string `yaml:"api_secret"`
+	APISecret secret.Secret `yaml:"api_secret"`
 	// APISecretFile is a file holding the admin API secret (a trailing
 	// newline is ignored), such as a mounted Kubernetes Secret.
 	APISecretFile string `yaml:"api_secret_file"`
 }
-
-// String redacts the admin API secret.
-func (c AdminConfig) String() string {
-	secret := ""
-	if c.APISecret != "" {
-		secret = "[redacted]"
-	}
-	return fmt.Sprintf("{Pprof:%t CheckTimeout:%s APISecret:%s APISecretFile:%q}", c.Pprof, c.CheckTimeout, secret, c.APISecretFile)
-}
-
-// GoString redacts the admin API secret from %#v too.
-func (c AdminConfig) GoString() string { return "proxy.AdminConfig" + c.String() }
 
 // Validate reports every problem, each prefixed with its key. The secret
 // file is read to check it.
@@ -73,41 +60,23 @@ func (c AdminConfig) Validate() error {
 // apiSecret returns the admin API secret, from APISecret or
 // APISecretFile; "" when neither is set. Errors never quote the secret.
 func (c AdminConfig) apiSecret() (string, error) {
-	key, secret := "api_secret", c.APISecret
-	switch {
-	case c.APISecret != "" && c.APISecretFile != "":
-		return "", errors.New("api_secret: set api_secret or api_secret_file, not both")
-	case c.APISecretFile != "":
+	key := "api_secret"
+	if c.APISecretFile != "" {
 		key = "api_secret_file"
-		f, err := os.Open(c.APISecretFile)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", key, err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxAdminSecretFile+1))
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", key, err)
-		}
-		if len(b) > maxAdminSecretFile {
-			return "", fmt.Errorf("%s: more than %d bytes", key, maxAdminSecretFile)
-		}
-		secret = strings.TrimRight(string(b), "\r\n")
-		if secret == "" {
-			return "", fmt.Errorf("%s: %s is empty", key, c.APISecretFile)
-		}
-	case c.APISecret == "":
-		return "", nil
 	}
-	if len(secret) < minAdminSecret {
-		return "", fmt.Errorf("%s: %d bytes is too short; the admin API secret needs at least %d (openssl rand -hex 32)", key, len(secret), minAdminSecret)
+	s, err := secret.Pick("api_secret", c.APISecret, "api_secret_file", c.APISecretFile)
+	if err != nil || s == "" {
+		return "", err
 	}
-	return secret, nil
+	if len(s) < minAdminSecret {
+		return "", fmt.Errorf("%s: %d bytes is too short; the admin API secret needs at least %d (openssl rand -hex 32)", key, len(s), minAdminSecret)
+	}
+	return s.Value(), nil
 }
 
 // Admin API secret bounds.
 const (
-	minAdminSecret     = 32
-	maxAdminSecretFile = 4 << 10
+	minAdminSecret = 32
 )
 
 // Admin serves /healthz, /readyz, /metrics and optionally /debug/pprof/ on

@@ -20,6 +20,7 @@ import (
 
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 const testAdminSecret = "admin-secret-0123456789abcdef-0123456789abcdef"
@@ -141,7 +142,7 @@ func TestAdminAPILink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &fakeLinker{user: linked, err: tt.giveErr}
-			a := newTestAdmin(t, AdminConfig{APISecret: testAdminSecret}, l, zaptest.NewLogger(t))
+			a := newTestAdmin(t, AdminConfig{APISecret: secret.Secret(testAdminSecret)}, l, zaptest.NewLogger(t))
 			w := httptest.NewRecorder()
 			a.ServeHTTP(w, tt.giveReq())
 			if w.Code != tt.wantCode {
@@ -201,7 +202,7 @@ func TestAdminAPIOffWithoutSecret(t *testing.T) {
 	if err != nil || api.Enabled() {
 		t.Errorf("NewAdminAPI without a secret = %v, enabled %t; want off", err, api.Enabled())
 	}
-	if _, err := NewAdminAPI(AdminConfig{APISecret: testAdminSecret}, nil, nil); err == nil {
+	if _, err := NewAdminAPI(AdminConfig{APISecret: secret.Secret(testAdminSecret)}, nil, nil); err == nil {
 		t.Error("NewAdminAPI with a secret and no linker succeeded")
 	}
 }
@@ -209,7 +210,7 @@ func TestAdminAPIOffWithoutSecret(t *testing.T) {
 // The secret never reaches the logs, whether it is right, wrong or close.
 func TestAdminAPINeverLogsSecret(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
-	a := newTestAdmin(t, AdminConfig{APISecret: testAdminSecret}, &fakeLinker{
+	a := newTestAdmin(t, AdminConfig{APISecret: secret.Secret(testAdminSecret)}, &fakeLinker{
 		user: federation.User{ID: linkedID, FirebaseUID: "fb-1", FederationStatus: federation.StatusActive},
 	}, zap.New(core))
 	reqs := []*http.Request{
@@ -218,7 +219,7 @@ func TestAdminAPINeverLogsSecret(t *testing.T) {
 		linkRequest(linkedID, `{"firebase_uid": "fb-1"}`, "Bearer "+testAdminSecret[:20]),
 		linkRequest(linkedID, `{`, "Bearer "+testAdminSecret),
 	}
-	errLinker := newTestAdmin(t, AdminConfig{APISecret: testAdminSecret}, &fakeLinker{err: errors.New("boom")}, zap.New(core))
+	errLinker := newTestAdmin(t, AdminConfig{APISecret: secret.Secret(testAdminSecret)}, &fakeLinker{err: errors.New("boom")}, zap.New(core))
 	for _, r := range reqs {
 		a.ServeHTTP(httptest.NewRecorder(), r)
 	}
@@ -246,7 +247,7 @@ func TestAdminConfigSecret(t *testing.T) {
 	good := write("good", testAdminSecret+"\n")
 	short := write("short", "s3cr3t-short\n")
 	empty := write("empty", "\n")
-	big := write("big", strings.Repeat("x", 5000))
+	big := write("big", strings.Repeat("x", secret.MaxFileBytes+1))
 	tests := []struct {
 		name       string
 		give       AdminConfig
@@ -254,9 +255,9 @@ func TestAdminConfigSecret(t *testing.T) {
 		wantKeys   []string
 	}{
 		{name: "none", give: AdminConfig{}},
-		{name: "inline", give: AdminConfig{APISecret: testAdminSecret}, wantSecret: testAdminSecret},
+		{name: "inline", give: AdminConfig{APISecret: secret.Secret(testAdminSecret)}, wantSecret: testAdminSecret},
 		{name: "file, newline trimmed", give: AdminConfig{APISecretFile: good}, wantSecret: testAdminSecret},
-		{name: "both", give: AdminConfig{APISecret: testAdminSecret, APISecretFile: good}, wantKeys: []string{"api_secret"}},
+		{name: "both", give: AdminConfig{APISecret: secret.Secret(testAdminSecret), APISecretFile: good}, wantKeys: []string{"api_secret"}},
 		{name: "inline too short", give: AdminConfig{APISecret: "s3cr3t-short"}, wantKeys: []string{"api_secret"}},
 		{name: "file too short", give: AdminConfig{APISecretFile: short}, wantKeys: []string{"api_secret_file"}},
 		{name: "file empty", give: AdminConfig{APISecretFile: empty}, wantKeys: []string{"api_secret_file"}},
@@ -285,8 +286,8 @@ func TestAdminConfigSecret(t *testing.T) {
 			}
 		})
 	}
-	c := AdminConfig{APISecret: testAdminSecret, APISecretFile: "/run/secret"}
-	for _, s := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%v", &c)} {
+	c := AdminConfig{APISecret: secret.Secret(testAdminSecret), APISecretFile: "/run/secret"}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%v", &c)} {
 		if strings.Contains(s, testAdminSecret[:20]) || !strings.Contains(s, "/run/secret") {
 			t.Errorf("formatted config %q shows the secret or hides the file", s)
 		}

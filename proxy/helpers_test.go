@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/authgate/authgate/internal/configtest"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +54,7 @@ func newVerifierOpts(t testing.TB, edit []func(*verify.Config), opts []verify.Op
 	cfg := verify.DefaultConfig()
 	cfg.Legacy = configtest.Fill(verify.LegacyConfig{
 		Enabled: true, Issuer: testIssuer, Audience: "platform",
-		Secrets: []string{verifytest.Secret},
+		Secrets: []secret.Secret{verifytest.Secret},
 	}, verify.DefaultLegacyConfig())
 	for _, e := range edit {
 		e(&cfg)

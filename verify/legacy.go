@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // ClaimNames says which claims of a legacy token carry which identity field.
@@ -53,7 +53,7 @@ type LegacyConfig struct {
 	// them signed it, so a secret can be rotated without downtime. Prefer
 	// SecretFiles or the AUTHGATE_VERIFY_LEGACY_SECRETS variable over
 	// writing a secret into the config file.
-	Secrets []string `yaml:"secrets"`
+	Secrets []secret.Secret `yaml:"secrets"`
 	// SecretFiles are files that each hold one secret (a trailing newline is
 	// ignored), such as a mounted Kubernetes Secret.
 	SecretFiles []string `yaml:"secret_files"`
@@ -66,15 +66,6 @@ type LegacyConfig struct {
 	// Claims maps identity fields to claim names.
 	Claims ClaimNames `yaml:"claims"`
 }
-
-// String redacts the secrets.
-func (c LegacyConfig) String() string {
-	return fmt.Sprintf("{Enabled:%t Issuer:%q Audience:%q Leeway:%s Algorithms:%v Secrets:[%d redacted] SecretFiles:%v PublicKeyFiles:%v JWKS:%+v Claims:%+v}",
-		c.Enabled, c.Issuer, c.Audience, c.Leeway, c.Algorithms, len(c.Secrets), c.SecretFiles, c.PublicKeyFiles, c.JWKS, c.Claims)
-}
-
-// GoString redacts the secrets from %#v too.
-func (c LegacyConfig) GoString() string { return "verify.LegacyConfig" + c.String() }
 
 // publicKeyAlgorithms maps each public-key algorithm to the key type it
 // verifies with, so that a key is never used under another family's
@@ -201,23 +192,18 @@ func (c LegacyConfig) loadSecrets() ([]namedSecret, error) {
 	var out []namedSecret
 	for i, s := range c.Secrets {
 		if s != "" {
-			out = append(out, namedSecret{fmt.Sprintf("secrets[%d]", i), []byte(s)})
+			out = append(out, namedSecret{fmt.Sprintf("secrets[%d]", i), []byte(s.Value())})
 		}
 	}
 	var errs []error
 	for i, f := range c.SecretFiles {
-		b, err := os.ReadFile(f)
+		key := fmt.Sprintf("secret_files[%d]", i)
+		s, err := secret.ReadFile(key, f)
 		if err != nil {
-			// The path is config, not secret; the content never appears.
-			errs = append(errs, fmt.Errorf("secret_files[%d]: cannot read %q: %w", i, f, errors.Unwrap(err)))
+			errs = append(errs, err)
 			continue
 		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if s == "" {
-			errs = append(errs, fmt.Errorf("secret_files[%d]: %q is empty", i, f))
-			continue
-		}
-		out = append(out, namedSecret{fmt.Sprintf("secret_files[%d]", i), []byte(s)})
+		out = append(out, namedSecret{key, []byte(s.Value())})
 	}
 	return out, errors.Join(errs...)
 }

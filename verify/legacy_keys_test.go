@@ -4,11 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap/zaptest"
@@ -64,7 +66,7 @@ func TestVerifyLegacyPublicKeys(t *testing.T) {
 	noAlgJWKS.ServeJWK(t, noAlgJWK)
 
 	withSecret := func(c verify.LegacyConfig) verify.LegacyConfig {
-		c.Secrets = []string{verifytest.Secret}
+		c.Secrets = []secret.Secret{verifytest.Secret}
 		return c
 	}
 	rs256File := publicKeyLegacy([]string{"RS256"}, []string{rsaFile}, "")

@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/authgate/authgate/internal/configtest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap/zaptest"
@@ -45,7 +47,7 @@ func legacyConfig() verify.LegacyConfig {
 		Enabled:  true,
 		Issuer:   testIssuer,
 		Audience: "platform",
-		Secrets:  []string{verifytest.Secret},
+		Secrets:  []secret.Secret{verifytest.Secret},
 	}, verify.DefaultLegacyConfig())
 }
 
@@ -424,7 +426,7 @@ func TestVerifyLegacyAlgorithms(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := legacyConfig()
 			cfg.Algorithms = tt.giveAlgorithms
-			cfg.Secrets = []string{longSecret}
+			cfg.Secrets = []secret.Secret{longSecret}
 			v := newVerifier(t, cfg)
 			tok := verifytest.HMAC(t, tt.giveAlg, []byte(longSecret), claimsWith(), nil)
 
@@ -438,7 +440,7 @@ func TestVerifyLegacyAlgorithms(t *testing.T) {
 
 func TestVerifyLegacySecretRotation(t *testing.T) {
 	cfg := legacyConfig()
-	cfg.Secrets = []string{verifytest.Secret, oldSecret}
+	cfg.Secrets = []secret.Secret{verifytest.Secret, oldSecret}
 	v := newVerifier(t, cfg)
 
 	tests := []struct {
@@ -690,7 +692,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "valid with every option", give: legacy(func(c *verify.LegacyConfig) {
 			c.Leeway = 10 * time.Minute
 			c.Algorithms = []string{"HS256", "HS384", "HS512"}
-			c.Secrets = []string{longSecret}
+			c.Secrets = []secret.Secret{longSecret}
 			c.SecretFiles = nil
 			c.Claims = verify.ClaimNames{UserID: "uid"}
 		})},
@@ -701,16 +703,16 @@ func TestConfigValidate(t *testing.T) {
 		{name: "nothing enabled", give: configtest.Fill(verify.Config{}, verify.DefaultConfig()), wantErrs: []string{
 			"no issuer is enabled",
 		}},
-		{name: "disabled legacy is not validated", give: configtest.Fill(verify.Config{Legacy: configtest.Fill(verify.LegacyConfig{Secrets: []string{"x"}}, verify.DefaultLegacyConfig())}, verify.DefaultConfig()), wantErrs: []string{
+		{name: "disabled legacy is not validated", give: configtest.Fill(verify.Config{Legacy: configtest.Fill(verify.LegacyConfig{Secrets: []secret.Secret{"x"}}, verify.DefaultLegacyConfig())}, verify.DefaultConfig()), wantErrs: []string{
 			"no issuer is enabled",
 		}},
-		{name: "secret too short", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{"short"} }), wantErrs: []string{
+		{name: "secret too short", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []secret.Secret{"short"} }), wantErrs: []string{
 			"legacy.secrets[0]: 5 bytes is too short",
 		}},
-		{name: "second secret too short", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{verifytest.Secret, "short"} }), wantErrs: []string{
+		{name: "second secret too short", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []secret.Secret{verifytest.Secret, "short"} }), wantErrs: []string{
 			"legacy.secrets[1]: 5 bytes is too short",
 		}},
-		{name: "short secret after an empty one", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{"", "short"} }), wantErrs: []string{
+		{name: "short secret after an empty one", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []secret.Secret{"", "short"} }), wantErrs: []string{
 			"legacy.secrets[1]: 5 bytes is too short",
 		}},
 		{name: "secret file too short", give: legacy(func(c *verify.LegacyConfig) {
@@ -721,19 +723,19 @@ func TestConfigValidate(t *testing.T) {
 		}},
 		{name: "secret too short for HS384", give: legacy(func(c *verify.LegacyConfig) {
 			c.Algorithms = []string{"HS384"}
-			c.Secrets = []string{strings.Repeat("k", 47)}
+			c.Secrets = []secret.Secret{secret.Secret(strings.Repeat("k", 47))}
 		}), wantErrs: []string{
 			"legacy.secrets[0]: 47 bytes is too short",
 		}},
 		{name: "secret too short for HS512", give: legacy(func(c *verify.LegacyConfig) {
 			c.Algorithms = []string{"HS256", "HS512"}
-			c.Secrets = []string{strings.Repeat("k", 63)}
+			c.Secrets = []secret.Secret{secret.Secret(strings.Repeat("k", 63))}
 		}), wantErrs: []string{
 			"legacy.secrets[0]: 63 bytes is too short",
 		}},
 		{name: "secret long enough for HS512", give: legacy(func(c *verify.LegacyConfig) {
 			c.Algorithms = []string{"HS512"}
-			c.Secrets = []string{strings.Repeat("k", 64)}
+			c.Secrets = []secret.Secret{secret.Secret(strings.Repeat("k", 64))}
 		})},
 		{name: "unsupported algorithms", give: legacy(func(c *verify.LegacyConfig) { c.Algorithms = []string{"XS256", "HS256", "none", "hs256"} }), wantErrs: []string{
 			`legacy.algorithms[0]: "XS256" is not supported`,
@@ -752,17 +754,17 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no secret", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = nil }), wantErrs: []string{
 			"legacy.secrets: an HMAC algorithm is allowed but no secret is set",
 		}},
-		{name: "only empty secrets", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []string{"", ""} }), wantErrs: []string{
+		{name: "only empty secrets", give: legacy(func(c *verify.LegacyConfig) { c.Secrets = []secret.Secret{"", ""} }), wantErrs: []string{
 			"legacy.secrets: an HMAC algorithm is allowed but no secret is set",
 		}},
 		{name: "unreadable secret file", give: legacy(func(c *verify.LegacyConfig) { c.SecretFiles = []string{missingFile} }), wantErrs: []string{
-			fmt.Sprintf("legacy.secret_files[0]: cannot read %q", missingFile),
+			fmt.Sprintf("legacy.secret_files[0]: open %s: no such file", missingFile),
 		}},
 		{name: "secret file is a directory", give: legacy(func(c *verify.LegacyConfig) { c.SecretFiles = []string{goodFile, dir} }), wantErrs: []string{
-			fmt.Sprintf("legacy.secret_files[1]: cannot read %q", dir),
+			fmt.Sprintf("legacy.secret_files[1]: read %s: is a directory", dir),
 		}},
 		{name: "empty secret file", give: legacy(func(c *verify.LegacyConfig) { c.SecretFiles = []string{emptyFile} }), wantErrs: []string{
-			fmt.Sprintf("legacy.secret_files[0]: %q is empty", emptyFile),
+			fmt.Sprintf("legacy.secret_files[0]: %s is empty", emptyFile),
 		}},
 		{name: "negative leeway", give: legacy(func(c *verify.LegacyConfig) { c.Leeway = -time.Second }), wantErrs: []string{
 			"legacy.leeway: ",
@@ -773,13 +775,13 @@ func TestConfigValidate(t *testing.T) {
 		{name: "every problem at once", give: legacy(func(c *verify.LegacyConfig) {
 			c.Leeway = time.Hour
 			c.Algorithms = []string{"XS256", "HS256", "ES256"}
-			c.Secrets = []string{"short"}
+			c.Secrets = []secret.Secret{"short"}
 			c.SecretFiles = []string{missingFile, emptyFile}
 		}), wantErrs: []string{
 			"legacy.leeway: ",
 			`legacy.algorithms[0]: "XS256" is not supported`,
-			fmt.Sprintf("legacy.secret_files[0]: cannot read %q", missingFile),
-			fmt.Sprintf("legacy.secret_files[1]: %q is empty", emptyFile),
+			fmt.Sprintf("legacy.secret_files[0]: open %s: no such file", missingFile),
+			fmt.Sprintf("legacy.secret_files[1]: %s is empty", emptyFile),
 			"legacy.secrets[0]: 5 bytes is too short",
 			"legacy.public_key_files: a public-key algorithm is allowed",
 		}},
@@ -803,19 +805,19 @@ func TestConfigValidate(t *testing.T) {
 // TestConfigValidateHidesSecrets checks that a problem with a secret names
 // the key, never the secret.
 func TestConfigValidateHidesSecrets(t *testing.T) {
-	const secret = "hunter2-short"
+	const short = "hunter2-short"
 	cfg := legacyConfig()
-	cfg.Secrets = []string{verifytest.Secret, secret}
+	cfg.Secrets = []secret.Secret{verifytest.Secret, short}
 
 	err := configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()).Validate()
-	if err == nil || strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), verifytest.Secret) {
+	if err == nil || strings.Contains(err.Error(), short) || strings.Contains(err.Error(), verifytest.Secret) {
 		t.Errorf("Validate() = %v, want an error that does not contain a secret", err)
 	}
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	cfg := legacyConfig()
-	cfg.Secrets = []string{"short"}
+	cfg.Secrets = []secret.Secret{"short"}
 
 	v, err := verify.New(configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()), zaptest.NewLogger(t), nil)
 	if err == nil || !strings.Contains(err.Error(), "legacy.secrets[0]") {
@@ -863,17 +865,17 @@ func TestVerifyLegacySecretFile(t *testing.T) {
 
 func TestLegacyConfigStringRedactsSecrets(t *testing.T) {
 	cfg := legacyConfig()
-	cfg.Secrets = []string{verifytest.Secret, oldSecret}
+	cfg.Secrets = []secret.Secret{verifytest.Secret, oldSecret}
 	cfg.SecretFiles = []string{"/run/secrets/legacy"}
 
 	tests := []struct {
 		name string
 		give string
 	}{
-		{name: "String", give: cfg.String()},
+		{name: "%#v", give: fmt.Sprintf("%#v", cfg)},
+		{name: "json", give: mustJSON(t, cfg)},
 		{name: "%v", give: fmt.Sprintf("%v", cfg)},
 		{name: "%+v", give: fmt.Sprintf("%+v", cfg)},
-		{name: "%s", give: fmt.Sprintf("%s", cfg)},
 		{name: "nested %+v", give: fmt.Sprintf("%+v", configtest.Fill(verify.Config{Legacy: cfg}, verify.DefaultConfig()))},
 		{name: "pointer %v", give: fmt.Sprintf("%v", &cfg)},
 	}
@@ -885,7 +887,7 @@ func TestLegacyConfigStringRedactsSecrets(t *testing.T) {
 					t.Errorf("%s = %q, contains a secret", tt.name, tt.give)
 				}
 			}
-			for _, want := range []string{"2 redacted", testIssuer, "/run/secrets/legacy"} {
+			for _, want := range []string{"[redacted]", testIssuer, "/run/secrets/legacy"} {
 				if !strings.Contains(tt.give, want) {
 					t.Errorf("%s = %q, want it to contain %q", tt.name, tt.give, want)
 				}
@@ -930,4 +932,13 @@ func TestVerifyMaxTokenBytesConfig(t *testing.T) {
 			t.Errorf("Validate with max_token_bytes %d = %v, want an error naming the key", n, err)
 		}
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

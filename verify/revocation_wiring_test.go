@@ -175,7 +175,7 @@ func revocationRedis(t *testing.T) cache.RedisConfig {
 // the key prefix in cfg.
 func subscribed(t *testing.T, cfg cache.RedisConfig) int64 {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], DB: cfg.DB, Username: cfg.Username, Password: cfg.Password})
+	c := redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], DB: cfg.DB, Username: cfg.Username, Password: cfg.Password.Value()})
 	defer c.Close()
 	ch := cfg.KeyPrefix + "invalidate"
 	n, err := c.PubSubNumSub(t.Context(), ch).Result()

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/authgate/authgate/internal/configtest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 func TestNumericDate(t *testing.T) {
@@ -94,7 +96,7 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	l, err := newLegacy(configtest.Fill(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []string{"authgate-test-secret-0123456789abcdef"}}, DefaultLegacyConfig()), nil)
+	l, err := newLegacy(configtest.Fill(LegacyConfig{Enabled: true, Issuer: "https://auth.example.test", Audience: "platform", Secrets: []secret.Secret{"authgate-test-secret-0123456789abcdef"}}, DefaultLegacyConfig()), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

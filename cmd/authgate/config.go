@@ -108,15 +108,6 @@ type AdminConfig struct {
 	proxy.AdminConfig `yaml:",inline"`
 }
 
-// String shows both halves, the admin API secret redacted; without it the
-// String of proxy.AdminConfig would be promoted and hide the listener.
-func (c AdminConfig) String() string {
-	return fmt.Sprintf("{ListenerConfig:%+v AdminConfig:%v}", c.ListenerConfig, c.AdminConfig)
-}
-
-// GoString redacts the admin API secret from %#v too.
-func (c AdminConfig) GoString() string { return "main.AdminConfig" + c.String() }
-
 // apiSecretKey is the key that sets the admin API secret, "" when none
 // does.
 func (c AdminConfig) apiSecretKey() string {
@@ -415,13 +406,14 @@ func setFromEnv(v reflect.Value, s string) error {
 		return fmt.Errorf("empty value for a %s; unset the variable to keep the default", kindName(v.Type()))
 	}
 	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(s), "[") {
-		var parts []string
+		parts := reflect.MakeSlice(v.Type(), 0, 1)
 		for _, p := range strings.Split(s, ",") {
 			if p = strings.TrimSpace(p); p != "" {
-				parts = append(parts, p)
+				// Convert: the elements may be a string type (secret.Secret).
+				parts = reflect.Append(parts, reflect.ValueOf(p).Convert(v.Type().Elem()))
 			}
 		}
-		v.Set(reflect.ValueOf(parts))
+		v.Set(parts)
 		return nil
 	}
 	if v.Kind() == reflect.String {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authgate/authgate/configs"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -63,13 +64,13 @@ func TestLoadConfigEnvOverrides(t *testing.T) {
 		{"server.shutdown_grace", cfg.Server.ShutdownGrace, 3 * time.Second},
 		{"server.admin.pprof", cfg.Server.Admin.Pprof, true},
 		{"trusted_proxies", cfg.Proxy.TrustedProxies, []string{"10.0.0.0/8", "127.0.0.1/32"}},
-		{"verify.legacy.secrets", cfg.Verify.Legacy.Secrets, []string{"env-secret-0123456789abcdef0123456789-0123456789"}},
+		{"verify.legacy.secrets", secret.Values(cfg.Verify.Legacy.Secrets), []string{"env-secret-0123456789abcdef0123456789-0123456789"}},
 		{"verify.legacy.secret_files", cfg.Verify.Legacy.SecretFiles, []string{secretFile}},
 		{"verify.legacy.algorithms", cfg.Verify.Legacy.Algorithms, []string{"HS256", "HS384"}},
 		{"routes[0].access", string(cfg.Proxy.Routes[0].Access), "public"},
 		{"server.admin.addr (default)", cfg.Server.Admin.Addr, ":9090"},
 		{"verify.legacy.issuer (file)", cfg.Verify.Legacy.Issuer, "https://auth.example.test"},
-		{"auth_api.web_api_key", cfg.AuthAPI.WebAPIKey, "env-web-api-key"},
+		{"auth_api.web_api_key", cfg.AuthAPI.WebAPIKey.Value(), "env-web-api-key"},
 		{"auth_api.rate_limit.per_email.rate", cfg.AuthAPI.RateLimit.PerEmail.Rate, 0.5},
 		{"auth_api.legacy_passwords.keep_hash", cfg.AuthAPI.LegacyPasswords.KeepHash, true},
 		{"auth_api.prefix (default)", cfg.AuthAPI.Prefix, "/v1/auth"},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authgate/authgate/configs"
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // everythingOn turns on every part whose keys are validated only when it
@@ -295,7 +296,7 @@ func TestPrintConfig(t *testing.T) {
 			t.Errorf("--print shows the value of %s", k)
 		}
 	}
-	if got := strings.Count(out.String(), redacted); got != 5 {
+	if got := strings.Count(out.String(), secret.Redacted); got != 5 {
 		t.Errorf("--print redacts %d values, want 5:\n%s", got, out.String())
 	}
 	// With the secrets put back, the printed file is the configuration.

@@ -14,6 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authgate/authgate/configs"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // runDev starts authgate with the embedded configs/dev.yaml: no external
@@ -38,11 +39,11 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		return fmt.Errorf("embedded dev config: %w", err)
 	}
 	cfg.Server.Public.Addr, cfg.Server.Admin.Addr = *addr, *adminAddr
-	var secret [32]byte
-	_, _ = rand.Read(secret[:])
-	cfg.Verify.Legacy.Secrets = []string{hex.EncodeToString(secret[:])}
+	var key [32]byte
+	_, _ = rand.Read(key[:])
+	cfg.Verify.Legacy.Secrets = []secret.Secret{secret.Secret(hex.EncodeToString(key[:]))}
 	if *dbURL != "" {
-		cfg.Federation.Enabled, cfg.Federation.DatabaseURL, cfg.Federation.MigrateOnStart = true, *dbURL, true
+		cfg.Federation.Enabled, cfg.Federation.DatabaseURL, cfg.Federation.MigrateOnStart = true, secret.Secret(*dbURL), true
 	}
 	if *emulator != "" {
 		if _, _, err := net.SplitHostPort(*emulator); err != nil {
@@ -63,7 +64,7 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		printProblems(stderr, "dev config", err)
 		return exitError{2}
 	}
-	tok, err := devToken(cfg.Verify.Legacy.Secrets[0], cfg.Verify.Legacy.Issuer, cfg.Verify.Legacy.Audience)
+	tok, err := devToken(cfg.Verify.Legacy.Secrets[0].Value(), cfg.Verify.Legacy.Issuer, cfg.Verify.Legacy.Audience)
 	if err != nil {
 		return err
 	}

@@ -11,27 +11,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// redacted replaces the value of a secret key in printed configuration.
-const redacted = "[redacted]"
-
-// secretKeys are the keys whose values are secrets: printed as redacted
-// when set. A secret read from a file is not read for printing; the file's
-// path is not secret.
-var secretKeys = map[string]bool{
-	"server.admin.api_secret": true,
-	"verify.legacy.secrets":   true,
-	"federation.database_url": true,
-	"cache.redis.password":    true,
-	"auth_api.web_api_key":    true,
-}
-
 // printConfig writes cfg as YAML, every key with the value serve runs with
-// (defaults, then the file, then AUTHGATE_* variables), secrets redacted.
+// (defaults, then the file, then AUTHGATE_* variables). Secrets (values of
+// type secret.Secret) show as [redacted] when set.
 // Durations are written as Go durations ("30s"), as the file takes them.
 func printConfig(w io.Writer, cfg *Config) error {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	for _, k := range envKeys(cfg) {
-		v, err := valueNode(k.path, k.v)
+		v, err := valueNode(k.v)
 		if err != nil {
 			return fmt.Errorf("%s: %w", k.path, err)
 		}
@@ -69,23 +56,17 @@ func setPath(m *yaml.Node, path []string, v *yaml.Node) {
 }
 
 // valueNode is the YAML of one leaf.
-func valueNode(path string, v reflect.Value) (*yaml.Node, error) {
+func valueNode(v reflect.Value) (*yaml.Node, error) {
 	scalar := func(tag, s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: s} }
-	if secretKeys[path] && !v.IsZero() {
-		if v.Kind() == reflect.Slice {
-			seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
-			for range v.Len() {
-				seq.Content = append(seq.Content, scalar("!!str", redacted))
-			}
-			return seq, nil
-		}
-		return scalar("!!str", redacted), nil
-	}
 	if d, ok := v.Interface().(time.Duration); ok {
 		return scalar("!!str", d.String()), nil
 	}
+	_, marshals := v.Interface().(yaml.Marshaler)
 	switch v.Kind() {
 	case reflect.String:
+		if marshals { // a secret.Secret
+			break
+		}
 		return scalar("!!str", v.String()), nil
 	case reflect.Bool:
 		return scalar("", strconv.FormatBool(v.Bool())), nil

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // Defaults (see DefaultConfig), and bounds that catch unit mistakes.
@@ -22,12 +22,11 @@ const (
 	defaultFailureBackoff    = time.Second
 	defaultFailureBackoffMax = 30 * time.Second
 
-	maxLocalEntries      = 100_000_000
-	maxLoadTimeout       = 5 * time.Minute
-	maxRedisTimeout      = time.Minute
-	maxRedisPoolSize     = 10_000
-	maxFailureBackoff    = 10 * time.Minute
-	maxPasswordFileBytes = 4096
+	maxLocalEntries   = 100_000_000
+	maxLoadTimeout    = 5 * time.Minute
+	maxRedisTimeout   = time.Minute
+	maxRedisPoolSize  = 10_000
+	maxFailureBackoff = 10 * time.Minute
 )
 
 // Config configures every cache built with New. One Config (the yaml key
@@ -104,7 +103,7 @@ type RedisConfig struct {
 	Username string `yaml:"username"`
 	// Password authenticates Username. Prefer PasswordFile over writing the
 	// password into the config file.
-	Password string `yaml:"password"`
+	Password secret.Secret `yaml:"password"`
 	// PasswordFile is a file holding the password (a trailing newline is
 	// ignored), such as a mounted Kubernetes Secret.
 	PasswordFile string `yaml:"password_file"`
@@ -135,20 +134,6 @@ type RedisConfig struct {
 	// FailureBackoffMax caps FailureBackoff. Default 30s.
 	FailureBackoffMax time.Duration `yaml:"failure_backoff_max"`
 }
-
-// String redacts the password.
-func (c RedisConfig) String() string {
-	pw := ""
-	if c.Password != "" {
-		pw = "[redacted]"
-	}
-	return fmt.Sprintf("{Addrs:%v MasterName:%q Cluster:%t DB:%d Username:%q Password:%s PasswordFile:%q KeyPrefix:%q DialTimeout:%s ReadTimeout:%s WriteTimeout:%s PoolSize:%d TLS:%t FailureBackoff:%s FailureBackoffMax:%s}",
-		c.Addrs, c.MasterName, c.Cluster, c.DB, c.Username, pw, c.PasswordFile, c.KeyPrefix,
-		c.DialTimeout, c.ReadTimeout, c.WriteTimeout, c.PoolSize, c.TLS, c.FailureBackoff, c.FailureBackoffMax)
-}
-
-// GoString redacts the password from %#v too.
-func (c RedisConfig) GoString() string { return "cache.RedisConfig" + c.String() }
 
 // enabled reports whether a Redis tier is configured.
 func (c RedisConfig) enabled() bool { return len(c.Addrs) > 0 }
@@ -196,9 +181,6 @@ func (c RedisConfig) Validate() error {
 	} else if c.DB != 0 && c.cluster() {
 		errs = append(errs, errors.New("db: must be 0 with Redis Cluster (more than one address, or cluster, without master_name)"))
 	}
-	if c.Password != "" && c.PasswordFile != "" {
-		errs = append(errs, errors.New("password: set password or password_file, not both"))
-	}
 	if _, err := c.password(); err != nil {
 		errs = append(errs, err)
 	}
@@ -229,20 +211,6 @@ func (c RedisConfig) Validate() error {
 
 // password returns Password, or the content of PasswordFile.
 func (c RedisConfig) password() (string, error) {
-	if c.PasswordFile == "" {
-		return c.Password, nil
-	}
-	b, err := os.ReadFile(c.PasswordFile)
-	if err != nil {
-		// The path is config, not secret; the error names it already.
-		return "", fmt.Errorf("password_file: %w", err)
-	}
-	if len(b) > maxPasswordFileBytes {
-		return "", fmt.Errorf("password_file: more than %d bytes", maxPasswordFileBytes)
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", errors.New("password_file: is empty")
-	}
-	return pw, nil
+	s, err := secret.Pick("password", c.Password, "password_file", c.PasswordFile)
+	return s.Value(), err
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/breaker"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // testRedisConfig returns the configuration of the Redis at TEST_REDIS_URL
@@ -42,7 +43,7 @@ func testRedisConfig(t testing.TB) RedisConfig {
 		return '_'
 	}, t.Name())
 	c := redisConfigAt(o.Addr)
-	c.DB, c.Username, c.Password = o.DB, o.Username, o.Password
+	c.DB, c.Username, c.Password = o.DB, o.Username, secret.Secret(o.Password)
 	c.KeyPrefix = fmt.Sprintf("authgate-test:%s:%d:", name, time.Now().UnixNano())
 	return c
 }

@@ -3,7 +3,7 @@ package authapi
 import (
 	"context"
 	"errors"
-	"github.com/authgate/authgate/internal/configtest"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
 
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/bcrypt"
@@ -306,7 +308,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigRedactsKey(t *testing.T) {
 	c := DefaultConfig()
 	c.WebAPIKey = "AIzaSecretLookingKey"
-	for _, s := range []string{c.String(), c.GoString()} {
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v %#v", c, c)} {
 		if strings.Contains(s, "AIzaSecretLookingKey") || !strings.Contains(s, "[redacted]") {
 			t.Errorf("String() = %s, want the key redacted", s)
 		}

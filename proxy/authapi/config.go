@@ -3,9 +3,7 @@ package authapi
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/internal/ratelimit"
+	"github.com/authgate/authgate/internal/secret"
 )
 
 // Defaults (see DefaultConfig), and bounds.
@@ -32,7 +31,6 @@ const (
 	defaultBcryptCost   = 10
 	minBcryptCost       = 4
 	maxBcryptCost       = 16 // 31 is bcrypt's limit; beyond 16 one sign-in takes seconds
-	maxAPIKeyFileBytes  = 4096
 )
 
 // Config configures the auth API (the yaml key "auth_api"). Its zero value
@@ -48,7 +46,7 @@ type Config struct {
 	// secret in Google's sense (browsers hold it), but it is kept out of
 	// logs all the same; prefer WebAPIKeyFile or
 	// AUTHGATE_AUTH_API_WEB_API_KEY.
-	WebAPIKey string `yaml:"web_api_key"`
+	WebAPIKey secret.Secret `yaml:"web_api_key"`
 	// WebAPIKeyFile is a file holding the key (a trailing newline is
 	// ignored).
 	WebAPIKeyFile string `yaml:"web_api_key_file"`
@@ -160,19 +158,6 @@ func (c Config) WithEmulator(host string) Config {
 	return c
 }
 
-// String redacts the Web API key.
-func (c Config) String() string {
-	key := ""
-	if c.WebAPIKey != "" {
-		key = "[redacted]"
-	}
-	return fmt.Sprintf("{Enabled:%t Prefix:%q WebAPIKey:%s WebAPIKeyFile:%q IdentityToolkitURL:%q SecureTokenURL:%q Timeout:%s Password:%+v RateLimit:%+v LegacyPasswords:%+v}",
-		c.Enabled, c.Prefix, key, c.WebAPIKeyFile, c.IdentityToolkitURL, c.SecureTokenURL, c.Timeout, c.Password, c.RateLimit, c.LegacyPasswords)
-}
-
-// GoString redacts the Web API key from %#v too.
-func (c Config) GoString() string { return "authapi.Config" + c.String() }
-
 // Validate reports every problem, each prefixed with its key. A disabled
 // API is always valid. The key file is read to check it.
 func (c Config) Validate() error {
@@ -240,29 +225,9 @@ func checkPrefix(p string) error {
 // apiKey returns the Web API key, from WebAPIKey or WebAPIKeyFile. Errors
 // never quote the key.
 func (c Config) apiKey() (string, error) {
-	switch {
-	case c.WebAPIKey != "" && c.WebAPIKeyFile != "":
-		return "", errors.New("web_api_key: set web_api_key or web_api_key_file, not both")
-	case c.WebAPIKey != "":
-		return c.WebAPIKey, nil
-	case c.WebAPIKeyFile == "":
-		return "", errors.New("web_api_key: required (the Firebase project's Web API key; any value with the Auth Emulator)")
+	s, err := secret.Pick("web_api_key", c.WebAPIKey, "web_api_key_file", c.WebAPIKeyFile)
+	if err == nil && s == "" {
+		err = errors.New("web_api_key: required (the Firebase project's Web API key; any value with the Auth Emulator)")
 	}
-	f, err := os.Open(c.WebAPIKeyFile)
-	if err != nil {
-		return "", fmt.Errorf("web_api_key_file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxAPIKeyFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("web_api_key_file: %w", err)
-	}
-	if len(b) > maxAPIKeyFileBytes {
-		return "", fmt.Errorf("web_api_key_file: more than %d bytes", maxAPIKeyFileBytes)
-	}
-	key := strings.TrimRight(string(b), "\r\n")
-	if key == "" {
-		return "", fmt.Errorf("web_api_key_file: %s is empty", c.WebAPIKeyFile)
-	}
-	return key, nil
+	return s.Value(), err
 }

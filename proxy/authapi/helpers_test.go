@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"github.com/authgate/authgate/internal/configtest"
-	"github.com/authgate/authgate/internal/ratelimit"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +14,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/ratelimit"
+	"github.com/authgate/authgate/internal/secret"
 
 	"firebase.google.com/go/v4/auth"
 	"github.com/jackc/pgx/v5"
@@ -103,7 +105,7 @@ func (s *services) testSchema(t testing.TB) string {
 	t.Helper()
 	schema := "authapi_" + strings.ToLower(rand.Text())
 	ctx := testContext(t)
-	st, err := federation.Open(ctx, configtest.Fill(federation.Config{Enabled: true, DatabaseURL: s.dbURL, Schema: schema}, federation.DefaultConfig()), nil, nil)
+	st, err := federation.Open(ctx, configtest.Fill(federation.Config{Enabled: true, DatabaseURL: secret.Secret(s.dbURL), Schema: schema}, federation.DefaultConfig()), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 		dbURL = s.dbURL
 	}
 	st, err := federation.Open(ctx, configtest.Fill(federation.Config{
-		Enabled: true, DatabaseURL: dbURL, Schema: o.schema, OnUnavailable: federation.PolicyDeny,
+		Enabled: true, DatabaseURL: secret.Secret(dbURL), Schema: o.schema, OnUnavailable: federation.PolicyDeny,
 		AcquireTimeout: 2 * time.Second,
 	}, federation.DefaultConfig()), log, nil, federation.WithCache(cacheCfg, rdb))
 	if err != nil {
@@ -354,7 +356,7 @@ type creds struct {
 // key prefix of cfg.
 func waitSubscribed(t testing.TB, cfg cache.RedisConfig, n int64) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], DB: cfg.DB, Username: cfg.Username, Password: cfg.Password})
+	c := redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], DB: cfg.DB, Username: cfg.Username, Password: cfg.Password.Value()})
 	defer c.Close()
 	ch := cfg.KeyPrefix + "invalidate"
 	deadline := time.Now().Add(5 * time.Second)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/authgate/authgate/internal/configtest"
+	"github.com/authgate/authgate/internal/secret"
 	"os"
 	"strings"
 	"testing"
@@ -62,7 +63,7 @@ func Redis(tb testing.TB, scope string) (cache.RedisConfig, *redis.Client) {
 		Addrs:     []string{opts.Addr},
 		DB:        opts.DB,
 		Username:  opts.Username,
-		Password:  opts.Password,
+		Password:  secret.Secret(opts.Password),
 		KeyPrefix: prefix,
 	}, cache.DefaultRedisConfig()), client
 }
