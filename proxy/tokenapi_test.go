@@ -10,7 +10,10 @@ import (
 
 func TestTokenAPI(t *testing.T) {
 	h := newHandler(t, testConfig(""), WithReadiness(func(context.Context) Readiness {
-		return Readiness{Status: "degraded", Checks: map[string]CheckState{"redis": {Status: "degraded"}}}
+		return Readiness{Status: "degraded", Checks: map[string]CheckState{
+			"redis":    {Status: "degraded", Error: "dial tcp 10.1.2.3:6379: connect: connection refused"},
+			"postgres": {Status: "ok"},
+		}}
 	}))
 	tok := token(t, "u-9", func(c map[string]any) { c["user_type"] = "admin" })
 	tests := []struct {
@@ -86,7 +89,10 @@ func TestTokenAPI(t *testing.T) {
 
 func TestTokenAPIHealth(t *testing.T) {
 	h := newHandler(t, testConfig(""), WithReadiness(func(context.Context) Readiness {
-		return Readiness{Status: "degraded", Checks: map[string]CheckState{"redis": {Status: "degraded"}}}
+		return Readiness{Status: "degraded", Checks: map[string]CheckState{
+			"redis":    {Status: "degraded", Error: "dial tcp 10.1.2.3:6379: connect: connection refused"},
+			"postgres": {Status: "ok"},
+		}}
 	}))
 	w := serve(h, httptest.NewRequest("GET", "http://svc/v1/token/health", nil), "")
 	if w.Code != 200 {
@@ -96,7 +102,12 @@ func TestTokenAPIHealth(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != "degraded" || got.Checks["redis"].Status != "degraded" {
-		t.Errorf("health = %+v, want degraded with redis degraded", got)
+	if got.Status != "degraded" || got.Checks["redis"].Status != "degraded" || got.Checks["postgres"].Status != "ok" {
+		t.Errorf("health = %+v, want degraded with redis degraded and postgres ok", got)
+	}
+	// The public answer is a status per dependency: the cause stays on
+	// the admin listener.
+	if strings.Contains(w.Body.String(), "10.1.2.3") || strings.Contains(w.Body.String(), "error") {
+		t.Errorf("health body %s carries a check's error, want statuses only", w.Body)
 	}
 }
