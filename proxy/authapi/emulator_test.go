@@ -26,7 +26,8 @@ func TestRegister(t *testing.T) {
 	r := s.newReplica(t, replicaOpts{schema: s.testSchema(t)})
 	email := s.newEmail(t, "register")
 
-	a := call(t, r.h, "POST", "/v1/auth/register", creds{Email: email, Password: goodPassword, Username: "reg-" + strings.ToLower(rand.Text()[:8]), DisplayName: "Reg Ister"}, "")
+	username := "reg-" + strings.ToLower(rand.Text()[:8])
+	a := call(t, r.h, "POST", "/v1/auth/register", creds{Email: email, Password: goodPassword, Username: username, DisplayName: "Reg Ister"}, "")
 	if a.status != http.StatusCreated {
 		t.Fatalf("register = %d %s, want 201", a.status, a.body)
 	}
@@ -63,6 +64,7 @@ func TestRegister(t *testing.T) {
 		{name: "weak password", give: creds{Email: s.newEmail(t, "weak"), Password: "short"}, wantStatus: 400, wantCode: CodeWeakPassword},
 		{name: "bad email", give: creds{Email: "not an email", Password: goodPassword}, wantStatus: 400, wantCode: CodeInvalidRequest},
 		{name: "bad username", give: creds{Email: s.newEmail(t, "user"), Password: goodPassword, Username: "a b"}, wantStatus: 400, wantCode: CodeInvalidRequest},
+		{name: "same username, other case", give: creds{Email: s.newEmail(t, "upper"), Password: goodPassword, Username: strings.ToUpper(username)}, wantStatus: 409, wantCode: CodeUsernameTaken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
