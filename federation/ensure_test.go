@@ -441,6 +441,9 @@ func TestEnsureUserLastLoginBatched(t *testing.T) {
 	if !row.LastLogin.Equal(start) {
 		t.Errorf("last_login = %v, want %v (the first request)", row.LastLogin, start)
 	}
+	if !row.UpdatedAt.After(row.CreatedAt) {
+		t.Errorf("updated_at = %v, want it moved past created_at %v by the last_login write", row.UpdatedAt, row.CreatedAt)
+	}
 
 	// Another replica in the same interval: its flush writes nothing.
 	other := newFixture(t, fixtureOpts{schema: f.schema})

@@ -26,7 +26,7 @@ const (
 	sqlSoftDelete = `UPDATE users u SET deleted_at = now(), updated_at = now()
 	WHERE u.id = $1 AND u.deleted_at IS NULL RETURNING ` + userColumns
 	sqlHardDelete      = `DELETE FROM users u WHERE u.id = $1 RETURNING coalesce(u.firebase_uid, '')`
-	sqlUpdateLastLogin = `UPDATE users u SET last_login = $2 WHERE u.id = $1 RETURNING ` + userColumns
+	sqlUpdateLastLogin = `UPDATE users u SET last_login = $2, updated_at = now() WHERE u.id = $1 RETURNING ` + userColumns
 
 	sqlSetBalance = `UPDATE users u SET token_balance = $2, updated_at = now()
 	WHERE u.id = $1 RETURNING ` + userColumns
@@ -292,9 +292,9 @@ func (r *Repo) HardDelete(ctx context.Context, id string) error {
 	return nil
 }
 
-// UpdateLastLogin sets last_login to at. EnsureUser does not call it: it
-// batches last_login writes (see Run). updated_at is left alone, as a
-// login is no change to the account.
+// UpdateLastLogin sets last_login to at, and updated_at to now, as every
+// write of a column does. EnsureUser does not call it: it batches
+// last_login writes (see Run).
 func (r *Repo) UpdateLastLogin(ctx context.Context, id string, at time.Time) (User, error) {
 	if !validUUID(id) {
 		return User{}, fmt.Errorf("update last login: %w", ErrNotFound)

@@ -371,18 +371,37 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 		return errUnavailable(fmt.Errorf("user row not written, firebase user deleted again: %w", err))
 	}
 	rec.userID = u.ID
-	res := sessionAnswer{User: userOf(u)}
 	// The account exists now; tokens are a convenience. Without them the
-	// client signs in.
+	// client signs in. With them the user is signed in, which login
+	// records as last_login; so does registration.
 	sess, err := h.b.Sessions.SignIn(ctx, email, body.Password)
 	if err != nil {
 		h.log.Warn("registered, but signing in failed", zap.String("request_id", r.Header.Get("X-Request-Id")),
 			zap.String("user_id", u.ID), zap.Error(err))
 	} else {
+		u = h.recordLogin(r, u)
+	}
+	res := sessionAnswer{User: userOf(u)}
+	if err == nil {
 		res.set(sess)
 	}
 	writeJSON(w, http.StatusCreated, &res)
 	return nil
+}
+
+// recordLogin writes last_login of the row u and returns the row as
+// stored; a failure is logged, and u returned as it was: the sign-in
+// stands.
+func (h *Handler) recordLogin(r *http.Request, u federation.User) federation.User {
+	if u.ID == "" { // no row: PostgreSQL is unreachable, or the identity is unlinked
+		return u
+	}
+	nu, err := h.b.Users.UpdateLastLogin(r.Context(), u.ID, h.now())
+	if err != nil {
+		h.log.Warn("last_login not written", zap.String("request_id", r.Header.Get("X-Request-Id")), zap.String("user_id", u.ID), zap.Error(err))
+		return u
+	}
+	return nu
 }
 
 // rollback deletes the Firebase user uid whose row could not be written,
@@ -530,13 +549,7 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, rec *rec
 	if e != nil {
 		return e
 	}
-	if u.ID != "" {
-		if nu, err := h.b.Users.UpdateLastLogin(ctx, u.ID, h.now()); err != nil {
-			h.log.Warn("last_login not written", zap.String("request_id", r.Header.Get("X-Request-Id")), zap.String("user_id", u.ID), zap.Error(err))
-		} else {
-			u = nu
-		}
-	}
+	u = h.recordLogin(r, u)
 	res := sessionAnswer{User: userOf(u)}
 	res.set(sess)
 	writeJSON(w, http.StatusOK, &res)
@@ -739,14 +752,17 @@ func (a *sessionAnswer) set(s Session) {
 	a.IDToken, a.RefreshToken, a.ExpiresIn = j.IDToken, j.RefreshToken, j.ExpiresIn
 }
 
+// identityJSON is the token's identity. Every field is always there,
+// empty when the token does not say (a legacy token has no Firebase uid,
+// most tokens no role), so that clients need not tell absent from empty.
 type identityJSON struct {
 	Provider      string `json:"provider"`
 	Subject       string `json:"subject"`
-	FirebaseUID   string `json:"firebaseUid,omitempty"`
-	Email         string `json:"email,omitempty"`
+	FirebaseUID   string `json:"firebaseUid"`
+	Email         string `json:"email"`
 	EmailVerified bool   `json:"emailVerified"`
-	Name          string `json:"name,omitempty"`
-	Role          string `json:"role,omitempty"`
+	Name          string `json:"name"`
+	Role          string `json:"role"`
 }
 
 func identityOf(id verify.Identity) *identityJSON {

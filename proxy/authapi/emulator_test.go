@@ -48,9 +48,15 @@ func TestRegister(t *testing.T) {
 		t.Errorf("Firebase user = %+v, %v, want email and display name", fu, err)
 	}
 	var rowUID string
-	s.queryRow(t, `SELECT firebase_uid FROM `+schemaUsers(r)+` WHERE id = $1`, []any{id}, &rowUID)
+	var signedIn bool
+	s.queryRow(t, `SELECT firebase_uid, last_login IS NOT NULL AND updated_at >= last_login FROM `+schemaUsers(r)+` WHERE id = $1`, []any{id}, &rowUID, &signedIn)
 	if rowUID != uid {
 		t.Errorf("row's firebase_uid = %q, want %q", rowUID, uid)
+	}
+	// Registration signs the user in, as login does.
+	if !signedIn || a.str(t, "user", "lastLogin") == "" {
+		t.Errorf("register answered lastLogin %q, row's last_login set and updated_at moved with it = %t; want both",
+			a.str(t, "user", "lastLogin"), signedIn)
 	}
 
 	tests := []struct {
