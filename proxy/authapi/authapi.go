@@ -696,27 +696,30 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request, rec *record) *apiEr
 }
 
 // userJSON is a user row as the API shows it (camelCase, as the original
-// service's).
+// service's). Without a row (federationStatus degraded: the user table is
+// unreachable; or failed: the identity is served unlinked) nothing is made
+// up: id, isActive and tokenBalance are null, the row's other fields are
+// absent, and firebaseUid and email are the token's.
 type userJSON struct {
-	// ID is "" while the user table is unreachable (federationStatus
-	// degraded).
-	ID               string     `json:"id"`
+	ID               *string    `json:"id"`
 	FirebaseUID      string     `json:"firebaseUid,omitempty"`
 	Email            string     `json:"email,omitempty"`
 	Username         string     `json:"username,omitempty"`
 	UserType         string     `json:"userType,omitempty"`
-	IsActive         bool       `json:"isActive"`
-	TokenBalance     int64      `json:"tokenBalance"`
+	IsActive         *bool      `json:"isActive"`
+	TokenBalance     *int64     `json:"tokenBalance"`
 	FederationStatus string     `json:"federationStatus"`
 	LastLogin        *time.Time `json:"lastLogin,omitempty"`
 	CreatedAt        *time.Time `json:"createdAt,omitempty"`
 }
 
 func userOf(u federation.User) *userJSON {
-	j := &userJSON{
-		ID: u.ID, FirebaseUID: u.FirebaseUID, Email: u.Email, Username: u.Username, UserType: u.UserType,
-		IsActive: u.IsActive, TokenBalance: u.TokenBalance, FederationStatus: string(u.FederationStatus),
+	j := &userJSON{FirebaseUID: u.FirebaseUID, Email: u.Email, FederationStatus: string(u.FederationStatus)}
+	if u.ID == "" { // no row: what it would say is unknown
+		return j
 	}
+	j.ID, j.IsActive, j.TokenBalance = &u.ID, &u.IsActive, &u.TokenBalance
+	j.Username, j.UserType = u.Username, u.UserType
 	if !u.LastLogin.IsZero() {
 		j.LastLogin = &u.LastLogin
 	}

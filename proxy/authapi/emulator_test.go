@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -355,6 +356,32 @@ func TestMe(t *testing.T) {
 	for _, tok := range []string{"", "garbage"} {
 		if a := call(t, r.h, "GET", "/v1/auth/me", nil, tok); a.status != 401 || a.code(t) != CodeInvalidToken {
 			t.Errorf("me with token %q = %d %s, want 401 %s", tok, a.status, a.body, CodeInvalidToken)
+		}
+	}
+}
+
+// With PostgreSQL down and on_unavailable allow, login and me answer 200
+// with what the token says and nothing made up: the row's fields are null
+// or absent, federationStatus is degraded.
+func TestDegradedAnswers(t *testing.T) {
+	s := testServices(t)
+	r := s.newReplica(t, replicaOpts{schema: s.testSchema(t), degrade: true,
+		dbURL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
+	email := s.newEmail(t, "degraded")
+	uid := s.firebaseUser(t, email, goodPassword)
+	login := call(t, r.h, "POST", "/v1/auth/login", creds{Email: email, Password: goodPassword}, "")
+	if login.status != 200 || login.str(t, "idToken") == "" {
+		t.Fatalf("login with PostgreSQL down = %d %s, want 200 with tokens", login.status, login.body)
+	}
+	me := call(t, r.h, "GET", "/v1/auth/me", nil, login.str(t, "idToken"))
+	if me.status != 200 {
+		t.Fatalf("me with PostgreSQL down = %d %s, want 200", me.status, me.body)
+	}
+	want := map[string]any{"id": nil, "isActive": nil, "tokenBalance": nil, "firebaseUid": uid, "email": email, "federationStatus": "degraded"}
+	for _, a := range []answer{login, me} {
+		got, _ := a.json(t)["user"].(map[string]any)
+		if !maps.Equal(got, want) {
+			t.Errorf("user with PostgreSQL down = %v, want %v (no username, userType, lastLogin, createdAt)", got, want)
 		}
 	}
 }

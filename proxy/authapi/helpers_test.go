@@ -196,6 +196,9 @@ type replicaOpts struct {
 	dbURL  string // "" = the test database
 	redis  *cache.RedisConfig
 	config func(*Config)
+	// degrade serves identities from their token while PostgreSQL is
+	// unreachable (on_unavailable allow); the default refuses them.
+	degrade bool
 }
 
 // newReplica builds the auth API on the emulator and PostgreSQL, with
@@ -245,8 +248,12 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 	if dbURL == "" {
 		dbURL = s.dbURL
 	}
+	onUnavailable := federation.PolicyDeny
+	if o.degrade {
+		onUnavailable = federation.PolicyAllow
+	}
 	st, err := federation.Open(ctx, federation.Config{
-		Enabled: true, DatabaseURL: dbURL, Schema: o.schema, OnUnavailable: federation.PolicyDeny,
+		Enabled: true, DatabaseURL: dbURL, Schema: o.schema, OnUnavailable: onUnavailable,
 		AcquireTimeout: 2 * time.Second,
 	}, log, nil, federation.WithCache(cacheCfg, rdb))
 	if err != nil {
