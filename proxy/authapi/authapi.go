@@ -630,8 +630,9 @@ func (h *Handler) bearer(r *http.Request) (verify.Identity, *apiError) {
 }
 
 // logout ends every session of the token's Firebase user: its refresh
-// tokens are revoked, and every replica refuses its ID tokens issued until
-// now at once (Verifier.ReloadUser shares the new revocation time).
+// tokens are revoked, and its ID tokens issued until now are refused at
+// once by every replica that shares Redis (Verifier.ReloadUser shares the
+// new revocation time), and by any other within the revocation cache TTL.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, rec *record) *apiError {
 	id, e := h.bearer(r)
 	if e != nil {
