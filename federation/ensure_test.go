@@ -51,8 +51,9 @@ func TestEnsureUserCreatesFirebaseUser(t *testing.T) {
 func TestEnsureUserDefaults(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	ctx := testContext(t)
-	// The name is taken: the new row goes without a username.
-	if _, err := f.s.Repo().Create(ctx, NewUser{Username: "name-uid-a"}); err != nil {
+	// The name is taken (in another case: usernames are unique regardless
+	// of case): the new row goes without a username.
+	if _, err := f.s.Repo().Create(ctx, NewUser{Username: "Name-UID-A"}); err != nil {
 		t.Fatal(err)
 	}
 	id := firebaseID("uid-a", "a@example.com", false)
