@@ -32,8 +32,9 @@ const (
 	RETURNING ` + userColumns
 
 	// Written only when the row's last_login is older than the interval,
-	// so that replicas flushing the same user write it once.
-	sqlFlushLogins = `UPDATE users u SET last_login = v.at
+	// so that replicas flushing the same user write it once. Like every
+	// write of a column, it moves updated_at.
+	sqlFlushLogins = `UPDATE users u SET last_login = v.at, updated_at = now()
 	FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, at)
 	WHERE u.id = v.id AND (u.last_login IS NULL OR u.last_login <= v.at - $3::bigint * interval '1 microsecond')`
 )

@@ -51,8 +51,9 @@ func TestEnsureUserCreatesFirebaseUser(t *testing.T) {
 func TestEnsureUserDefaults(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	ctx := testContext(t)
-	// The name is taken: the new row goes without a username.
-	if _, err := f.s.Repo().Create(ctx, NewUser{Username: "name-uid-a"}); err != nil {
+	// The name is taken (in another case: usernames are unique regardless
+	// of case): the new row goes without a username.
+	if _, err := f.s.Repo().Create(ctx, NewUser{Username: "Name-UID-A"}); err != nil {
 		t.Fatal(err)
 	}
 	id := firebaseID("uid-a", "a@example.com", false)
@@ -440,6 +441,9 @@ func TestEnsureUserLastLoginBatched(t *testing.T) {
 	}
 	if !row.LastLogin.Equal(start) {
 		t.Errorf("last_login = %v, want %v (the first request)", row.LastLogin, start)
+	}
+	if !row.UpdatedAt.After(row.CreatedAt) {
+		t.Errorf("updated_at = %v, want it moved past created_at %v by the last_login write", row.UpdatedAt, row.CreatedAt)
 	}
 
 	// Another replica in the same interval: its flush writes nothing.

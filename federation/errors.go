@@ -82,7 +82,7 @@ func translate(parent context.Context, err error) error {
 			// UNIQUE columns of a table the old service created.
 			case "users_email_live_key", "users_email_key":
 				return fmt.Errorf("%w: %w", ErrConflict, ErrEmailTaken)
-			case "users_username_key":
+			case "users_username_ci_key", "users_username_key":
 				return fmt.Errorf("%w: %w", ErrConflict, ErrUsernameTaken)
 			}
 			return fmt.Errorf("%w: %s", ErrConflict, pe.ConstraintName)

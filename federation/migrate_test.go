@@ -2,7 +2,9 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,7 +100,7 @@ func checkSchema(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIdx := []string{"users_email_live_key", "users_federation_failed_idx", "users_firebase_uid_key", "users_pkey", "users_username_key"}
+	wantIdx := []string{"users_email_live_key", "users_federation_failed_idx", "users_firebase_uid_key", "users_pkey", "users_username_ci_key", "users_username_key"}
 	if !slices.Equal(idx, wantIdx) {
 		t.Errorf("users indexes = %v, want %v", idx, wantIdx)
 	}
@@ -187,4 +189,57 @@ func TestMigrateAdoptsExistingTable(t *testing.T) {
 	if _, err := s.Repo().Create(ctx, NewUser{Email: "OLD@example.com"}); err == nil {
 		t.Error("Create with an existing email succeeded: the live-email index is missing")
 	}
+	if _, err := s.Repo().Create(ctx, NewUser{Username: "OLD"}); !errors.Is(err, ErrUsernameTaken) {
+		t.Errorf("Create with an existing username in other case = %v, want ErrUsernameTaken", err)
+	}
+}
+
+// TestMigrateRefusesCaseDuplicateUsernames: a table adopted from the old
+// service whose usernames differ only in case cannot get the
+// case-insensitive index. The migration fails naming every such group, and
+// changes nothing; once they are renamed, it succeeds.
+func TestMigrateRefusesCaseDuplicateUsernames(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	schema := testSchema(t, dbURL)
+	ctx := testContext(t)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	q := pgx.Identifier{schema}.Sanitize()
+	for _, sql := range []string{
+		"CREATE SCHEMA " + q,
+		"CREATE TABLE " + q + `.users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text, username text UNIQUE)`,
+		"INSERT INTO " + q + `.users (username) VALUES ('Ada'), ('ada'), ('ADA'), ('bob'), ('Bob'), ('carol'), (NULL), (NULL)`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	s := openUnmigrated(t, dbURL, schema)
+	err = s.Migrate(ctx)
+	if err == nil {
+		t.Fatal("Migrate with usernames that differ only in case = nil, want an error naming them")
+	}
+	for _, want := range []string{"0002_username_ci", "2 group(s)", "'ADA', 'Ada', 'ada'", "'Bob', 'bob'", "rename"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate error = %q, want it to contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "carol") {
+		t.Errorf("Migrate error = %q names carol, who has no duplicate", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+q+".users WHERE username IS NOT NULL").Scan(&n); err != nil || n != 6 {
+		t.Errorf("usernames after the failed migration = %d, %v, want all 6 kept", n, err)
+	}
+
+	if _, err := conn.Exec(ctx, "UPDATE "+q+".users SET username = username || '_' || substr(id::text, 1, 8) WHERE username IN ('ADA', 'ada', 'bob')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate after renaming = %v, want nil", err)
+	}
+	checkSchema(t, s)
 }

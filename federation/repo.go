@@ -17,7 +17,7 @@ const (
 	sqlFindByID          = `SELECT ` + userColumns + ` FROM users u WHERE u.id = $1`
 	sqlFindByFirebaseUID = `SELECT ` + userColumns + ` FROM users u WHERE u.firebase_uid = $1`
 	sqlFindByEmail       = `SELECT ` + userColumns + ` FROM users u WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL`
-	sqlFindByUsername    = `SELECT ` + userColumns + ` FROM users u WHERE u.username = $1`
+	sqlFindByUsername    = `SELECT ` + userColumns + ` FROM users u WHERE lower(u.username) = lower($1)`
 
 	sqlCreate = `INSERT INTO users AS u (id, firebase_uid, email, username, user_type, is_active, token_balance, federation_status)
 	VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, coalesce($5, 'user'), $6, $7, coalesce($8, 'active'))
@@ -26,7 +26,7 @@ const (
 	sqlSoftDelete = `UPDATE users u SET deleted_at = now(), updated_at = now()
 	WHERE u.id = $1 AND u.deleted_at IS NULL RETURNING ` + userColumns
 	sqlHardDelete      = `DELETE FROM users u WHERE u.id = $1 RETURNING coalesce(u.firebase_uid, '')`
-	sqlUpdateLastLogin = `UPDATE users u SET last_login = $2 WHERE u.id = $1 RETURNING ` + userColumns
+	sqlUpdateLastLogin = `UPDATE users u SET last_login = $2, updated_at = now() WHERE u.id = $1 RETURNING ` + userColumns
 
 	sqlSetBalance = `UPDATE users u SET token_balance = $2, updated_at = now()
 	WHERE u.id = $1 RETURNING ` + userColumns
@@ -184,7 +184,8 @@ func (r *Repo) FindByEmail(ctx context.Context, email string) (User, error) {
 	return r.one(ctx, "find user by email", sqlFindByEmail, email)
 }
 
-// FindByUsername returns the row with the username (case-sensitive).
+// FindByUsername returns the row with the username, compared
+// case-insensitively (usernames are unique regardless of case).
 func (r *Repo) FindByUsername(ctx context.Context, username string) (User, error) {
 	return r.one(ctx, "find user by username", sqlFindByUsername, username)
 }
@@ -291,9 +292,9 @@ func (r *Repo) HardDelete(ctx context.Context, id string) error {
 	return nil
 }
 
-// UpdateLastLogin sets last_login to at. EnsureUser does not call it: it
-// batches last_login writes (see Run). updated_at is left alone, as a
-// login is no change to the account.
+// UpdateLastLogin sets last_login to at, and updated_at to now, as every
+// write of a column does. EnsureUser does not call it: it batches
+// last_login writes (see Run).
 func (r *Repo) UpdateLastLogin(ctx context.Context, id string, at time.Time) (User, error) {
 	if !validUUID(id) {
 		return User{}, fmt.Errorf("update last login: %w", ErrNotFound)

@@ -45,7 +45,7 @@ func TestRepoCreateAndFind(t *testing.T) {
 		{name: "id not a uuid", find: func() (User, error) { return r.FindByID(ctx, "7") }, wantErr: ErrNotFound},
 		{name: "firebase uid missing", find: func() (User, error) { return r.FindByFirebaseUID(ctx, "nobody") }, wantErr: ErrNotFound},
 		{name: "email missing", find: func() (User, error) { return r.FindByEmail(ctx, "nobody@example.com") }, wantErr: ErrNotFound},
-		{name: "username other case", find: func() (User, error) { return r.FindByUsername(ctx, "MIXED") }, wantErr: ErrNotFound},
+		{name: "username other case", find: func() (User, error) { return r.FindByUsername(ctx, "MIXED") }, wantID: u.ID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +72,7 @@ func TestRepoCreateConflicts(t *testing.T) {
 		{name: "firebase uid", give: NewUser{FirebaseUID: "uid-1"}},
 		{name: "email, other case", give: NewUser{Email: "ONE@example.com"}, wantErr: ErrEmailTaken},
 		{name: "username", give: NewUser{Username: "one"}, wantErr: ErrUsernameTaken},
+		{name: "username, other case", give: NewUser{Username: "ONE"}, wantErr: ErrUsernameTaken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +133,10 @@ func TestRepoUpdate(t *testing.T) {
 	if _, err := r.Update(ctx, u.ID, Changes{Username: &taken}); !errors.Is(err, ErrConflict) {
 		t.Errorf("Update(username of %s) = %v, want ErrConflict", other.ID, err)
 	}
+	takenUpper := "TAKEN"
+	if _, err := r.Update(ctx, u.ID, Changes{Username: &takenUpper}); !errors.Is(err, ErrUsernameTaken) {
+		t.Errorf("Update(username of %s in other case) = %v, want ErrUsernameTaken", other.ID, err)
+	}
 }
 
 func TestRepoDelete(t *testing.T) {
@@ -180,8 +185,8 @@ func TestRepoUpdateLastLogin(t *testing.T) {
 	}
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	got, err := r.UpdateLastLogin(ctx, u.ID, at)
-	if err != nil || !got.LastLogin.Equal(at) || !got.UpdatedAt.Equal(u.UpdatedAt) {
-		t.Errorf("UpdateLastLogin = %+v, %v, want last_login %v and updated_at unchanged", got, err, at)
+	if err != nil || !got.LastLogin.Equal(at) || !got.UpdatedAt.After(u.UpdatedAt) {
+		t.Errorf("UpdateLastLogin = %+v, %v, want last_login %v and updated_at moved past %v", got, err, at, u.UpdatedAt)
 	}
 }
 

@@ -388,8 +388,8 @@ func (s *Store) refreshRow(ctx context.Context, p Profiles, u User) (rowResult, 
 			return err
 		}
 		if name := prof.DisplayName; name != "" && name != cur.Username {
-			switch _, err := tx.FindByUsername(ctx, name); {
-			case errors.Is(err, ErrNotFound):
+			switch owner, err := tx.FindByUsername(ctx, name); {
+			case errors.Is(err, ErrNotFound), err == nil && owner.ID == u.ID: // free, or its own in another case
 				ch.Username = &name
 			case err != nil:
 				return err

@@ -302,6 +302,7 @@ func TestWorkerRefreshesLinkedRow(t *testing.T) {
 		name          string
 		give          fbUser
 		takenName     bool // another row has the display name as username
+		takenUpper    bool // ... in upper case
 		takenEmail    bool // another live row has the Firebase email
 		wantNewName   bool
 		wantNewEmail  bool
@@ -313,6 +314,8 @@ func TestWorkerRefreshesLinkedRow(t *testing.T) {
 			wantNewName: true},
 		{name: "username taken", give: fbUser{email: "taken@example.test", verified: true, displayName: "Taken Name"},
 			takenName: true, wantNewEmail: true},
+		{name: "username taken in another case", give: fbUser{email: "upper@example.test", verified: true, displayName: "Case Name"},
+			takenName: true, takenUpper: true, wantNewEmail: true},
 		{name: "email taken", give: fbUser{email: "owned@example.test", verified: true, displayName: "Some Name"},
 			takenEmail: true, wantNewName: true},
 		{name: "no display name, no email", give: fbUser{}},
@@ -323,7 +326,11 @@ func TestWorkerRefreshesLinkedRow(t *testing.T) {
 			ctx := testContext(t)
 			uid, email := e.newUser(t, tt.give)
 			if tt.takenName {
-				if _, err := f.s.Repo().Create(ctx, NewUser{Username: tt.give.displayName}); err != nil {
+				taken := tt.give.displayName
+				if tt.takenUpper {
+					taken = strings.ToUpper(taken)
+				}
+				if _, err := f.s.Repo().Create(ctx, NewUser{Username: taken}); err != nil {
 					t.Fatal(err)
 				}
 			}

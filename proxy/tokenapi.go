@@ -97,11 +97,23 @@ func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *out
 		w.Header()["Content-Type"] = jsonType
 		w.Header()["Cache-Control"] = noStore
 		w.WriteHeader(out.status)
-		_ = json.NewEncoder(w).Encode(res)
+		_ = json.NewEncoder(w).Encode(publicReadiness(res))
 	default:
 		out.status = http.StatusNotFound
 		writeError(w, out.status)
 	}
+}
+
+// publicReadiness is res as the public listener may show it: each
+// dependency's status and nothing else. The errors name addresses, database
+// users and driver messages; they stay on the admin listener's /readyz
+// and in the log.
+func publicReadiness(res Readiness) Readiness {
+	out := Readiness{Status: res.Status, Checks: make(map[string]CheckState, len(res.Checks))}
+	for name, st := range res.Checks {
+		out.Checks[name] = CheckState{Status: st.Status}
+	}
+	return out
 }
 
 func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *outcome, tok string) {

@@ -3,14 +3,21 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/authgate/authgate/federation"
+	"github.com/authgate/authgate/verify"
 )
 
 func TestTokenAPI(t *testing.T) {
 	h := newHandler(t, testConfig(""), WithReadiness(func(context.Context) Readiness {
-		return Readiness{Status: "degraded", Checks: map[string]CheckState{"redis": {Status: "degraded"}}}
+		return Readiness{Status: "degraded", Checks: map[string]CheckState{
+			"redis":    {Status: "degraded", Error: "dial tcp 10.1.2.3:6379: connect: connection refused"},
+			"postgres": {Status: "ok"},
+		}}
 	}))
 	tok := token(t, "u-9", func(c map[string]any) { c["user_type"] = "admin" })
 	tests := []struct {
@@ -86,7 +93,10 @@ func TestTokenAPI(t *testing.T) {
 
 func TestTokenAPIHealth(t *testing.T) {
 	h := newHandler(t, testConfig(""), WithReadiness(func(context.Context) Readiness {
-		return Readiness{Status: "degraded", Checks: map[string]CheckState{"redis": {Status: "degraded"}}}
+		return Readiness{Status: "degraded", Checks: map[string]CheckState{
+			"redis":    {Status: "degraded", Error: "dial tcp 10.1.2.3:6379: connect: connection refused"},
+			"postgres": {Status: "ok"},
+		}}
 	}))
 	w := serve(h, httptest.NewRequest("GET", "http://svc/v1/token/health", nil), "")
 	if w.Code != 200 {
@@ -96,7 +106,45 @@ func TestTokenAPIHealth(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != "degraded" || got.Checks["redis"].Status != "degraded" {
-		t.Errorf("health = %+v, want degraded with redis degraded", got)
+	if got.Status != "degraded" || got.Checks["redis"].Status != "degraded" || got.Checks["postgres"].Status != "ok" {
+		t.Errorf("health = %+v, want degraded with redis degraded and postgres ok", got)
+	}
+	// The public answer is a status per dependency: the cause stays on
+	// the admin listener.
+	if strings.Contains(w.Body.String(), "10.1.2.3") || strings.Contains(w.Body.String(), "error") {
+		t.Errorf("health body %s carries a check's error, want statuses only", w.Body)
+	}
+}
+
+// The token API answers federation's refusals with 403 user_refused, and
+// an unreachable user table (on_unavailable deny) with 503 unavailable.
+func TestTokenAPIUserRefused(t *testing.T) {
+	tok := token(t, "u-9", nil)
+	tests := []struct {
+		name       string
+		giveErr    error
+		wantStatus int
+		wantCode   string
+	}{
+		{name: "disabled row", giveErr: federation.ErrUserDisabled, wantStatus: 403, wantCode: "user_refused"},
+		{name: "legacy user without a row", giveErr: federation.ErrUnknownUser, wantStatus: 403, wantCode: "user_refused"},
+		{name: "link refused", giveErr: federation.ErrLinkRefused, wantStatus: 403, wantCode: "user_refused"},
+		{name: "user table down", giveErr: federation.ErrUnavailable, wantStatus: 503, wantCode: "unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHandler(t, testConfig(""), WithUsers(fakeUsers(func(verify.Identity) (federation.User, error) {
+				return federation.User{}, fmt.Errorf("ensure user: %w", tt.giveErr)
+			})))
+			r := httptest.NewRequest("POST", "http://svc/v1/token/verify", strings.NewReader(`{"token":"`+tok+`"}`))
+			w := serve(h, r, "203.0.113.9:1")
+			var got tokenAPIResponse
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if w.Code != tt.wantStatus || got.Valid || got.Error == nil || got.Error.Code != tt.wantCode {
+				t.Errorf("verify = %d %s, want %d %s", w.Code, w.Body, tt.wantStatus, tt.wantCode)
+			}
+		})
 	}
 }

@@ -50,10 +50,11 @@ type FirebaseConfig struct {
 	// Revocation checks revoked tokens and disabled users through the
 	// Firebase Admin SDK. Off by default.
 	Revocation RevocationConfig `yaml:"revocation"`
-	// Emulator accepts the unsigned tokens of the Firebase Auth Emulator.
-	// Development only: it turns off signature checks for this project.
-	// authgate refuses to start when FIREBASE_AUTH_EMULATOR_HOST is set
-	// and this is false.
+	// Emulator accepts the unsigned tokens of the Firebase Auth Emulator,
+	// and only those, for this project. Development only: it turns off
+	// signature checks, and the key sets (Keys, SessionCookies.Keys) are
+	// neither fetched nor part of readiness. authgate refuses to start
+	// when FIREBASE_AUTH_EMULATOR_HOST is set and this is false.
 	Emulator bool `yaml:"emulator"`
 }
 
@@ -140,9 +141,13 @@ func (f *firebaseVerifier) owns(t *token) bool {
 }
 
 func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) (Identity, error) {
-	if f.emulator && t.header.Alg == "none" {
+	if f.emulator {
 		// The Auth Emulator signs nothing; this path exists only when the
-		// configuration asked for it explicitly.
+		// configuration asked for it explicitly. Emulator mode has no
+		// keys (none are fetched), so a signed token cannot be checked.
+		if t.header.Alg != "none" {
+			return Identity{}, fmt.Errorf("%w: emulator mode accepts only the emulator's unsigned tokens", ErrInvalid)
+		}
 		if t.sig != "" {
 			return Identity{}, fmt.Errorf("%w: emulator token with a signature", ErrInvalid)
 		}
@@ -174,7 +179,7 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 	if sub == "" || utf8.RuneCountInString(sub) > 128 {
 		return Identity{}, fmt.Errorf("%w: sub must be 1 to 128 characters", ErrInvalid)
 	}
-	if !(f.emulator && t.header.Alg == "none") {
+	if !f.emulator {
 		pk, err := f.keys.key(ctx, t.header.Kid)
 		if err != nil {
 			return Identity{}, err
@@ -204,16 +209,25 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 
 var rs256Only = []string{"RS256"}
 
-// firebaseIssuers builds the ID-token and session-cookie verifiers.
+// firebaseIssuers builds the ID-token and session-cookie verifiers. In
+// emulator mode they have no key sets: the emulator's tokens are unsigned,
+// so Google's keys are never fetched and are no part of readiness, and
+// authgate works offline.
 func firebaseIssuers(cfg FirebaseConfig, newKeys func(name string, c KeySetConfig) *keySet) []issuer {
+	keys := func(name string, c KeySetConfig) *keySet {
+		if cfg.Emulator {
+			return nil
+		}
+		return newKeys(name, c)
+	}
 	out := []issuer{&firebaseVerifier{
 		issuer: firebaseIDTokenIssuer + cfg.ProjectID, project: cfg.ProjectID, leeway: cfg.Leeway,
-		keys: newKeys("firebase", cfg.Keys), claims: cfg.Claims, emulator: cfg.Emulator,
+		keys: keys("firebase", cfg.Keys), claims: cfg.Claims, emulator: cfg.Emulator,
 	}}
 	if cfg.SessionCookies.Enabled {
 		out = append(out, &firebaseVerifier{
 			issuer: firebaseSessionIssuer + cfg.ProjectID, project: cfg.ProjectID, leeway: cfg.Leeway,
-			keys: newKeys("firebase_session", cfg.SessionCookies.Keys), claims: cfg.Claims, emulator: cfg.Emulator,
+			keys: keys("firebase_session", cfg.SessionCookies.Keys), claims: cfg.Claims, emulator: cfg.Emulator,
 		})
 	}
 	return out

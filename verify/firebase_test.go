@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -429,7 +430,8 @@ func TestVerifyFirebaseEmulator(t *testing.T) {
 		{name: "unsigned legacy token", giveEmulator: true, giveToken: unsigned(t, none, claimsWith(), ""), wantErr: verify.ErrInvalid},
 		{name: "unsigned legacy token, emulator off", giveToken: unsigned(t, none, claimsWith(), ""), wantErr: verify.ErrInvalid},
 		{name: "legacy token, alg none with a signature", giveEmulator: true, giveToken: unsigned(t, none, claimsWith(), fakeSig), wantErr: verify.ErrInvalid},
-		{name: "signed ID token", giveEmulator: true, giveToken: fx.id.Sign(t, firebaseClaims(), nil), wantSubject: testUID},
+		// Emulator mode has no keys to check a signature with.
+		{name: "signed ID token", giveEmulator: true, giveToken: fx.id.Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid},
 		{name: "forged ID token", giveEmulator: true, giveToken: fx.other.WithID(fx.id.ID).Sign(t, firebaseClaims(), nil), wantErr: verify.ErrInvalid},
 		{name: "HS256 legacy token", giveEmulator: true, giveToken: hs256(t, claimsWith()), wantSubject: "alice"},
 	}
@@ -444,5 +446,37 @@ func TestVerifyFirebaseEmulator(t *testing.T) {
 				t.Errorf("Verify().Subject = %q, want %q", got.Subject, tt.wantSubject)
 			}
 		})
+	}
+}
+
+// In emulator mode Google's key sets are neither fetched nor part of
+// readiness: the emulator's tokens are unsigned, and a developer's machine
+// may be offline.
+func TestFirebaseEmulatorFetchesNoKeys(t *testing.T) {
+	fx := newFirebaseFixture(t)
+	cfg := fx.config()
+	cfg.Firebase.Emulator = true
+	v := fx.newVerifier(t, cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	if err := v.Prefetch(t.Context()); err != nil {
+		t.Errorf("Prefetch() = %v, want nil", err)
+	}
+	if err := v.Check(t.Context()); err != nil {
+		t.Errorf("Check() = %v, want nil: no key set to be ready", err)
+	}
+	if err := v.KeysFresh(t.Context()); err != nil {
+		t.Errorf("KeysFresh() = %v, want nil", err)
+	}
+	if _, err := v.Verify(t.Context(), unsigned(t, map[string]any{"alg": "none", "typ": "JWT"}, firebaseClaims(), "")); err != nil {
+		t.Errorf("Verify(emulator token) = %v, want ok", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+	if n := fx.ids.Requests() + fx.sessions.Requests(); n != 0 {
+		t.Errorf("key endpoint requests = %d, want 0", n)
 	}
 }

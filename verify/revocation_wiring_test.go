@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"github.com/authgate/authgate/internal/configtest"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +184,105 @@ func subscribed(t *testing.T, cfg cache.RedisConfig) int64 {
 		t.Fatal(err)
 	}
 	return n[ch]
+}
+
+// TestLogoutReach states what a logout (ReloadUser) reaches, with a short
+// revocation.cache_ttl: at once, every replica that shares Redis; a replica
+// without a working Redis keeps its copy of the user's record, and accepts
+// the user's older tokens, until that copy is cache_ttl old, and not
+// longer. The last replica's clock is injected, so no test waits for a TTL.
+func TestLogoutReach(t *testing.T) {
+	rcfg := revocationRedis(t)
+	const ttl = 2 * time.Second
+	now := time.Now()
+	records := &fakeRecords{states: map[string]UserState{"u1": {}}}
+	cfg := DefaultConfig()
+	cfg.Firebase.Enabled, cfg.Firebase.ProjectID, cfg.Firebase.Emulator = true, "demo-authgate", true
+	cfg.Firebase.Revocation.Enabled, cfg.Firebase.Revocation.CacheTTL = true, ttl
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	replica := func(rcfg cache.RedisConfig, opts ...Option) *Verifier {
+		rdb, err := cache.OpenRedis(rcfg, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := New(cfg, zaptest.NewLogger(t), nil, append(opts, WithCache(cache.DefaultConfig(), rdb), WithUserRecords(records))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = rdb.Run(ctx) })
+		t.Cleanup(func() {
+			v.Close()
+			rdb.Close()
+		})
+		return v
+	}
+	// c's Redis is a closed port: it serves from its in-process tier.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+	dead := rcfg
+	dead.Addrs = []string{deadAddr}
+	clock := verifytest.NewClock(now)
+	a, b, c := replica(rcfg), replica(rcfg), replica(dead, WithClock(clock.Now))
+	tok := emulatorToken(t, "u1", now)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, v := range []*Verifier{a, b, c} {
+			if _, err := v.Verify(t.Context(), tok); err != nil {
+				t.Fatalf("Verify before the logout = %v, want ok", err)
+			}
+		}
+		if subscribed(t, rcfg) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replicas did not subscribe within 5s")
+		}
+	}
+	for _, v := range []*Verifier{a, b, c} {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatalf("Verify before the logout = %v, want ok", err)
+		}
+	}
+	loggedOut := clock.Now()
+
+	records.set("u1", UserState{TokensValidAfter: now})
+	if err := a.ReloadUser(t.Context(), "u1"); err != nil {
+		t.Fatalf("ReloadUser: %v", err)
+	}
+	// Sharing Redis: at once (the invalidation message takes a moment).
+	if _, err := a.Verify(t.Context(), tok); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Verify on the replica that logged out = %v, want ErrRevoked", err)
+	}
+	deadline = time.Now().Add(time.Second)
+	for {
+		_, err := b.Verify(t.Context(), tok)
+		if errors.Is(err, ErrRevoked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Verify on a replica sharing Redis = %v 1s after the logout, want ErrRevoked", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Without a working Redis: until its copy is cache_ttl old.
+	if _, err := c.Verify(t.Context(), tok); err != nil {
+		t.Errorf("Verify on the replica without Redis right after the logout = %v, want ok (its copy is fresh)", err)
+	}
+	clock.Advance(ttl - time.Millisecond)
+	if _, err := c.Verify(t.Context(), tok); err != nil {
+		t.Errorf("Verify on the replica without Redis %s after its copy = %v, want ok", clock.Now().Sub(loggedOut), err)
+	}
+	clock.Advance(time.Millisecond)
+	if _, err := c.Verify(t.Context(), tok); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Verify on the replica without Redis cache_ttl (%s) after its copy = %v, want ErrRevoked", ttl, err)
+	}
 }

@@ -33,7 +33,8 @@ func (s *syncBuffer) String() string {
 
 // TestDev runs `authgate dev --firebase-emulator` in-process: the printed
 // token and an emulator (unsigned) token both reach the echo upstream with
-// identity headers, a spoofed header never does.
+// identity headers, a spoofed header never does; it is ready without
+// Google's keys.
 func TestDev(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var stdout syncBuffer
@@ -89,5 +90,19 @@ func TestDev(t *testing.T) {
 		if resp.StatusCode != c.status || !strings.Contains(string(body), c.want) || strings.Contains(string(body), "spoofed") {
 			t.Errorf("%s: %d %s; want %d with %s and no spoofed value", c.name, resp.StatusCode, body, c.status, c.want)
 		}
+	}
+	// Emulator mode needs no Google keys: ready without reaching them.
+	am := regexp.MustCompile(`admin: http://(\S+)/readyz`).FindStringSubmatch(out)
+	if am == nil {
+		t.Fatalf("authgate dev printed no admin address:\n%s", out)
+	}
+	resp, err := http.Get("http://" + am[1] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz = %d %s, want 200: emulator mode fetches no keys", resp.StatusCode, body)
 	}
 }

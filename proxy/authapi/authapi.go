@@ -370,18 +370,37 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 		return errUnavailable(fmt.Errorf("user row not written, firebase user deleted again: %w", err))
 	}
 	rec.userID = u.ID
-	res := sessionAnswer{User: userOf(u)}
 	// The account exists now; tokens are a convenience. Without them the
-	// client signs in.
+	// client signs in. With them the user is signed in, which login
+	// records as last_login; so does registration.
 	sess, err := h.b.Sessions.SignIn(ctx, email, body.Password)
 	if err != nil {
 		h.log.Warn("registered, but signing in failed", zap.String("request_id", r.Header.Get("X-Request-Id")),
 			zap.String("user_id", u.ID), zap.Error(err))
 	} else {
+		u = h.recordLogin(r, u)
+	}
+	res := sessionAnswer{User: userOf(u)}
+	if err == nil {
 		res.set(sess)
 	}
 	writeJSON(w, http.StatusCreated, &res)
 	return nil
+}
+
+// recordLogin writes last_login of the row u and returns the row as
+// stored; a failure is logged, and u returned as it was: the sign-in
+// stands.
+func (h *Handler) recordLogin(r *http.Request, u federation.User) federation.User {
+	if u.ID == "" { // no row: PostgreSQL is unreachable, or the identity is unlinked
+		return u
+	}
+	nu, err := h.b.Users.UpdateLastLogin(r.Context(), u.ID, h.now())
+	if err != nil {
+		h.log.Warn("last_login not written", zap.String("request_id", r.Header.Get("X-Request-Id")), zap.String("user_id", u.ID), zap.Error(err))
+		return u
+	}
+	return nu
 }
 
 // rollback deletes the Firebase user uid whose row could not be written,
@@ -529,13 +548,7 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, rec *rec
 	if e != nil {
 		return e
 	}
-	if u.ID != "" {
-		if nu, err := h.b.Users.UpdateLastLogin(ctx, u.ID, h.now()); err != nil {
-			h.log.Warn("last_login not written", zap.String("request_id", r.Header.Get("X-Request-Id")), zap.String("user_id", u.ID), zap.Error(err))
-		} else {
-			u = nu
-		}
-	}
+	u = h.recordLogin(r, u)
 	res := sessionAnswer{User: userOf(u)}
 	res.set(sess)
 	writeJSON(w, http.StatusOK, &res)
@@ -616,8 +629,9 @@ func (h *Handler) bearer(r *http.Request) (verify.Identity, *apiError) {
 }
 
 // logout ends every session of the token's Firebase user: its refresh
-// tokens are revoked, and every replica refuses its ID tokens issued until
-// now at once (Verifier.ReloadUser shares the new revocation time).
+// tokens are revoked, and its ID tokens issued until now are refused at
+// once by every replica that shares Redis (Verifier.ReloadUser shares the
+// new revocation time), and by any other within the revocation cache TTL.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, rec *record) *apiError {
 	id, e := h.bearer(r)
 	if e != nil {
@@ -682,27 +696,30 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request, rec *record) *apiEr
 }
 
 // userJSON is a user row as the API shows it (camelCase, as the original
-// service's).
+// service's). Without a row (federationStatus degraded: the user table is
+// unreachable; or failed: the identity is served unlinked) nothing is made
+// up: id, isActive and tokenBalance are null, the row's other fields are
+// absent, and firebaseUid and email are the token's.
 type userJSON struct {
-	// ID is "" while the user table is unreachable (federationStatus
-	// degraded).
-	ID               string     `json:"id"`
+	ID               *string    `json:"id"`
 	FirebaseUID      string     `json:"firebaseUid,omitempty"`
 	Email            string     `json:"email,omitempty"`
 	Username         string     `json:"username,omitempty"`
 	UserType         string     `json:"userType,omitempty"`
-	IsActive         bool       `json:"isActive"`
-	TokenBalance     int64      `json:"tokenBalance"`
+	IsActive         *bool      `json:"isActive"`
+	TokenBalance     *int64     `json:"tokenBalance"`
 	FederationStatus string     `json:"federationStatus"`
 	LastLogin        *time.Time `json:"lastLogin,omitempty"`
 	CreatedAt        *time.Time `json:"createdAt,omitempty"`
 }
 
 func userOf(u federation.User) *userJSON {
-	j := &userJSON{
-		ID: u.ID, FirebaseUID: u.FirebaseUID, Email: u.Email, Username: u.Username, UserType: u.UserType,
-		IsActive: u.IsActive, TokenBalance: u.TokenBalance, FederationStatus: string(u.FederationStatus),
+	j := &userJSON{FirebaseUID: u.FirebaseUID, Email: u.Email, FederationStatus: string(u.FederationStatus)}
+	if u.ID == "" { // no row: what it would say is unknown
+		return j
 	}
+	j.ID, j.IsActive, j.TokenBalance = &u.ID, &u.IsActive, &u.TokenBalance
+	j.Username, j.UserType = u.Username, u.UserType
 	if !u.LastLogin.IsZero() {
 		j.LastLogin = &u.LastLogin
 	}
@@ -738,14 +755,17 @@ func (a *sessionAnswer) set(s Session) {
 	a.IDToken, a.RefreshToken, a.ExpiresIn = j.IDToken, j.RefreshToken, j.ExpiresIn
 }
 
+// identityJSON is the token's identity. Every field is always there,
+// empty when the token does not say (a legacy token has no Firebase uid,
+// most tokens no role), so that clients need not tell absent from empty.
 type identityJSON struct {
 	Provider      string `json:"provider"`
 	Subject       string `json:"subject"`
-	FirebaseUID   string `json:"firebaseUid,omitempty"`
-	Email         string `json:"email,omitempty"`
+	FirebaseUID   string `json:"firebaseUid"`
+	Email         string `json:"email"`
 	EmailVerified bool   `json:"emailVerified"`
-	Name          string `json:"name,omitempty"`
-	Role          string `json:"role,omitempty"`
+	Name          string `json:"name"`
+	Role          string `json:"role"`
 }
 
 func identityOf(id verify.Identity) *identityJSON {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -414,5 +415,34 @@ func TestNewRequiresBackends(t *testing.T) {
 	cfg.WebAPIKey = ""
 	if _, err := New(cfg, Backends{}, nil, nil); err == nil || !errors.Is(err, err) || !strings.Contains(err.Error(), "web_api_key") {
 		t.Errorf("New without a key = %v, want the key named", err)
+	}
+}
+
+// /me always answers every identity field the README lists, empty when the
+// token does not say, so that a client need not tell absent from empty.
+func TestMeIdentityFields(t *testing.T) {
+	f := newFakes(t)
+	f.verifier.ids["legacy-token"] = verify.Identity{Provider: verify.ProviderLegacy, Subject: fakeUserID}
+	f.verifier.ids["firebase-token"] = verify.Identity{Provider: verify.ProviderFirebase, Subject: "fb-1", FirebaseUID: "fb-1", Email: "a@example.test", EmailVerified: true, Name: "Ada", Role: "admin"}
+	tests := []struct {
+		name      string
+		giveToken string
+		want      map[string]any
+	}{
+		{name: "legacy token without claims", giveToken: "legacy-token", want: map[string]any{
+			"provider": "legacy", "subject": fakeUserID, "firebaseUid": "", "email": "", "emailVerified": false, "name": "", "role": "",
+		}},
+		{name: "firebase token", giveToken: "firebase-token", want: map[string]any{
+			"provider": "firebase", "subject": "fb-1", "firebaseUid": "fb-1", "email": "a@example.test", "emailVerified": true, "name": "Ada", "role": "admin",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := call(t, f.h, "GET", "/v1/auth/me", nil, tt.giveToken)
+			got, _ := a.json(t)["identity"].(map[string]any)
+			if a.status != 200 || !maps.Equal(got, tt.want) {
+				t.Errorf("me = %d, identity %v, want 200 and %v", a.status, got, tt.want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,7 +27,8 @@ func TestRegister(t *testing.T) {
 	r := s.newReplica(t, replicaOpts{schema: s.testSchema(t)})
 	email := s.newEmail(t, "register")
 
-	a := call(t, r.h, "POST", "/v1/auth/register", creds{Email: email, Password: goodPassword, Username: "reg-" + strings.ToLower(rand.Text()[:8]), DisplayName: "Reg Ister"}, "")
+	username := "reg-" + strings.ToLower(rand.Text()[:8])
+	a := call(t, r.h, "POST", "/v1/auth/register", creds{Email: email, Password: goodPassword, Username: username, DisplayName: "Reg Ister"}, "")
 	if a.status != http.StatusCreated {
 		t.Fatalf("register = %d %s, want 201", a.status, a.body)
 	}
@@ -47,9 +49,15 @@ func TestRegister(t *testing.T) {
 		t.Errorf("Firebase user = %+v, %v, want email and display name", fu, err)
 	}
 	var rowUID string
-	s.queryRow(t, `SELECT firebase_uid FROM `+schemaUsers(r)+` WHERE id = $1`, []any{id}, &rowUID)
+	var signedIn bool
+	s.queryRow(t, `SELECT firebase_uid, last_login IS NOT NULL AND updated_at >= last_login FROM `+schemaUsers(r)+` WHERE id = $1`, []any{id}, &rowUID, &signedIn)
 	if rowUID != uid {
 		t.Errorf("row's firebase_uid = %q, want %q", rowUID, uid)
+	}
+	// Registration signs the user in, as login does.
+	if !signedIn || a.str(t, "user", "lastLogin") == "" {
+		t.Errorf("register answered lastLogin %q, row's last_login set and updated_at moved with it = %t; want both",
+			a.str(t, "user", "lastLogin"), signedIn)
 	}
 
 	tests := []struct {
@@ -63,6 +71,7 @@ func TestRegister(t *testing.T) {
 		{name: "weak password", give: creds{Email: s.newEmail(t, "weak"), Password: "short"}, wantStatus: 400, wantCode: CodeWeakPassword},
 		{name: "bad email", give: creds{Email: "not an email", Password: goodPassword}, wantStatus: 400, wantCode: CodeInvalidRequest},
 		{name: "bad username", give: creds{Email: s.newEmail(t, "user"), Password: goodPassword, Username: "a b"}, wantStatus: 400, wantCode: CodeInvalidRequest},
+		{name: "same username, other case", give: creds{Email: s.newEmail(t, "upper"), Password: goodPassword, Username: strings.ToUpper(username)}, wantStatus: 409, wantCode: CodeUsernameTaken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,6 +356,32 @@ func TestMe(t *testing.T) {
 	for _, tok := range []string{"", "garbage"} {
 		if a := call(t, r.h, "GET", "/v1/auth/me", nil, tok); a.status != 401 || a.code(t) != CodeInvalidToken {
 			t.Errorf("me with token %q = %d %s, want 401 %s", tok, a.status, a.body, CodeInvalidToken)
+		}
+	}
+}
+
+// With PostgreSQL down and on_unavailable allow, login and me answer 200
+// with what the token says and nothing made up: the row's fields are null
+// or absent, federationStatus is degraded.
+func TestDegradedAnswers(t *testing.T) {
+	s := testServices(t)
+	r := s.newReplica(t, replicaOpts{schema: s.testSchema(t), degrade: true,
+		dbURL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
+	email := s.newEmail(t, "degraded")
+	uid := s.firebaseUser(t, email, goodPassword)
+	login := call(t, r.h, "POST", "/v1/auth/login", creds{Email: email, Password: goodPassword}, "")
+	if login.status != 200 || login.str(t, "idToken") == "" {
+		t.Fatalf("login with PostgreSQL down = %d %s, want 200 with tokens", login.status, login.body)
+	}
+	me := call(t, r.h, "GET", "/v1/auth/me", nil, login.str(t, "idToken"))
+	if me.status != 200 {
+		t.Fatalf("me with PostgreSQL down = %d %s, want 200", me.status, me.body)
+	}
+	want := map[string]any{"id": nil, "isActive": nil, "tokenBalance": nil, "firebaseUid": uid, "email": email, "federationStatus": "degraded"}
+	for _, a := range []answer{login, me} {
+		got, _ := a.json(t)["user"].(map[string]any)
+		if !maps.Equal(got, want) {
+			t.Errorf("user with PostgreSQL down = %v, want %v (no username, userType, lastLogin, createdAt)", got, want)
 		}
 	}
 }

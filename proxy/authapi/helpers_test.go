@@ -200,6 +200,9 @@ type replicaOpts struct {
 	dbURL  string // "" = the test database
 	redis  *cache.RedisConfig
 	config func(*Config)
+	// degrade serves identities from their token while PostgreSQL is
+	// unreachable (on_unavailable allow); the default refuses them.
+	degrade bool
 }
 
 // newReplica builds the auth API on the emulator and PostgreSQL, with
@@ -249,8 +252,12 @@ func (s *services) newReplica(t testing.TB, o replicaOpts) *replica {
 	if dbURL == "" {
 		dbURL = s.dbURL
 	}
+	onUnavailable := federation.PolicyDeny
+	if o.degrade {
+		onUnavailable = federation.PolicyAllow
+	}
 	st, err := federation.Open(ctx, configtest.Fill(federation.Config{
-		Enabled: true, DatabaseURL: secret.Secret(dbURL), Schema: o.schema, OnUnavailable: federation.PolicyDeny,
+		Enabled: true, DatabaseURL: secret.Secret(dbURL), Schema: o.schema, OnUnavailable: onUnavailable,
 		AcquireTimeout: 2 * time.Second,
 	}, federation.DefaultConfig()), log, nil, federation.WithCache(cacheCfg, rdb))
 	if err != nil {
