@@ -64,7 +64,8 @@ func main() {
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
 	default:
-		fmt.Fprintln(os.Stderr, "authgate:", err)
+		// One line: a joined error's parts are separated by "; ".
+		fmt.Fprintln(os.Stderr, "authgate:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(1)
 	}
 }
