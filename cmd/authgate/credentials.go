@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/authgate/authgate/internal/firebaseadmin"
@@ -76,6 +78,26 @@ func sharedNeed(cfg Config, feature string) firebaseAdminNeed {
 	return n
 }
 
+// firebaseAdminNeeds lists what serve will build Firebase Admin clients
+// for. The Auth Emulator needs no credentials.
+func firebaseAdminNeeds(cfg Config) []firebaseAdminNeed {
+	fb := cfg.Verify.Firebase
+	if !fb.Enabled || fb.Emulator {
+		return nil
+	}
+	var needs []firebaseAdminNeed
+	if fb.Revocation.Enabled {
+		needs = append(needs, revocationNeed(cfg))
+	}
+	if n, ok := federationNeed(cfg); ok {
+		needs = append(needs, n)
+	}
+	if cfg.AuthAPI.Enabled {
+		needs = append(needs, authAPINeed(cfg))
+	}
+	return needs
+}
+
 // firebaseAdminError names the feature whose Firebase Admin client could
 // not be built, and what to provide.
 func firebaseAdminError(n firebaseAdminNeed, err error) error {
@@ -102,4 +124,61 @@ func credentialsSource(n firebaseAdminNeed) string {
 func credentialsHelp(n firebaseAdminNeed) string {
 	return fmt.Sprintf("set %s to a service account key file, or %s, or run where application default credentials exist (gcloud auth application-default login, GKE Workload Identity); in development use the Auth Emulator (verify.firebase.emulator: true and %s)",
 		strings.Join(n.keys, " or "), firebaseadmin.CredentialsEnv, emulatorEnv)
+}
+
+// firebaseCredentialProblems checks, for check-config and before serve,
+// the Firebase Admin credentials that serve will use: a named file must be
+// a readable credentials file (problems). Without one, application default
+// credentials may still come from a metadata server (GKE, Compute Engine,
+// Cloud Run), which only serve can ask: no file anywhere is a warning, and
+// serve then fails with ErrNoCredentials if there is no metadata server
+// either.
+func firebaseCredentialProblems(cfg Config, environ []string) (problems []error, warnings []string) {
+	type source struct {
+		key, file string
+		features  []string
+		keys      []string
+	}
+	var sources []*source
+	byFile := map[string]*source{}
+	for _, n := range firebaseAdminNeeds(cfg) {
+		s := byFile[n.file]
+		if s == nil {
+			s = &source{key: credentialsSource(n), file: n.file}
+			byFile[n.file] = s
+			sources = append(sources, s)
+		}
+		s.features = append(s.features, n.feature)
+		for _, k := range n.keys {
+			if !slices.Contains(s.keys, k) {
+				s.keys = append(s.keys, k)
+			}
+		}
+	}
+	for _, s := range sources {
+		key, file := s.key, s.file
+		switch {
+		case file != "":
+			if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+				continue // Validate reports it already
+			}
+		case lookupEnv(environ, firebaseadmin.CredentialsEnv) != "":
+			file = lookupEnv(environ, firebaseadmin.CredentialsEnv)
+		default:
+			home := lookupEnv(environ, "HOME")
+			if home == "" {
+				home, _ = os.UserHomeDir()
+			}
+			key, file = "application default credentials", firebaseadmin.WellKnownFile(home, lookupEnv(environ, "APPDATA"))
+			if _, err := os.Stat(file); err != nil {
+				warnings = append(warnings, fmt.Sprintf("%s need Firebase Admin credentials, and neither %s nor %s is set and %s does not exist: serve will get them only from a metadata server (GKE Workload Identity, Compute Engine, Cloud Run) and refuse to start elsewhere; in development use the Auth Emulator (verify.firebase.emulator: true and %s)",
+					strings.Join(s.features, " and "), strings.Join(s.keys, " nor "), firebaseadmin.CredentialsEnv, file, emulatorEnv))
+				continue
+			}
+		}
+		if err := firebaseadmin.CheckCredentialsFile(file); err != nil {
+			problems = append(problems, fmt.Errorf("%s: %w; %s need Firebase Admin credentials", key, err, strings.Join(s.features, " and ")))
+		}
+	}
+	return problems, warnings
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -128,6 +129,119 @@ func TestServeStartFailure(t *testing.T) {
 			for _, want := range tt.wantLine {
 				if !strings.Contains(lines[len(lines)-1], want) {
 					t.Errorf("serve's last line does not contain %q:\n%s", want, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckConfigFirebaseCredentials runs check-config on configurations
+// that need Firebase Admin credentials: a named file that cannot be used is
+// a problem (exit 2); none anywhere is a warning only, as a metadata server
+// may provide them at serve.
+func TestCheckConfigFirebaseCredentials(t *testing.T) {
+	authgateBinary(t)
+	dir := t.TempDir()
+	notJSON := filepath.Join(dir, "not-json")
+	e2eWriteFile(t, notJSON, "not json\n")
+	noType := filepath.Join(dir, "no-type.json")
+	e2eWriteFile(t, noType, "{}\n")
+	key := filepath.Join(dir, "key.json")
+	e2eWriteFile(t, key, `{"type": "service_account"}`+"\n")
+	gcloudHome := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(gcloudHome, ".config", "gcloud"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e2eWriteFile(t, filepath.Join(gcloudHome, ".config", "gcloud", "application_default_credentials.json"), `{"type": "authorized_user"}`)
+	revocation := `  firebase:
+    enabled: true
+    project_id: demo-authgate
+    revocation: {enabled: true}
+`
+	worker := revocation + "federation:\n  enabled: true\n  database_url: postgres://postgres@127.0.0.1:1/none\n  worker: {enabled: true}\n"
+
+	tests := []struct {
+		name       string
+		giveYAML   string
+		giveEnv    []string
+		wantCode   int
+		wantStderr []string
+		wantNot    []string
+	}{
+		{
+			name:     "none anywhere is a warning",
+			giveYAML: revocation,
+			wantStderr: []string{
+				": warning: revocation checks (verify.firebase.revocation.enabled) need Firebase Admin credentials, and neither verify.firebase.revocation.credentials_file nor GOOGLE_APPLICATION_CREDENTIALS is set",
+				"application_default_credentials.json does not exist: serve will get them only from a metadata server",
+			},
+		},
+		{
+			name:     "one warning for the features sharing credentials",
+			giveYAML: worker,
+			wantStderr: []string{
+				"revocation checks (verify.firebase.revocation.enabled) and the federation worker (federation.worker.enabled) need Firebase Admin credentials, and neither verify.firebase.revocation.credentials_file nor federation.firebase_credentials_file nor GOOGLE_APPLICATION_CREDENTIALS",
+			},
+		},
+		{
+			name:     "named file not JSON",
+			giveYAML: revocation,
+			giveEnv:  []string{"AUTHGATE_VERIFY_FIREBASE_REVOCATION_CREDENTIALS_FILE=" + notJSON},
+			wantCode: 2,
+			wantStderr: []string{
+				"verify.firebase.revocation.credentials_file: credentials file " + notJSON + ": not JSON; revocation checks (verify.firebase.revocation.enabled) need Firebase Admin credentials",
+			},
+			wantNot: []string{"warning"},
+		},
+		{
+			name:       "federation file not a credentials file",
+			giveYAML:   worker,
+			giveEnv:    []string{"AUTHGATE_FEDERATION_FIREBASE_CREDENTIALS_FILE=" + noType, "AUTHGATE_VERIFY_FIREBASE_REVOCATION_CREDENTIALS_FILE=" + key},
+			wantCode:   2,
+			wantStderr: []string{"federation.firebase_credentials_file: credentials file " + noType + `: no "type" field`},
+			wantNot:    []string{"warning", "verify.firebase.revocation.credentials_file:"},
+		},
+		{
+			name:       "GOOGLE_APPLICATION_CREDENTIALS not JSON",
+			giveYAML:   revocation,
+			giveEnv:    []string{"GOOGLE_APPLICATION_CREDENTIALS=" + notJSON},
+			wantCode:   2,
+			wantStderr: []string{"GOOGLE_APPLICATION_CREDENTIALS: credentials file " + notJSON + ": not JSON"},
+		},
+		{
+			name:     "named file",
+			giveYAML: revocation,
+			giveEnv:  []string{"AUTHGATE_VERIFY_FIREBASE_REVOCATION_CREDENTIALS_FILE=" + key},
+			wantNot:  []string{"warning"},
+		},
+		{
+			name:     "gcloud application default credentials",
+			giveYAML: revocation,
+			giveEnv:  []string{"HOME=" + gcloudHome},
+			wantNot:  []string{"warning"},
+		},
+		{
+			name:     "emulator needs none",
+			giveYAML: revocation + "    emulator: true\n",
+			wantNot:  []string{"warning"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "authgate.yaml")
+			e2eWriteFile(t, path, startFailureConfig+tt.giveYAML)
+			code, _, stderr := runAuthgate(t, noCredentialsEnv(t, tt.giveEnv...), "check-config", "--config", path)
+			if code != tt.wantCode {
+				t.Errorf("check-config exit code %d, want %d\n%s", code, tt.wantCode, stderr)
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("check-config stderr does not contain %q:\n%s", want, stderr)
+				}
+			}
+			for _, not := range tt.wantNot {
+				if strings.Contains(stderr, not) {
+					t.Errorf("check-config stderr contains %q:\n%s", not, stderr)
 				}
 			}
 		})

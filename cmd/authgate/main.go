@@ -101,7 +101,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitError{2}
 		}
 		cfg, err := loadConfig(*path, environ)
-		if err != nil {
+		// Named files are checked before serve; missing Google application
+		// default credentials only serve can tell for sure.
+		credProblems, credWarnings := firebaseCredentialProblems(cfg, environ)
+		if cmd == "check-config" {
+			for _, w := range credWarnings {
+				fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+			}
+		}
+		if err := errors.Join(append([]error{err}, credProblems...)...); err != nil {
 			printProblems(stderr, *path, err)
 			return exitError{2}
 		}
