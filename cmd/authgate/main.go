@@ -1,7 +1,8 @@
 // Command authgate is an identity-aware forward-auth proxy: it verifies each
-// request's bearer token (legacy platform JWTs today, Firebase ID tokens
-// next), then proxies the request upstream with X-User-* identity headers or
-// answers the auth subrequests of nginx, Traefik, Caddy and Envoy.
+// request's bearer token (a Firebase ID token or session cookie, or a legacy
+// platform JWT), then proxies the request upstream with X-User-* identity
+// headers or answers the auth subrequests of nginx, Traefik, Caddy and
+// Envoy.
 //
 // Usage:
 //
