@@ -14,6 +14,7 @@ import (
 
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
+	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/verify"
 )
@@ -29,143 +30,272 @@ type app struct {
 	handler  *proxy.Handler
 
 	background []func(ctx context.Context) error
-	closers    []func()
+	closers    []closer
+	onClose    func(component string) // nil but in tests
 	wg         sync.WaitGroup
 }
 
+// closer releases one component.
+type closer struct {
+	component string
+	close     func()
+}
+
+// appOption changes how newApp builds; only tests use one.
+type appOption func(*app)
+
+// withCloseHook calls f with the name of each component that close
+// releases, as it does.
+func withCloseHook(f func(component string)) appOption {
+	return func(a *app) { a.onClose = f }
+}
+
+// wiring is what one component's builder hands to those built after it.
+type wiring struct {
+	reg    prometheus.Registerer // the registry with the authgate_ prefix
+	rdb    *cache.Redis          // nil without Redis
+	vopts  []verify.Option
+	fopts  []federation.Option
+	popts  []proxy.Option
+	aopts  []proxy.AdminOption
+	linker proxy.Linker // nil when nothing links accounts
+}
+
 // newApp builds every component. It opens no listener and starts no
-// goroutine; Redis and key endpoints may be down.
-func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error) {
-	a = &app{log: log, registry: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
+// goroutine; Redis, PostgreSQL and key endpoints may be down. On an error
+// it closes what it had built, and the error names the component, the
+// configuration key where one is at fault, and the cause.
+func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption) (*app, error) {
+	a := &app{log: log, registry: prometheus.NewRegistry()}
+	for _, o := range opts {
+		o(a)
+	}
+	w := &wiring{reg: a.registerProcessMetrics()}
+	// In this order: each builder uses what the ones before it made.
+	for _, build := range []func(context.Context, Config, *wiring) error{
+		a.buildRedis,
+		a.buildTracing,
+		a.buildRevocation,
+		a.buildVerifier,
+		a.buildFederation,
+		a.buildAdminAPI,
+		a.buildAuthAPI,
+		a.buildProxy,
+	} {
+		if err := build(ctx, cfg, w); err != nil {
 			a.close()
+			return nil, err
 		}
-	}()
+	}
+	return a, nil
+}
+
+// addCloser has close call release for component, after everything
+// added later.
+func (a *app) addCloser(component string, release func()) {
+	a.closers = append(a.closers, closer{component: component, close: release})
+}
+
+// registerProcessMetrics registers the Go, process and build metrics and
+// returns the registerer every component uses.
+func (a *app) registerProcessMetrics() prometheus.Registerer {
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg := prometheus.WrapRegistererWithPrefix("authgate_", a.registry)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "build_info", Help: "Build version and commit; always 1."}, []string{"version", "commit", "goversion"})
 	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
 	reg.MustRegister(build)
+	return reg
+}
 
-	rdb, err := cache.OpenRedis(cfg.Cache.Redis, log)
+// Each builder below validates its configuration section first, though
+// loadConfig did already: newApp is also called with configurations that
+// did not pass through it, and a file named there may have changed since.
+// Its problems then carry their key path.
+
+// buildRedis opens the client of the shared cache's Redis tier, if one is
+// configured. It connects on first use. OpenRedis fails only on its
+// configuration.
+func (a *app) buildRedis(_ context.Context, cfg Config, w *wiring) error {
+	rdb, err := cache.OpenRedis(cfg.Cache.Redis, a.log)
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		return fmt.Errorf("redis: %w", configerr.Prefix("cache.redis.", err))
 	}
-	if rdb != nil {
-		a.closers = append(a.closers, func() { _ = rdb.Close() })
-		if err := reg.Register(rdb.PoolCollector()); err != nil {
-			return nil, fmt.Errorf("redis metrics: %w", err)
+	if rdb == nil {
+		return nil
+	}
+	a.addCloser("redis", func() { _ = rdb.Close() })
+	if err := w.reg.Register(rdb.PoolCollector()); err != nil {
+		return fmt.Errorf("redis: metrics: %w", err)
+	}
+	// Other replicas' invalidations (a logout, a changed user row) reach
+	// this replica's in-process tiers through it.
+	a.background = append(a.background, rdb.Run)
+	w.rdb = rdb
+	return nil
+}
+
+// buildTracing makes the tracer provider that every component gets.
+func (a *app) buildTracing(ctx context.Context, cfg Config, w *wiring) error {
+	if !cfg.Tracing.Enabled {
+		return nil
+	}
+	tp, err := newTracerProvider(ctx, cfg.Tracing)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	a.addCloser("tracing", func() {
+		if err := shutdownTracing(tp); err != nil {
+			a.log.Warn("flushing spans failed", zap.Error(err))
 		}
-		// Other replicas' invalidations (a logout, a changed user row)
-		// reach this replica's in-process tiers through it.
-		a.background = append(a.background, rdb.Run)
+	})
+	w.vopts = append(w.vopts, verify.WithTracerProvider(tp))
+	w.fopts = append(w.fopts, federation.WithTracerProvider(tp))
+	w.popts = append(w.popts, proxy.WithTracerProvider(tp, propagation.TraceContext{}))
+	return nil
+}
+
+// buildRevocation makes the Firebase Admin client that revocation checks
+// read user records with.
+func (a *app) buildRevocation(ctx context.Context, cfg Config, w *wiring) error {
+	fb := cfg.Verify.Firebase
+	if !fb.Enabled || !fb.Revocation.Enabled {
+		return nil
 	}
+	records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
+	if err != nil {
+		return firebaseAdminError(revocationNeed(cfg), err)
+	}
+	w.vopts = append(w.vopts, verify.WithUserRecords(records))
+	return nil
+}
+
+// buildVerifier builds the token verifier and its cache.
+func (a *app) buildVerifier(_ context.Context, cfg Config, w *wiring) error {
 	// A cached identity keeps only the claims that routes read.
-	vopts := []verify.Option{verify.WithCache(cfg.Cache, rdb), verify.WithClaims(cfg.Proxy.ClaimNames())}
-	if rdb != nil && cfg.Federation.Enabled {
+	w.vopts = append(w.vopts, verify.WithCache(cfg.Cache, w.rdb), verify.WithClaims(cfg.Proxy.ClaimNames()))
+	if w.rdb != nil && cfg.Federation.Enabled {
 		// A token new to this replica and its user row: one Redis round
-		// trip. The store is built below, before any request.
-		vopts = append(vopts, verify.WithUserPrefetch(func(id verify.Identity) *cache.Prefetch {
+		// trip. buildFederation makes the store, before any request.
+		w.vopts = append(w.vopts, verify.WithUserPrefetch(func(id verify.Identity) *cache.Prefetch {
 			if a.store == nil {
 				return nil
 			}
 			return a.store.PrefetchUser(id)
 		}))
 	}
-	var popts []proxy.Option
-	var fopts []federation.Option
-	if cfg.Tracing.Enabled {
-		tp, err := newTracerProvider(ctx, cfg.Tracing)
-		if err != nil {
-			return nil, fmt.Errorf("tracing: %w", err)
-		}
-		a.closers = append(a.closers, func() {
-			if err := shutdownTracing(tp); err != nil {
-				log.Warn("flushing spans failed", zap.Error(err))
-			}
-		})
-		vopts = append(vopts, verify.WithTracerProvider(tp))
-		fopts = append(fopts, federation.WithTracerProvider(tp))
-		popts = append(popts, proxy.WithTracerProvider(tp, propagation.TraceContext{}))
+	if err := cfg.Verify.Validate(); err != nil {
+		return fmt.Errorf("verifier: %w", configerr.Prefix("verify.", err))
 	}
-	if fb := cfg.Verify.Firebase; fb.Enabled && fb.Revocation.Enabled {
-		records, err := verify.NewFirebaseRecords(ctx, fb.ProjectID, fb.Revocation.CredentialsFile)
-		if err != nil {
-			return nil, fmt.Errorf("firebase admin: %w", err)
-		}
-		vopts = append(vopts, verify.WithUserRecords(records))
-	}
-	a.verifier, err = verify.New(cfg.Verify, log, reg, vopts...)
+	v, err := verify.New(cfg.Verify, a.log, w.reg, w.vopts...)
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+		return fmt.Errorf("verifier: %w", err)
 	}
-	a.closers = append(a.closers, func() { _ = a.verifier.Close() })
-	a.background = append(a.background, a.verifier.Run)
+	a.verifier = v
+	a.addCloser("verifier", func() { _ = v.Close() })
+	a.background = append(a.background, v.Run)
+	return nil
+}
 
+// buildFederation opens the user table's pool (connecting on first use)
+// and, where Firebase is configured for them, the Firebase Admin client of
+// the federation worker and the admin API's link endpoint.
+func (a *app) buildFederation(ctx context.Context, cfg Config, w *wiring) error {
+	if !cfg.Federation.Enabled {
+		return nil
+	}
+	if err := cfg.Federation.Validate(); err != nil {
+		return fmt.Errorf("federation: %w", configerr.Prefix("federation.", err))
+	}
+	store, err := federation.Open(ctx, cfg.Federation, a.log, w.reg, append(w.fopts, federation.WithCache(cfg.Cache, w.rdb))...)
+	if err != nil {
+		return fmt.Errorf("federation: %w", err)
+	}
+	a.store = store
+	a.addCloser("federation", store.Close)
+	a.background = append(a.background, store.Run)
+	if cfg.Federation.MigrateOnStart {
+		a.background = append(a.background, a.migrateUntilDone)
+	}
+	w.popts = append(w.popts, proxy.WithUsers(store))
+
+	need, ok := federationNeed(cfg)
+	if !ok {
+		return nil
+	}
+	profiles, err := federation.NewFirebaseProfiles(ctx, cfg.Verify.Firebase.ProjectID, need.file)
+	if err != nil {
+		return firebaseAdminError(need, err)
+	}
+	if cfg.Federation.Worker.Enabled {
+		a.background = append(a.background, func(ctx context.Context) error { return store.RunWorker(ctx, profiles) })
+	}
+	w.linker = storeLinker{store: store, profiles: profiles}
+	return nil
+}
+
+// buildAdminAPI builds the admin users API when a secret is set.
+func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
+	if cfg.Server.Admin.apiSecretKey() == "" {
+		return nil
+	}
+	if err := cfg.Server.Admin.AdminConfig.Validate(); err != nil {
+		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
+	}
+	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.linker, a.log)
+	if err != nil {
+		return fmt.Errorf("admin api: %w", err)
+	}
+	w.aopts = append(w.aopts, proxy.WithAdminAPI(api))
+	return nil
+}
+
+// buildAuthAPI builds the auth API; Validate made sure of Firebase,
+// revocation and federation.
+func (a *app) buildAuthAPI(ctx context.Context, cfg Config, w *wiring) error {
+	if !cfg.AuthAPI.Enabled {
+		return nil
+	}
+	if err := cfg.AuthAPI.Validate(); err != nil {
+		return fmt.Errorf("auth api: %w", configerr.Prefix("auth_api.", err))
+	}
+	api, err := newAuthAPI(ctx, cfg, a.verifier, a.store, a.log, w.reg)
+	if err != nil {
+		return err
+	}
+	w.popts = append(w.popts, proxy.WithAuthAPI(api.Prefix(), api))
+	return nil
+}
+
+// buildProxy builds the admin listener's handler, with the readiness
+// checks of what was built before, and the public handler.
+func (a *app) buildProxy(_ context.Context, cfg Config, w *wiring) error {
+	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, a.readinessChecks(cfg, w), w.aopts...)
+	w.popts = append(w.popts, proxy.WithAccessLog(cfg.Log.AccessLog), proxy.WithReadiness(a.admin.Ready))
+	h, err := proxy.New(cfg.Proxy, a.verifier, a.log, w.reg, w.popts...)
+	if err != nil {
+		// The proxy's keys sit at the top level of the file.
+		return fmt.Errorf("proxy: %w", err)
+	}
+	a.handler = h
+	return nil
+}
+
+// readinessChecks lists what /readyz checks.
+func (a *app) readinessChecks(cfg Config, w *wiring) []proxy.Check {
 	checks := []proxy.Check{
 		{Name: "verify", Critical: true, Func: a.verifier.Check},
 		{Name: "keys", Func: a.verifier.KeysFresh},
 	}
-	if rdb != nil {
-		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
+	if w.rdb != nil {
+		checks = append(checks, proxy.Check{Name: "redis", Func: w.rdb.Check})
 	}
-	popts = append(popts, proxy.WithAccessLog(cfg.Log.AccessLog))
-	var linker proxy.Linker
-	if cfg.Federation.Enabled {
-		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, append(fopts, federation.WithCache(cfg.Cache, rdb))...)
-		if err != nil {
-			return nil, fmt.Errorf("federation: %w", err)
-		}
-		a.closers = append(a.closers, a.store.Close)
-		a.background = append(a.background, a.store.Run)
-		if cfg.Federation.MigrateOnStart {
-			a.background = append(a.background, a.migrateUntilDone)
-		}
+	if a.store != nil {
 		// With on_unavailable: deny every request fails while PostgreSQL
 		// is down, so readiness follows it; with allow authgate serves
 		// degraded identities and PostgreSQL only degrades readiness.
 		checks = append(checks, proxy.Check{Name: "postgres", Critical: cfg.Federation.OnUnavailable == federation.PolicyDeny, Func: a.store.Check})
-		popts = append(popts, proxy.WithUsers(a.store))
-
-		// Validate allows the worker and the admin API only with Firebase.
-		if fb := cfg.Verify.Firebase; fb.Enabled && (cfg.Federation.Worker.Enabled || cfg.Server.Admin.apiSecretKey() != "") {
-			creds := cfg.Federation.FirebaseCredentialsFile
-			if creds == "" {
-				creds = fb.Revocation.CredentialsFile
-			}
-			profiles, err := federation.NewFirebaseProfiles(ctx, fb.ProjectID, creds)
-			if err != nil {
-				return nil, fmt.Errorf("firebase admin for federation: %w", err)
-			}
-			if cfg.Federation.Worker.Enabled {
-				a.background = append(a.background, func(ctx context.Context) error { return a.store.RunWorker(ctx, profiles) })
-			}
-			linker = storeLinker{store: a.store, profiles: profiles}
-		}
 	}
-	var aopts []proxy.AdminOption
-	if cfg.Server.Admin.apiSecretKey() != "" {
-		api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, linker, log)
-		if err != nil {
-			return nil, fmt.Errorf("admin api: %w", err)
-		}
-		aopts = append(aopts, proxy.WithAdminAPI(api))
-	}
-	if cfg.AuthAPI.Enabled { // Validate made sure of Firebase, revocation and federation
-		api, err := newAuthAPI(ctx, cfg, a.verifier, a.store, log, reg)
-		if err != nil {
-			return nil, err
-		}
-		popts = append(popts, proxy.WithAuthAPI(api.Prefix(), api))
-	}
-	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, checks, aopts...)
-	popts = append(popts, proxy.WithReadiness(a.admin.Ready))
-	a.handler, err = proxy.New(cfg.Proxy, a.verifier, log, reg, popts...)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	return a, nil
+	return checks
 }
 
 // storeLinker links accounts for the admin API, checking the Firebase uid
@@ -230,6 +360,9 @@ func (a *app) startBackground(ctx context.Context) {
 func (a *app) close() {
 	a.wg.Wait()
 	for i := len(a.closers) - 1; i >= 0; i-- {
-		a.closers[i]()
+		a.closers[i].close()
+		if a.onClose != nil {
+			a.onClose(a.closers[i].component)
+		}
 	}
 }

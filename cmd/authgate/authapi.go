@@ -24,13 +24,10 @@ import (
 // the Admin SDK then is.
 func newAuthAPI(ctx context.Context, cfg Config, v *verify.Verifier, store *federation.Store, log *zap.Logger, reg prometheus.Registerer) (*authapi.Handler, error) {
 	fb := cfg.Verify.Firebase
-	creds := cfg.Federation.FirebaseCredentialsFile
-	if creds == "" {
-		creds = fb.Revocation.CredentialsFile
-	}
-	client, err := firebaseadmin.AuthClient(ctx, fb.ProjectID, creds)
+	need := authAPINeed(cfg)
+	client, err := firebaseadmin.AuthClient(ctx, fb.ProjectID, need.file)
 	if err != nil {
-		return nil, err
+		return nil, firebaseAdminError(need, err)
 	}
 	acfg := cfg.AuthAPI
 	if host := os.Getenv(emulatorEnv); fb.Emulator && host != "" {
@@ -38,7 +35,7 @@ func newAuthAPI(ctx context.Context, cfg Config, v *verify.Verifier, store *fede
 	}
 	sessions, err := authapi.NewIdentityToolkit(acfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("auth api: %w", err)
 	}
 	h, err := authapi.New(acfg, authapi.Backends{
 		Verifier: v,

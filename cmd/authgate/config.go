@@ -42,7 +42,7 @@ type Config struct {
 	// the tokens seen.
 	Federation federation.Config `yaml:"federation"`
 	// Cache configures the shared two-tier cache (in-process, then Redis)
-	// that verified tokens and, later, user rows live in.
+	// that verified tokens and federation's user rows live in.
 	Cache cache.Config `yaml:"cache"`
 	// Tracing exports OpenTelemetry spans over OTLP/HTTP.
 	Tracing TracingConfig `yaml:"tracing"`

@@ -81,9 +81,9 @@ func startForwardAuthgate(t *testing.T) *e2eAuthgate {
 		m[path[len(path)-1]] = value
 	}
 	set("127.0.0.1:0", "server", "public", "addr")
-	// Not "127.0.0.1:0" again: config validation refuses two equal addr
-	// strings, even port 0 ones.
-	set("localhost:0", "server", "admin", "addr")
+	// Port 0 again: each listener gets its own free port, and validation
+	// lets two port-0 addresses share a host.
+	set("127.0.0.1:0", "server", "admin", "addr")
 	set("5s", "server", "shutdown_grace")
 	set([]string{"127.0.0.1/32"}, "trusted_proxies")
 	set("https://auth.example.test", "verify", "legacy", "issuer")

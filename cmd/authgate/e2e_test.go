@@ -418,9 +418,9 @@ server:
   public:
     addr: "127.0.0.1:0"
   admin:
-    # Not "127.0.0.1:0" again: config validation refuses two equal addr
-    # strings, even port 0 ones.
-    addr: "localhost:0"
+    # Port 0 again: each listener gets its own free port, and validation
+    # lets two port-0 addresses share a host.
+    addr: "127.0.0.1:0"
   shutdown_grace: 5s
 log:
   level: info

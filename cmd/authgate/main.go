@@ -1,7 +1,8 @@
 // Command authgate is an identity-aware forward-auth proxy: it verifies each
-// request's bearer token (legacy platform JWTs today, Firebase ID tokens
-// next), then proxies the request upstream with X-User-* identity headers or
-// answers the auth subrequests of nginx, Traefik, Caddy and Envoy.
+// request's bearer token (a Firebase ID token or session cookie, or a legacy
+// platform JWT), then proxies the request upstream with X-User-* identity
+// headers or answers the auth subrequests of nginx, Traefik, Caddy and
+// Envoy.
 //
 // Usage:
 //
@@ -65,7 +66,8 @@ func main() {
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
 	default:
-		fmt.Fprintln(os.Stderr, "authgate:", err)
+		// One line: a joined error's parts are separated by "; ".
+		fmt.Fprintln(os.Stderr, "authgate:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(1)
 	}
 }
@@ -105,7 +107,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return exitError{2}
 		}
 		cfg, err := loadConfig(*path, environ)
-		if err != nil {
+		// Named files are checked before serve; missing Google application
+		// default credentials only serve can tell for sure.
+		credProblems, credWarnings := firebaseCredentialProblems(cfg, environ)
+		if cmd == "check-config" {
+			for _, w := range credWarnings {
+				fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+			}
+		}
+		if err := errors.Join(append([]error{err}, credProblems...)...); err != nil {
 			printProblems(stderr, *path, err)
 			return exitError{2}
 		}
