@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authgate/authgate/internal/secret"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/oauth2/google"
 )
@@ -40,7 +41,7 @@ func appFailureConfig(t *testing.T) Config {
 	if err := decodeYAML([]byte(minimalConfig), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Verify.Legacy.Secrets = []string{"app-test-secret-0123456789abcdef0123456789"}
+	cfg.Verify.Legacy.Secrets = []secret.Secret{"app-test-secret-0123456789abcdef0123456789"}
 	cfg.Cache.Redis.Addrs = []string{"127.0.0.1:6379"}
 	cfg.Tracing.Enabled = true
 	cfg.Federation.Enabled = true
@@ -122,7 +123,7 @@ func TestNewAppFailures(t *testing.T) {
 			give: func(t *testing.T, cfg *Config) {
 				cfg.Verify.Legacy.Secrets, cfg.Verify.Legacy.SecretFiles = nil, []string{missing}
 			},
-			wantErr:    []string{"verifier: verify.legacy.secret_files[0]: cannot read", "no such file"},
+			wantErr:    []string{"verifier: verify.legacy.secret_files[0]: open ", "no such file"},
 			wantClosed: []string{"tracing", "redis"},
 		},
 		{
