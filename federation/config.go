@@ -23,12 +23,15 @@ const (
 	defaultLastLoginInterval = 5 * time.Minute
 	defaultCacheTTL          = time.Minute
 	defaultPendingMax        = 10_000
+	defaultIdempotencyTTL    = 24 * time.Hour
 
 	maxConns            = 1000
 	maxTimeout          = time.Minute
 	maxPendingMax       = 10_000_000
 	maxURLFileBytes     = 16 << 10
 	maxSchemaNameLength = 63 // NAMEDATALEN - 1
+	minIdempotencyTTL   = time.Minute
+	maxIdempotencyTTL   = 30 * 24 * time.Hour
 )
 
 // Policies for OnUnavailable and OnEmailConflict.
@@ -112,6 +115,10 @@ type Config struct {
 	// too, Google's application default credentials. Not used with the
 	// Auth Emulator.
 	FirebaseCredentialsFile string `yaml:"firebase_credentials_file"`
+	// IdempotencyTTL is how long the admin API keeps the answer to a
+	// write with an Idempotency-Key header, replaying it to retries with
+	// the key (see Store.Idempotent). Default 24h; 1m to 720h.
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
 	// Worker retries failed federations in the background.
 	Worker WorkerConfig `yaml:"worker"`
 }
@@ -130,6 +137,7 @@ func DefaultConfig() Config {
 		LastLoginInterval: defaultLastLoginInterval,
 		CacheTTL:          defaultCacheTTL,
 		PendingMax:        defaultPendingMax,
+		IdempotencyTTL:    defaultIdempotencyTTL,
 		Worker:            WorkerConfig{}.withDefaults(),
 	}
 }
@@ -157,6 +165,7 @@ func (c Config) withDefaults() Config {
 		{&c.QueryTimeout, d.QueryTimeout},
 		{&c.LastLoginInterval, d.LastLoginInterval},
 		{&c.CacheTTL, d.CacheTTL},
+		{&c.IdempotencyTTL, d.IdempotencyTTL},
 	} {
 		if *f.p == 0 {
 			*f.p = f.def
@@ -181,10 +190,10 @@ func (c Config) String() string {
 	if c.DatabaseURL != "" {
 		url = "[redacted]"
 	}
-	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d FirebaseCredentialsFile:%q Worker:%+v}",
+	return fmt.Sprintf("{Enabled:%t DatabaseURL:%s DatabaseURLFile:%q Schema:%q MinConns:%d MaxConns:%d MaxConnIdleTime:%s AcquireTimeout:%s QueryTimeout:%s MigrateOnStart:%t OnUnavailable:%q OnEmailConflict:%q LastLoginInterval:%s CacheTTL:%s PendingMax:%d IdempotencyTTL:%s FirebaseCredentialsFile:%q Worker:%+v}",
 		c.Enabled, url, c.DatabaseURLFile, c.Schema, c.MinConns, c.MaxConns, c.MaxConnIdleTime,
 		c.AcquireTimeout, c.QueryTimeout, c.MigrateOnStart, c.OnUnavailable, c.OnEmailConflict,
-		c.LastLoginInterval, c.CacheTTL, c.PendingMax, c.FirebaseCredentialsFile, c.Worker)
+		c.LastLoginInterval, c.CacheTTL, c.PendingMax, c.IdempotencyTTL, c.FirebaseCredentialsFile, c.Worker)
 }
 
 // GoString redacts the connection string from %#v too.
@@ -231,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
 		errs = append(errs, fmt.Errorf("pending_max: must be between 0 (default %d) and %d", defaultPendingMax, maxPendingMax))
+	}
+	if c.IdempotencyTTL < minIdempotencyTTL || c.IdempotencyTTL > maxIdempotencyTTL {
+		errs = append(errs, fmt.Errorf("idempotency_ttl: %s is outside %s..%s", c.IdempotencyTTL, minIdempotencyTTL, maxIdempotencyTTL))
 	}
 	if f := c.FirebaseCredentialsFile; f != "" {
 		if fi, err := os.Stat(f); err != nil {

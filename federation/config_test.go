@@ -76,6 +76,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "policies", give: on(Config{DatabaseURL: testURL, OnUnavailable: "maybe", OnEmailConflict: "link"}),
 			wantKeys: []string{"on_unavailable", "on_email_conflict"}},
 		{name: "pending_max", give: on(Config{DatabaseURL: testURL, PendingMax: -1}), wantKeys: []string{"pending_max"}},
+		{name: "idempotency_ttl too short", give: on(Config{DatabaseURL: testURL, IdempotencyTTL: time.Second}), wantKeys: []string{"idempotency_ttl"}},
+		{name: "idempotency_ttl too long", give: on(Config{DatabaseURL: testURL, IdempotencyTTL: 31 * 24 * time.Hour}), wantKeys: []string{"idempotency_ttl"}},
+		{name: "idempotency_ttl negative", give: on(Config{DatabaseURL: testURL, IdempotencyTTL: -time.Hour}), wantKeys: []string{"idempotency_ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
