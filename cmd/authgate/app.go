@@ -111,7 +111,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		checks = append(checks, proxy.Check{Name: "redis", Func: rdb.Check})
 	}
 	popts = append(popts, proxy.WithAccessLog(cfg.Log.AccessLog))
-	var linker proxy.Linker
+	var adminAPI proxy.AdminBackends
 	if cfg.Federation.Enabled {
 		a.store, err = federation.Open(ctx, cfg.Federation, log, reg, append(fopts, federation.WithCache(cfg.Cache, rdb))...)
 		if err != nil {
@@ -128,7 +128,9 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 		checks = append(checks, proxy.Check{Name: "postgres", Critical: cfg.Federation.OnUnavailable == federation.PolicyDeny, Func: a.store.Check})
 		popts = append(popts, proxy.WithUsers(a.store))
 
-		// Validate allows the worker and the admin API only with Firebase.
+		adminAPI.Users = proxy.StoreAdminUsers(a.store)
+		// Validate allows the worker only with Firebase; the admin API
+		// links and retries federations only with it.
 		if fb := cfg.Verify.Firebase; fb.Enabled && (cfg.Federation.Worker.Enabled || cfg.Server.Admin.apiSecretKey() != "") {
 			creds := cfg.Federation.FirebaseCredentialsFile
 			if creds == "" {
@@ -141,12 +143,13 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger) (a *app, err error
 			if cfg.Federation.Worker.Enabled {
 				a.background = append(a.background, func(ctx context.Context) error { return a.store.RunWorker(ctx, profiles) })
 			}
-			linker = storeLinker{store: a.store, profiles: profiles}
+			linker := storeLinker{store: a.store, profiles: profiles}
+			adminAPI.Linker, adminAPI.Retrier = linker, linker
 		}
 	}
 	var aopts []proxy.AdminOption
 	if cfg.Server.Admin.apiSecretKey() != "" {
-		api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, linker, log)
+		api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, adminAPI, log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("admin api: %w", err)
 		}
@@ -177,6 +180,11 @@ type storeLinker struct {
 
 func (l storeLinker) LinkUser(ctx context.Context, userID, firebaseUID string) (federation.User, error) {
 	return l.store.LinkUser(ctx, userID, firebaseUID, l.profiles)
+}
+
+// RetryFederation retries a failed federation for the admin API.
+func (l storeLinker) RetryFederation(ctx context.Context, userID string) (federation.User, string, error) {
+	return l.store.RetryFederation(ctx, userID, l.profiles)
 }
 
 // migrateUntilDone applies the migrations at start, retrying with back-off

@@ -338,7 +338,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 	if msg := h.policy.check(body.Password); msg != "" {
 		return newError(http.StatusBadRequest, CodeWeakPassword, msg, nil)
 	}
-	if body.Username != "" && !validUsername(body.Username) {
+	if body.Username != "" && !ValidUsername(body.Username) {
 		return invalid("username must be 3 to 32 letters, digits, '_', '.' or '-'")
 	}
 	if !validDisplayName(body.DisplayName) {
@@ -371,7 +371,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 		return errUnavailable(fmt.Errorf("user row not written, firebase user deleted again: %w", err))
 	}
 	rec.userID = u.ID
-	res := sessionAnswer{User: userOf(u)}
+	res := sessionAnswer{User: UserOf(u)}
 	// The account exists now; tokens are a convenience. Without them the
 	// client signs in.
 	sess, err := h.b.Sessions.SignIn(ctx, email, body.Password)
@@ -537,7 +537,7 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, rec *rec
 			u = nu
 		}
 	}
-	res := sessionAnswer{User: userOf(u)}
+	res := sessionAnswer{User: UserOf(u)}
 	res.set(sess)
 	writeJSON(w, http.StatusOK, &res)
 	return nil
@@ -678,13 +678,13 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request, rec *record) *apiEr
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, &meAnswer{Identity: identityOf(id), User: userOf(u)})
+	writeJSON(w, http.StatusOK, &meAnswer{Identity: identityOf(id), User: UserOf(u)})
 	return nil
 }
 
-// userJSON is a user row as the API shows it (camelCase, as the original
-// service's).
-type userJSON struct {
+// User is a user row as the API shows it (camelCase, as the original
+// service's); the admin API (proxy.AdminAPI) answers the same shape.
+type User struct {
 	// ID is "" while the user table is unreachable (federationStatus
 	// degraded).
 	ID               string     `json:"id"`
@@ -697,18 +697,25 @@ type userJSON struct {
 	FederationStatus string     `json:"federationStatus"`
 	LastLogin        *time.Time `json:"lastLogin,omitempty"`
 	CreatedAt        *time.Time `json:"createdAt,omitempty"`
+	UpdatedAt        *time.Time `json:"updatedAt,omitempty"`
+	// DeletedAt is set on a soft-deleted row only.
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 }
 
-func userOf(u federation.User) *userJSON {
-	j := &userJSON{
+// UserOf is u as the API shows it.
+func UserOf(u federation.User) *User {
+	j := &User{
 		ID: u.ID, FirebaseUID: u.FirebaseUID, Email: u.Email, Username: u.Username, UserType: u.UserType,
 		IsActive: u.IsActive, TokenBalance: u.TokenBalance, FederationStatus: string(u.FederationStatus),
 	}
-	if !u.LastLogin.IsZero() {
-		j.LastLogin = &u.LastLogin
-	}
-	if !u.CreatedAt.IsZero() {
-		j.CreatedAt = &u.CreatedAt
+	for _, t := range []struct {
+		dst **time.Time
+		v   time.Time
+	}{{&j.LastLogin, u.LastLogin}, {&j.CreatedAt, u.CreatedAt}, {&j.UpdatedAt, u.UpdatedAt}, {&j.DeletedAt, u.DeletedAt}} {
+		if !t.v.IsZero() {
+			v := t.v
+			*t.dst = &v
+		}
 	}
 	return j
 }
@@ -728,10 +735,10 @@ func sessionOf(s Session) *sessionJSON {
 // sessionAnswer is the answer of register and login: the user, and the
 // session's tokens (left out when a registration could not sign in).
 type sessionAnswer struct {
-	User         *userJSON `json:"user"`
-	IDToken      string    `json:"idToken,omitempty"`
-	RefreshToken string    `json:"refreshToken,omitempty"`
-	ExpiresIn    int       `json:"expiresIn,omitempty"`
+	User         *User  `json:"user"`
+	IDToken      string `json:"idToken,omitempty"`
+	RefreshToken string `json:"refreshToken,omitempty"`
+	ExpiresIn    int    `json:"expiresIn,omitempty"`
 }
 
 func (a *sessionAnswer) set(s Session) {
@@ -758,5 +765,5 @@ func identityOf(id verify.Identity) *identityJSON {
 
 type meAnswer struct {
 	Identity *identityJSON `json:"identity"`
-	User     *userJSON     `json:"user"`
+	User     *User         `json:"user"`
 }
