@@ -32,6 +32,9 @@ federation:
   database_url: postgres://postgres@127.0.0.1:1/none
 `
 
+// federationOnly turns federation on, without Firebase.
+const federationOnly = "federation:\n  enabled: true\n  database_url: postgres://x@127.0.0.1:1/none\n"
+
 func TestAdminAPIAndWorkerConfig(t *testing.T) {
 	legacySecret := writeFile(t, "legacy", "legacy-secret-0123456789abcdef0123456789")
 	adminSecret := writeFile(t, "admin", adminTestSecret+"\n")
@@ -49,8 +52,12 @@ func TestAdminAPIAndWorkerConfig(t *testing.T) {
 		{name: "short secret", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET=s3cr3t-short"},
 			want: "server.admin.api_secret: 12 bytes is too short"},
 		{name: "secret without federation", giveYAML: minimalConfig, giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET_FILE=" + adminSecret},
-			want: "server.admin.api_secret_file: the admin API links accounts to Firebase users and needs federation.enabled and verify.firebase.enabled"},
-		{name: "worker without firebase", giveYAML: minimalConfig + "federation:\n  enabled: true\n  database_url: postgres://x@127.0.0.1:1/none\n  worker:\n    enabled: true\n",
+			want: "server.admin.api_secret_file: the admin API manages the user table and needs federation.enabled"},
+		{name: "secret with federation, without firebase", giveYAML: minimalConfig + federationOnly,
+			giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET_FILE=" + adminSecret}},
+		{name: "idempotency_ttl", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_FEDERATION_IDEMPOTENCY_TTL=10s"},
+			want: "federation.idempotency_ttl: 10s is outside 1m0s..720h0m0s"},
+		{name: "worker without firebase", giveYAML: minimalConfig + federationOnly + "  worker:\n    enabled: true\n",
 			want: "federation.worker.enabled: needs verify.firebase.enabled"},
 		{name: "worker key", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_FEDERATION_WORKER_ENABLED=true", "AUTHGATE_FEDERATION_WORKER_BATCH_SIZE=0", "AUTHGATE_FEDERATION_WORKER_MAX_ATTEMPTS=1000"},
 			want: "federation.worker.max_attempts: must be between 1 and 100"},
