@@ -181,4 +181,32 @@ func TestAdminAPILinksEndToEnd(t *testing.T) {
 	if w := link("Bearer " + adminTestSecret); w.Code != http.StatusOK {
 		t.Errorf("link again: status %d, want 200 (idempotent)", w.Code)
 	}
+
+	// A failed federation, retried at once: the Firebase user with the
+	// account's email has verified it, so the account is linked to it.
+	lateUID := "admin-retry-" + strings.ToLower(rand.Text())
+	lateEmail := lateUID + "@example.test"
+	if _, err := client.CreateUser(ctx, (&auth.UserToCreate{}).UID(lateUID).Email(lateEmail).EmailVerified(true)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.DeleteUser(context.Background(), lateUID) })
+	var failedID string
+	if err := conn.QueryRow(ctx, "INSERT INTO "+pgx.Identifier{schema, "users"}.Sanitize()+
+		" (email, federation_status, sync_attempts) VALUES ($1, 'failed', 1) RETURNING id::text", lateEmail).Scan(&failedID); err != nil {
+		t.Fatal(err)
+	}
+	retry := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/admin/users/"+failedID+"/federation/retry", nil)
+		r.Header.Set("Authorization", "Bearer "+adminTestSecret)
+		w := httptest.NewRecorder()
+		a.admin.ServeHTTP(w, r)
+		return w
+	}
+	w = retry()
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"result":"linked"`) || !strings.Contains(w.Body.String(), `"firebaseUid":"`+lateUID+`"`) {
+		t.Errorf("retry = %d %s, want 200, linked to %s", w.Code, w.Body, lateUID)
+	}
+	if w := retry(); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "federation_not_failed") {
+		t.Errorf("retry again = %d %s, want 409 federation_not_failed", w.Code, w.Body)
+	}
 }
