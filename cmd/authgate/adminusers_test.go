@@ -72,16 +72,7 @@ cache:
 		t.Fatal(err)
 	}
 	r := &adminReplicas{users: pgx.Identifier{schema, "users"}.Sanitize()}
-	for _, p := range []**app{&r.a, &r.b} {
-		a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bg, stop := context.WithCancel(context.Background())
-		a.startBackground(bg)
-		t.Cleanup(func() { stop(); a.close() })
-		*p = a
-	}
+	r.a, r.b = startApp(t, cfg), startApp(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if r.conn, err = pgx.Connect(ctx, dbURL); err != nil {
@@ -89,6 +80,20 @@ cache:
 	}
 	t.Cleanup(func() { _ = r.conn.Close(context.Background()) })
 	return r
+}
+
+// startApp builds authgate from cfg and runs its background loops until
+// the test ends.
+func startApp(t *testing.T, cfg Config) *app {
+	t.Helper()
+	a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	a.startBackground(bg)
+	t.Cleanup(func() { stop(); a.close() })
+	return a
 }
 
 // user inserts a row with the columns and values of set ("email =
@@ -126,10 +131,9 @@ func admin(a *app, method, target, body string, hdr ...string) *httptest.Respons
 	return w
 }
 
-// forwardAuth asks the instance a whether the legacy user id may pass.
-func forwardAuth(t *testing.T, a *app, id string) *httptest.ResponseRecorder {
-	t.Helper()
-	tok := verifytest.HMAC(t, jose.HS256, []byte(verifytest.Secret), verifytest.Claims(id, time.Now()), nil)
+// forwardAuth asks the instance a whether the bearer of tok may pass, as
+// a gateway at 127.0.0.1 would.
+func forwardAuth(a *app, tok string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest("GET", "http://svc/auth", nil)
 	r.RemoteAddr = "127.0.0.1:1"
 	r.Header.Set("X-Forwarded-Uri", "/x")
@@ -354,8 +358,9 @@ func TestAdminWritesReachEveryReplica(t *testing.T) {
 	const maxInvalidationDelay = 2 * time.Second
 	r := newAdminReplicas(t)
 	id := r.user(t, "token_balance", "50")
+	tok := verifytest.HMAC(t, jose.HS256, []byte(verifytest.Secret), verifytest.Claims(id, time.Now()), nil)
 	balanceOn := func(a *app) string {
-		w := forwardAuth(t, a, id)
+		w := forwardAuth(a, tok)
 		if w.Code != 200 {
 			return strconv.Itoa(w.Code)
 		}
