@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -144,6 +145,7 @@ func (a *AdminAPI) route(pattern string, ms methods) {
 	for m := range ms {
 		allow = append(allow, m)
 	}
+	slices.Sort(allow)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := ms[r.Method]; ok {
 			h(w, r)
