@@ -24,11 +24,14 @@ const (
 	defaultLastLoginInterval = 5 * time.Minute
 	defaultCacheTTL          = time.Minute
 	defaultPendingMax        = 10_000
+	defaultIdempotencyTTL    = 24 * time.Hour
 
 	maxConns            = 1000
 	maxTimeout          = time.Minute
 	maxPendingMax       = 10_000_000
 	maxSchemaNameLength = 63 // NAMEDATALEN - 1
+	minIdempotencyTTL   = time.Minute
+	maxIdempotencyTTL   = 30 * 24 * time.Hour
 )
 
 // Policies for OnUnavailable and OnEmailConflict.
@@ -114,6 +117,10 @@ type Config struct {
 	// too, Google's application default credentials. Not used with the
 	// Auth Emulator.
 	FirebaseCredentialsFile string `yaml:"firebase_credentials_file"`
+	// IdempotencyTTL is how long the admin API keeps the answer to a
+	// write with an Idempotency-Key header, replaying it to retries with
+	// the key (see Store.Idempotent). Default 24h; 1m to 720h.
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
 	// Worker retries failed federations in the background.
 	Worker WorkerConfig `yaml:"worker"`
 }
@@ -132,6 +139,7 @@ func DefaultConfig() Config {
 		LastLoginInterval: defaultLastLoginInterval,
 		CacheTTL:          defaultCacheTTL,
 		PendingMax:        defaultPendingMax,
+		IdempotencyTTL:    defaultIdempotencyTTL,
 		Worker:            DefaultWorkerConfig(),
 	}
 }
@@ -176,6 +184,9 @@ func (c Config) Validate() error {
 	}
 	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
 		errs = append(errs, fmt.Errorf("pending_max: %d is outside 0..%d (0 = remember none)", c.PendingMax, maxPendingMax))
+	}
+	if c.IdempotencyTTL < minIdempotencyTTL || c.IdempotencyTTL > maxIdempotencyTTL {
+		errs = append(errs, fmt.Errorf("idempotency_ttl: %s is outside %s..%s", c.IdempotencyTTL, minIdempotencyTTL, maxIdempotencyTTL))
 	}
 	if f := c.FirebaseCredentialsFile; f != "" {
 		if fi, err := os.Stat(f); err != nil {

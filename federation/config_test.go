@@ -71,6 +71,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "policies", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), OnUnavailable: "maybe", OnEmailConflict: "link"}, DefaultConfig())),
 			wantKeys: []string{"on_unavailable", "on_email_conflict"}},
 		{name: "pending_max", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), PendingMax: -1}, DefaultConfig())), wantKeys: []string{"pending_max"}},
+		{name: "idempotency_ttl too short", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), IdempotencyTTL: time.Second}, DefaultConfig())), wantKeys: []string{"idempotency_ttl"}},
+		{name: "idempotency_ttl too long", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), IdempotencyTTL: 31 * 24 * time.Hour}, DefaultConfig())), wantKeys: []string{"idempotency_ttl"}},
+		{name: "idempotency_ttl negative", give: on(configtest.Fill(Config{DatabaseURL: secret.Secret(testURL), IdempotencyTTL: -time.Hour}, DefaultConfig())), wantKeys: []string{"idempotency_ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,7 +23,13 @@
 // refreshed from their Firebase user record (Profiles, on the Admin SDK),
 // and a refused link is linked only to the Firebase user that has the
 // account's email, once Firebase says that email is verified. LinkUser
-// links a legacy account to a Firebase uid by hand, for the admin API.
+// links a legacy account to a Firebase uid by hand, for the admin API, and
+// RetryFederation retries one failure at once.
+//
+// Token balances change in one atomic statement each
+// (Repo.ChangeTokenBalance), never below zero. Store.Idempotent makes a
+// write happen at most once per user and idempotency key: the key and the
+// answer are kept in the write's transaction, for Config.IdempotencyTTL.
 //
 // This package never imports HTTP serving code; the proxy maps its errors
 // to status codes.

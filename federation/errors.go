@@ -31,6 +31,15 @@ var (
 	// ErrInsufficientBalance: a decrement would take token_balance below
 	// zero; nothing was changed.
 	ErrInsufficientBalance = errors.New("insufficient token balance")
+	// ErrBalanceOverflow: an increment would take token_balance past the
+	// largest int64; nothing was changed.
+	ErrBalanceOverflow = errors.New("token balance overflow")
+	// ErrIdempotencyKeyReused: an idempotency key was sent again with
+	// another request than the one it was first used for.
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused for another request")
+	// ErrNotFailed: a retry was asked for an account whose federation has
+	// not failed.
+	ErrNotFailed = errors.New("federation not failed")
 	// ErrUserDisabled: the user row is disabled (is_active false or
 	// federation_status disabled) or soft-deleted. The proxy answers 403.
 	ErrUserDisabled = errors.New("user disabled")

@@ -25,18 +25,26 @@ const (
 
 	sqlSoftDelete = `UPDATE users u SET deleted_at = now(), updated_at = now()
 	WHERE u.id = $1 AND u.deleted_at IS NULL RETURNING ` + userColumns
+	// Restoring a live row changes nothing, so that a retry is harmless.
+	sqlRestore = `UPDATE users u SET deleted_at = NULL,
+		updated_at = CASE WHEN u.deleted_at IS NULL THEN u.updated_at ELSE now() END
+	WHERE u.id = $1 RETURNING ` + userColumns
 	sqlHardDelete      = `DELETE FROM users u WHERE u.id = $1 RETURNING coalesce(u.firebase_uid, '')`
 	sqlUpdateLastLogin = `UPDATE users u SET last_login = $2, updated_at = now() WHERE u.id = $1 RETURNING ` + userColumns
 
+	// The balance statements return the row after the change and the
+	// balance before it. Each is one statement: the row lock its UPDATE
+	// takes makes concurrent changes queue, and each re-checks its
+	// condition on the row as the previous one left it, so none is lost,
+	// a decrement never takes the balance below zero and an increment
+	// never past the largest bigint (both then change nothing).
 	sqlSetBalance = `UPDATE users u SET token_balance = $2, updated_at = now()
-	WHERE u.id = $1 RETURNING ` + userColumns
+	FROM (SELECT id, token_balance FROM users WHERE id = $1 FOR UPDATE) old
+	WHERE u.id = old.id RETURNING ` + userColumns + `, old.token_balance`
 	sqlIncrementBalance = `UPDATE users u SET token_balance = u.token_balance + $2, updated_at = now()
-	WHERE u.id = $1 RETURNING ` + userColumns
-	// The row lock taken by UPDATE makes concurrent decrements queue; each
-	// re-checks the balance it sees after the previous one committed, so
-	// none is lost and none goes below zero.
+	WHERE u.id = $1 AND u.token_balance <= 9223372036854775807 - $2 RETURNING ` + userColumns + `, u.token_balance - $2`
 	sqlDecrementBalance = `UPDATE users u SET token_balance = u.token_balance - $2, updated_at = now()
-	WHERE u.id = $1 AND u.token_balance >= $2 RETURNING ` + userColumns
+	WHERE u.id = $1 AND u.token_balance >= $2 RETURNING ` + userColumns + `, u.token_balance + $2`
 	sqlExists = `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
 
 	// Linking keeps a disabled account disabled.
@@ -275,6 +283,16 @@ func (r *Repo) SoftDelete(ctx context.Context, id string) (User, error) {
 	return r.write(ctx, "soft delete user", sqlSoftDelete, id)
 }
 
+// Restore undoes a soft delete: the row is live again, and EnsureUser
+// serves it. A live row is returned as it is. If a live row has taken its
+// email meanwhile, the error wraps ErrConflict and ErrEmailTaken.
+func (r *Repo) Restore(ctx context.Context, id string) (User, error) {
+	if !validUUID(id) {
+		return User{}, fmt.Errorf("restore user: %w", ErrNotFound)
+	}
+	return r.write(ctx, "restore user", sqlRestore, id)
+}
+
 // HardDelete removes the row with id for good.
 func (r *Repo) HardDelete(ctx context.Context, id string) error {
 	const op = "hard delete user"
@@ -302,64 +320,88 @@ func (r *Repo) UpdateLastLogin(ctx context.Context, id string, at time.Time) (Us
 	return r.write(ctx, "update last login", sqlUpdateLastLogin, id, at)
 }
 
-// SetTokenBalance sets the token balance to n, which must not be negative.
-func (r *Repo) SetTokenBalance(ctx context.Context, id string, n int64) (User, error) {
-	const op = "set token balance"
-	if n < 0 {
-		return User{}, fmt.Errorf("%s: %d: %w", op, n, ErrInsufficientBalance)
-	}
-	if !validUUID(id) {
-		return User{}, fmt.Errorf("%s: %w", op, ErrNotFound)
-	}
-	return r.write(ctx, op, sqlSetBalance, id, n)
-}
+// BalanceOp is a change of the token balance.
+type BalanceOp string
 
-// IncrementTokenBalance adds n (positive) to the token balance atomically
-// and returns the row after it.
-func (r *Repo) IncrementTokenBalance(ctx context.Context, id string, n int64) (User, error) {
-	const op = "increment token balance"
-	if n <= 0 {
-		return User{}, fmt.Errorf("%s: amount %d must be positive", op, n)
-	}
-	if !validUUID(id) {
-		return User{}, fmt.Errorf("%s: %w", op, ErrNotFound)
-	}
-	return r.write(ctx, op, sqlIncrementBalance, id, n)
-}
+// Balance operations.
+const (
+	BalanceSet       BalanceOp = "set"
+	BalanceIncrement BalanceOp = "increment"
+	BalanceDecrement BalanceOp = "decrement"
+)
 
-// DecrementTokenBalance takes n (positive) from the token balance
-// atomically and returns the row after it. If the balance is less than n
-// it returns ErrInsufficientBalance and changes nothing; concurrent
-// decrements never take it below zero and none is lost.
-func (r *Repo) DecrementTokenBalance(ctx context.Context, id string, n int64) (User, error) {
-	const op = "decrement token balance"
-	if n <= 0 {
-		return User{}, fmt.Errorf("%s: amount %d must be positive", op, n)
+// ChangeTokenBalance applies op with the amount n to the token balance in
+// one atomic statement and returns the row after it and the balance
+// before it. set takes any n ≥ 0, increment and decrement a positive one.
+// A decrement below zero returns ErrInsufficientBalance and an increment
+// past the largest int64 ErrBalanceOverflow; neither changes anything.
+// Concurrent changes never take the balance below zero and none is lost.
+func (r *Repo) ChangeTokenBalance(ctx context.Context, id string, op BalanceOp, n int64) (u User, previous int64, err error) {
+	name := string(op) + " token balance"
+	var sql string
+	switch {
+	case op == BalanceSet && n < 0:
+		return User{}, 0, fmt.Errorf("%s: %d: %w", name, n, ErrInsufficientBalance)
+	case op == BalanceSet:
+		sql = sqlSetBalance
+	case op != BalanceIncrement && op != BalanceDecrement:
+		return User{}, 0, fmt.Errorf("change token balance: unknown operation %q", op)
+	case n <= 0:
+		return User{}, 0, fmt.Errorf("%s: amount %d must be positive", name, n)
+	case op == BalanceIncrement:
+		sql = sqlIncrementBalance
+	default:
+		sql = sqlDecrementBalance
 	}
 	if !validUUID(id) {
-		return User{}, fmt.Errorf("%s: %w", op, ErrNotFound)
+		return User{}, 0, fmt.Errorf("%s: %w", name, ErrNotFound)
 	}
-	var u User
-	err := r.run(ctx, op, func(ctx context.Context, q querier) error {
+	err = r.run(ctx, name, func(ctx context.Context, q querier) error {
 		var err error
-		u, err = scanUser(q.QueryRow(ctx, sqlDecrementBalance, id, n))
-		if !errors.Is(err, pgx.ErrNoRows) {
+		u, err = scanUser(q.QueryRow(ctx, sql, id, n), &previous)
+		if !errors.Is(err, pgx.ErrNoRows) || op == BalanceSet {
 			return err
 		}
+		// Refused or missing: a read, to tell which.
 		var exists bool
 		if err := q.QueryRow(ctx, sqlExists, id).Scan(&exists); err != nil {
 			return err
 		}
-		if exists {
+		switch {
+		case !exists:
+			return ErrNotFound
+		case op == BalanceDecrement:
 			return ErrInsufficientBalance
 		}
-		return ErrNotFound
+		return ErrBalanceOverflow
 	})
 	if err != nil {
-		return User{}, err
+		return User{}, 0, err
 	}
 	r.changed(ctx, keysOf(u)...)
-	return u, nil
+	return u, previous, nil
+}
+
+// SetTokenBalance sets the token balance to n, which must not be negative.
+func (r *Repo) SetTokenBalance(ctx context.Context, id string, n int64) (User, error) {
+	u, _, err := r.ChangeTokenBalance(ctx, id, BalanceSet, n)
+	return u, err
+}
+
+// IncrementTokenBalance adds n (positive) to the token balance atomically
+// and returns the row after it (see ChangeTokenBalance).
+func (r *Repo) IncrementTokenBalance(ctx context.Context, id string, n int64) (User, error) {
+	u, _, err := r.ChangeTokenBalance(ctx, id, BalanceIncrement, n)
+	return u, err
+}
+
+// DecrementTokenBalance takes n (positive) from the token balance
+// atomically and returns the row after it. If the balance is less than n
+// it returns ErrInsufficientBalance and changes nothing (see
+// ChangeTokenBalance).
+func (r *Repo) DecrementTokenBalance(ctx context.Context, id string, n int64) (User, error) {
+	u, _, err := r.ChangeTokenBalance(ctx, id, BalanceDecrement, n)
+	return u, err
 }
 
 // Link links the live row userID to the Firebase uid: federation_status

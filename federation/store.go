@@ -44,6 +44,7 @@ type Store struct {
 	tick   <-chan time.Time // replaces the Run ticker in tests
 
 	workerTick <-chan time.Time // replaces the RunWorker ticker in tests
+	lastPrune  time.Time        // of idempotency keys; Run's own
 }
 
 // Option adjusts a Store.
@@ -194,7 +195,8 @@ func (s *Store) Close() {
 
 // Run does the Store's background work until ctx ends: every few seconds it
 // writes the batched last_login values and creates the rows of identities
-// served while PostgreSQL was unreachable. When ctx ends it writes the
+// served while PostgreSQL was unreachable, and every minute it deletes
+// expired idempotency keys. When ctx ends it writes the
 // last batch, bounded by the acquire and query timeouts, and returns nil.
 // It must run while the Store serves EnsureUser: without it last_login is
 // never written and the bookkeeping of it grows with every user seen. End
@@ -216,6 +218,7 @@ func (s *Store) Run(ctx context.Context) error {
 		case <-tick:
 			s.flushLogins(ctx)
 			s.retryPending(ctx)
+			s.pruneKeys(ctx)
 		}
 	}
 }

@@ -513,3 +513,36 @@ func (s *Store) LinkUser(ctx context.Context, userID, firebaseUID string, profil
 	s.log.Info("account linked by an admin", zap.String("user_id", u.ID), zap.String("firebase_uid", u.FirebaseUID))
 	return u, nil
 }
+
+// RetryFederation retries the failed federation of the live row id at
+// once, as a round of the worker would (see RunWorker), whatever its
+// back-off and attempts so far, and returns the row after it with what
+// came of it: "linked", "refreshed", "disabled", "failed" (recorded, for
+// the worker to retry), "gave_up" (recorded; max_attempts reached) or
+// "skipped" (the row changed meanwhile). A row whose federation has not
+// failed is ErrNotFailed, an unknown or soft-deleted one ErrNotFound;
+// ErrFirebaseUnavailable and ErrUnavailable mean nothing was learnt.
+func (s *Store) RetryFederation(ctx context.Context, id string, profiles Profiles) (User, string, error) {
+	const op = "retry federation"
+	r := s.Repo()
+	u, err := r.FindByID(ctx, id)
+	switch {
+	case err != nil:
+		return User{}, "", fmt.Errorf("%s: %w", op, err)
+	case !u.DeletedAt.IsZero():
+		return User{}, "", fmt.Errorf("%s: soft-deleted: %w", op, ErrNotFound)
+	case u.FederationStatus != StatusFailed:
+		return User{}, "", fmt.Errorf("%s: %w", op, ErrNotFailed)
+	}
+	res, err := s.syncRow(ctx, profiles, u)
+	if err != nil {
+		return User{}, "", fmt.Errorf("%s: %w", op, err)
+	}
+	if res == rowError {
+		return User{}, "", fmt.Errorf("%s: row not updated", op)
+	}
+	if u, err = r.FindByID(ctx, id); err != nil {
+		return User{}, "", fmt.Errorf("%s: %w", op, err)
+	}
+	return u, rowResultNames[res], nil
+}

@@ -9,19 +9,19 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 	"unicode"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/federation"
+	"github.com/authgate/authgate/proxy/authapi"
 )
 
 // Admin API bounds.
 const (
-	maxAdminAPIBody  = 4 << 10
-	maxFirebaseUID   = 128 // Firebase's own bound
-	adminLinkPattern = "/admin/users/{id}/link"
+	maxAdminAPIBody = 4 << 10
+	maxFirebaseUID  = 128 // Firebase's own bound
 )
 
 // Linker links a platform account to a Firebase user, for the admin API:
@@ -33,26 +33,53 @@ type Linker interface {
 	LinkUser(ctx context.Context, userID, firebaseUID string) (federation.User, error)
 }
 
-// AdminAPI serves the admin operations on the admin listener:
+// Retrier retries a failed federation at once, reading the Firebase user
+// records: see federation.Store.RetryFederation.
+type Retrier interface {
+	RetryFederation(ctx context.Context, userID string) (federation.User, string, error)
+}
+
+// AdminBackends are what the admin API works with. Users is required when
+// a secret is set. Linker and Retrier read Firebase user records and may
+// be nil: their endpoints then answer 404.
+type AdminBackends struct {
+	Users   AdminUsers
+	Linker  Linker
+	Retrier Retrier
+}
+
+// AdminAPI serves the admin operations on the admin listener, under
+// /admin/ (see the README for each):
 //
-//	POST /admin/users/{id}/link  {"firebase_uid": "..."}
+//	GET    /admin/users/{id}, /admin/users?email=|firebase_uid=|username=
+//	PATCH  /admin/users/{id}                  {"username"?, "userType"?, "isActive"?}
+//	DELETE /admin/users/{id}[?hard=true]
+//	POST   /admin/users/{id}/restore
+//	POST   /admin/users/{id}/token-balance    {"op": "increment"|"decrement"|"set", "amount": N}
+//	GET    /admin/federation/failed?limit=N
+//	POST   /admin/users/{id}/link             {"firebase_uid": "..."}  (with a Linker)
+//	POST   /admin/users/{id}/federation/retry                          (with a Retrier)
 //
-// links the account id to a Firebase user, for migrating a legacy account.
 // Every request must carry "Authorization: Bearer <secret>"; without a
-// configured secret the API is off and answers 404. It never logs the
-// secret. It is safe for concurrent use.
+// configured secret the API is off and answers 404. Answers are JSON; an
+// error is authapi.ErrorBody with one of authapi's codes. The writes on
+// the user table honour an Idempotency-Key header (see apply). Each write
+// logs one audit line and counts in admin_requests_total. It never logs
+// the secret nor an email. It is safe for concurrent use.
 type AdminAPI struct {
 	on     bool
 	secret [sha256.Size]byte // SHA-256 of the secret: compared in constant time, whatever the length
-	linker Linker
+	b      AdminBackends
 	log    *zap.Logger
 	mux    *http.ServeMux
+	ids    *requestIDs
+	m      *adminMetrics
 }
 
 // NewAdminAPI builds the admin API from cfg's secret (api_secret or
-// api_secret_file). l may be nil only when no secret is set; log may be
-// nil.
-func NewAdminAPI(cfg AdminConfig, l Linker, log *zap.Logger) (*AdminAPI, error) {
+// api_secret_file). b.Users may be nil only when no secret is set; log
+// and reg may be nil.
+func NewAdminAPI(cfg AdminConfig, b AdminBackends, log *zap.Logger, reg prometheus.Registerer) (*AdminAPI, error) {
 	secret, err := cfg.apiSecret()
 	if err != nil {
 		return nil, err
@@ -60,15 +87,18 @@ func NewAdminAPI(cfg AdminConfig, l Linker, log *zap.Logger) (*AdminAPI, error) 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	a := &AdminAPI{on: secret != "", linker: l, log: log.Named("admin_api"), mux: http.NewServeMux()}
+	a := &AdminAPI{on: secret != "", b: b, log: log.Named("admin_api"), mux: http.NewServeMux(), ids: newRequestIDs()}
 	if !a.on {
 		return a, nil
 	}
-	if l == nil {
-		return nil, errors.New("admin api: a secret is set but there is nothing to link users with")
+	if b.Users == nil {
+		return nil, errors.New("admin api: a secret is set but there is no user table (federation.enabled)")
 	}
 	a.secret = sha256.Sum256([]byte(secret))
-	a.mux.HandleFunc(adminLinkPattern, a.serveLink)
+	actions := a.routes()
+	if a.m, err = newAdminMetrics(reg, actions); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -87,9 +117,12 @@ func (a *AdminAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("admin api: request without the admin secret",
 			zap.String("method", r.Method), zap.String("remote_addr", r.RemoteAddr))
 		w.Header()["Www-Authenticate"] = wwwAuthMissing
-		adminAnswer(w, http.StatusUnauthorized, "unauthorized", "a valid admin bearer secret is required")
+		writeAnswer(w, errorAnswer(http.StatusUnauthorized, authapi.CodeUnauthorized, "a valid admin bearer secret is required"), false)
 		return
 	}
+	id := a.ids.get(r.Header.Get("X-Request-Id"))
+	r.Header["X-Request-Id"] = []string{id}
+	w.Header()["X-Request-Id"] = []string{id}
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -108,96 +141,22 @@ func (a *AdminAPI) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.secret[:]) == 1
 }
 
-// adminUser is the user object of the admin API, camelCase like the
-// token API's.
-type adminUser struct {
-	ID               string `json:"id"`
-	FirebaseUID      string `json:"firebaseUid,omitempty"`
-	Email            string `json:"email,omitempty"`
-	FederationStatus string `json:"federationStatus"`
-}
-
-type adminError struct {
-	Error tokenAPIError `json:"error"`
-}
-
 func (a *AdminAPI) serveLink(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header()["Allow"] = []string{http.MethodPost}
-		writeError(w, http.StatusMethodNotAllowed)
-		return
-	}
+	c := a.call(r, actionLinkUser)
 	var body struct {
 		FirebaseUID string `json:"firebase_uid"`
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxAdminAPIBody)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&body)
-	if err == nil && dec.More() {
-		err = errors.New("more than one JSON value")
-	}
-	if err == nil {
-		_, err = io.Copy(io.Discard, r.Body) // reach the limit, if beyond it
-	}
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		adminAnswer(w, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large")
-		return
-	case err != nil:
-		adminAnswer(w, http.StatusBadRequest, "invalid_request", `body must be JSON {"firebase_uid": "..."}`)
-		return
-	case !validFirebaseUID(body.FirebaseUID):
-		adminAnswer(w, http.StatusBadRequest, "invalid_request", "firebase_uid must be 1 to 128 printable characters")
+	if ans, ok := decodeAdmin(w, r, &body, `{"firebase_uid": "..."}`); !ok {
+		a.finish(w, c, ans, false, nil)
 		return
 	}
-
-	id := r.PathValue("id")
-	start := time.Now()
-	u, err := a.linker.LinkUser(r.Context(), id, body.FirebaseUID)
-	status, code, msg := linkStatus(err)
-	fields := []zap.Field{zap.String("user_id", id), zap.String("firebase_uid", body.FirebaseUID),
-		zap.Int("status", status), zap.Duration("duration", time.Since(start))}
-	switch {
-	case err == nil:
-		a.log.Info("admin api: account linked", fields...)
-	case status >= 500:
-		a.log.Error("admin api: link failed", append(fields, zap.Error(err))...)
-	default:
-		a.log.Info("admin api: link refused", append(fields, zap.String("reason", code))...)
-	}
-	if err != nil {
-		adminAnswer(w, status, code, msg)
+	if !validFirebaseUID(body.FirebaseUID) {
+		a.finish(w, c, invalidAnswer("firebase_uid must be 1 to 128 printable characters"), false, nil)
 		return
 	}
-	w.Header()["Content-Type"] = jsonType
-	w.Header()["Cache-Control"] = noStore
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(adminUser{
-		ID: u.ID, FirebaseUID: u.FirebaseUID, Email: u.Email, FederationStatus: string(u.FederationStatus),
-	})
-}
-
-// linkStatus maps a LinkUser error to the answer.
-func linkStatus(err error) (status int, code, msg string) {
-	switch {
-	case err == nil:
-		return http.StatusOK, "", ""
-	case errors.Is(err, federation.ErrUnknownFirebaseUser):
-		return http.StatusUnprocessableEntity, "unknown_firebase_user", "no Firebase user has this uid"
-	case errors.Is(err, federation.ErrNotFound):
-		return http.StatusNotFound, "user_not_found", "no live account has this id"
-	case errors.Is(err, federation.ErrConflict):
-		return http.StatusConflict, "conflict", "the account is linked to another Firebase user, or the Firebase user to another account"
-	case errors.Is(err, federation.ErrUnavailable), errors.Is(err, federation.ErrFirebaseUnavailable),
-		errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "unavailable", "the user store or Firebase is unavailable; try again"
-	case errors.Is(err, context.Canceled):
-		return statusClientClosed, "", ""
-	default:
-		return http.StatusInternalServerError, "internal", "internal error"
-	}
+	c.fields = append(c.fields, zap.String("firebase_uid", body.FirebaseUID))
+	u, err := a.b.Linker.LinkUser(r.Context(), c.userID, body.FirebaseUID)
+	a.finish(w, c, userAnswer(http.StatusOK, u), false, err)
 }
 
 // validFirebaseUID reports whether s could be a Firebase uid: 1 to 128
@@ -214,13 +173,100 @@ func validFirebaseUID(s string) bool {
 	return true
 }
 
-// adminAnswer writes the admin API's error shape.
-func adminAnswer(w http.ResponseWriter, status int, code, msg string) {
-	if status == statusClientClosed {
+// decodeAdmin reads the JSON body, one object of the fields of v and no
+// others, of at most maxAdminAPIBody bytes; when it cannot, it returns
+// the answer and false.
+func decodeAdmin(w http.ResponseWriter, r *http.Request, v any, shape string) (federation.Answer, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxAdminAPIBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, r.Body) // reach the limit, if beyond it
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return errorAnswer(http.StatusRequestEntityTooLarge, authapi.CodeRequestTooLarge, "request body too large"), false
+	case err != nil:
+		return invalidAnswer("body must be JSON " + shape), false
+	}
+	return federation.Answer{}, true
+}
+
+// failure maps an error of the backends to its answer.
+func failure(err error) (status int, code, msg string) {
+	switch {
+	case errors.Is(err, federation.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity, authapi.CodeIdempotencyKeyReused, "the Idempotency-Key was used for another request on this account"
+	case errors.Is(err, federation.ErrUnknownFirebaseUser):
+		return http.StatusUnprocessableEntity, authapi.CodeUnknownFirebaseUser, "no Firebase user has this uid"
+	case errors.Is(err, federation.ErrNotFound):
+		return http.StatusNotFound, authapi.CodeUserNotFound, "no account has this id"
+	case errors.Is(err, federation.ErrInsufficientBalance):
+		return http.StatusConflict, authapi.CodeInsufficientBalance, "the token balance is less than the amount; nothing was changed"
+	case errors.Is(err, federation.ErrBalanceOverflow):
+		return http.StatusConflict, authapi.CodeBalanceOverflow, "the token balance would exceed the largest int64; nothing was changed"
+	case errors.Is(err, federation.ErrNotFailed):
+		return http.StatusConflict, authapi.CodeFederationNotFailed, "the federation of this account has not failed"
+	case errors.Is(err, federation.ErrUsernameTaken):
+		return http.StatusConflict, authapi.CodeUsernameTaken, "the username is taken"
+	case errors.Is(err, federation.ErrEmailTaken):
+		return http.StatusConflict, authapi.CodeEmailExists, "a live account has this email"
+	case errors.Is(err, federation.ErrConflict):
+		return http.StatusConflict, authapi.CodeConflict, "the account is linked to another Firebase user, or the Firebase user to another account"
+	case errors.Is(err, federation.ErrUnavailable), errors.Is(err, federation.ErrFirebaseUnavailable),
+		errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, authapi.CodeUnavailable, "the user store or Firebase is unavailable; try again"
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed, "", ""
+	default:
+		return http.StatusInternalServerError, authapi.CodeInternal, "internal error"
+	}
+}
+
+// errorAnswer is an error answer in the auth API's shape.
+func errorAnswer(status int, code, msg string) federation.Answer {
+	return jsonAnswer(status, &authapi.ErrorBody{Error: authapi.ErrorDetail{Code: code, Message: msg}})
+}
+
+func invalidAnswer(msg string) federation.Answer {
+	return errorAnswer(http.StatusBadRequest, authapi.CodeInvalidRequest, msg)
+}
+
+// jsonAnswer is status with v as JSON.
+func jsonAnswer(status int, v any) federation.Answer {
+	b, err := json.Marshal(v)
+	if err != nil { // the API's own types: cannot happen
+		return federation.Answer{Status: http.StatusInternalServerError}
+	}
+	return federation.Answer{Status: status, Body: append(b, '\n')}
+}
+
+func userAnswer(status int, u federation.User) federation.Answer {
+	return jsonAnswer(status, authapi.UserOf(u))
+}
+
+var idempotentReplayed = []string{"true"}
+
+// writeAnswer writes ans; replayed marks an answer kept from an earlier
+// request with the same Idempotency-Key.
+func writeAnswer(w http.ResponseWriter, ans federation.Answer, replayed bool) {
+	if ans.Status == statusClientClosed {
 		return
 	}
-	w.Header()["Content-Type"] = jsonType
-	w.Header()["Cache-Control"] = noStore
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(adminError{Error: tokenAPIError{Code: code, Message: msg}})
+	hdr := w.Header()
+	hdr["Cache-Control"] = noStore
+	hdr["X-Content-Type-Options"] = nosniff
+	if len(ans.Body) > 0 {
+		hdr["Content-Type"] = jsonType
+	}
+	if replayed {
+		hdr["Idempotent-Replayed"] = idempotentReplayed
+	}
+	w.WriteHeader(ans.Status)
+	_, _ = w.Write(ans.Body)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
 	"github.com/authgate/authgate/internal/secret"
+	"github.com/authgate/authgate/proxy/authapi"
 )
 
 const testAdminSecret = "admin-secret-0123456789abcdef-0123456789abcdef"
@@ -44,7 +45,7 @@ func (l *fakeLinker) LinkUser(_ context.Context, userID, firebaseUID string) (fe
 // newTestAdmin is the admin handler with the admin API mounted.
 func newTestAdmin(t *testing.T, cfg AdminConfig, l Linker, log *zap.Logger) *Admin {
 	t.Helper()
-	api, err := NewAdminAPI(cfg, l, log)
+	api, err := NewAdminAPI(cfg, AdminBackends{Users: &fakeAdminUsers{}, Linker: l}, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatalf("NewAdminAPI: %v", err)
 	}
@@ -121,8 +122,13 @@ func TestAdminAPILink(t *testing.T) {
 			r.Header.Set("Authorization", bearer)
 			return r
 		}, wantCode: 405},
-		{name: "unknown path", giveReq: func() *http.Request {
+		{name: "POST on the user", giveReq: func() *http.Request {
 			r := httptest.NewRequest(http.MethodPost, "/admin/users/"+linkedID, strings.NewReader(okBody))
+			r.Header.Set("Authorization", bearer)
+			return r
+		}, wantCode: 405},
+		{name: "unknown path", giveReq: func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/admin/users/"+linkedID+"/unlink", strings.NewReader(okBody))
 			r.Header.Set("Authorization", bearer)
 			return r
 		}, wantCode: 404},
@@ -159,7 +165,8 @@ func TestAdminAPILink(t *testing.T) {
 				if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 					t.Fatal(err)
 				}
-				want := map[string]any{"id": linkedID, "firebaseUid": "fb-1", "email": "user@example.test", "federationStatus": "active"}
+				want := map[string]any{"id": linkedID, "firebaseUid": "fb-1", "email": "user@example.test", "federationStatus": "active",
+					"isActive": false, "tokenBalance": 7}
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Errorf("body = %v, want %v", got, want)
 				}
@@ -168,7 +175,7 @@ func TestAdminAPILink(t *testing.T) {
 			if tt.wantError == "" {
 				return
 			}
-			var got adminError
+			var got authapi.ErrorBody
 			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || got.Error.Code != tt.wantError {
 				t.Errorf("body = %s (%v), want error code %s", w.Body, err, tt.wantError)
 			}
@@ -198,12 +205,12 @@ func TestAdminAPIOffWithoutSecret(t *testing.T) {
 			}
 		}
 	}
-	api, err := NewAdminAPI(AdminConfig{}, nil, nil)
+	api, err := NewAdminAPI(AdminConfig{}, AdminBackends{}, nil, nil)
 	if err != nil || api.Enabled() {
 		t.Errorf("NewAdminAPI without a secret = %v, enabled %t; want off", err, api.Enabled())
 	}
-	if _, err := NewAdminAPI(AdminConfig{APISecret: secret.Secret(testAdminSecret)}, nil, nil); err == nil {
-		t.Error("NewAdminAPI with a secret and no linker succeeded")
+	if _, err := NewAdminAPI(AdminConfig{APISecret: secret.Secret(testAdminSecret)}, AdminBackends{Linker: &fakeLinker{}}, nil, nil); err == nil {
+		t.Error("NewAdminAPI with a secret and no user table succeeded")
 	}
 }
 

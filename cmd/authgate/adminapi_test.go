@@ -32,6 +32,9 @@ federation:
   database_url: postgres://postgres@127.0.0.1:1/none
 `
 
+// federationOnly turns federation on, without Firebase.
+const federationOnly = "federation:\n  enabled: true\n  database_url: postgres://x@127.0.0.1:1/none\n"
+
 func TestAdminAPIAndWorkerConfig(t *testing.T) {
 	legacySecret := writeFile(t, "legacy", "legacy-secret-0123456789abcdef0123456789")
 	adminSecret := writeFile(t, "admin", adminTestSecret+"\n")
@@ -49,8 +52,12 @@ func TestAdminAPIAndWorkerConfig(t *testing.T) {
 		{name: "short secret", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET=s3cr3t-short"},
 			want: "server.admin.api_secret: 12 bytes is too short"},
 		{name: "secret without federation", giveYAML: minimalConfig, giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET_FILE=" + adminSecret},
-			want: "server.admin.api_secret_file: the admin API links accounts to Firebase users and needs federation.enabled and verify.firebase.enabled"},
-		{name: "worker without firebase", giveYAML: minimalConfig + "federation:\n  enabled: true\n  database_url: postgres://x@127.0.0.1:1/none\n  worker:\n    enabled: true\n",
+			want: "server.admin.api_secret_file: the admin API manages the user table and needs federation.enabled"},
+		{name: "secret with federation, without firebase", giveYAML: minimalConfig + federationOnly,
+			giveEnv: []string{"AUTHGATE_SERVER_ADMIN_API_SECRET_FILE=" + adminSecret}},
+		{name: "idempotency_ttl", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_FEDERATION_IDEMPOTENCY_TTL=10s"},
+			want: "federation.idempotency_ttl: 10s is outside 1m0s..720h0m0s"},
+		{name: "worker without firebase", giveYAML: minimalConfig + federationOnly + "  worker:\n    enabled: true\n",
 			want: "federation.worker.enabled: needs verify.firebase.enabled"},
 		{name: "worker key", giveYAML: firebaseConfig, giveEnv: []string{"AUTHGATE_FEDERATION_WORKER_ENABLED=true", "AUTHGATE_FEDERATION_WORKER_BATCH_SIZE=0", "AUTHGATE_FEDERATION_WORKER_MAX_ATTEMPTS=1000"},
 			want: "federation.worker.max_attempts: must be between 1 and 100"},
@@ -173,5 +180,33 @@ func TestAdminAPILinksEndToEnd(t *testing.T) {
 	}
 	if w := link("Bearer " + adminTestSecret); w.Code != http.StatusOK {
 		t.Errorf("link again: status %d, want 200 (idempotent)", w.Code)
+	}
+
+	// A failed federation, retried at once: the Firebase user with the
+	// account's email has verified it, so the account is linked to it.
+	lateUID := "admin-retry-" + strings.ToLower(rand.Text())
+	lateEmail := lateUID + "@example.test"
+	if _, err := client.CreateUser(ctx, (&auth.UserToCreate{}).UID(lateUID).Email(lateEmail).EmailVerified(true)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.DeleteUser(context.Background(), lateUID) })
+	var failedID string
+	if err := conn.QueryRow(ctx, "INSERT INTO "+pgx.Identifier{schema, "users"}.Sanitize()+
+		" (email, federation_status, sync_attempts) VALUES ($1, 'failed', 1) RETURNING id::text", lateEmail).Scan(&failedID); err != nil {
+		t.Fatal(err)
+	}
+	retry := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/admin/users/"+failedID+"/federation/retry", nil)
+		r.Header.Set("Authorization", "Bearer "+adminTestSecret)
+		w := httptest.NewRecorder()
+		a.admin.ServeHTTP(w, r)
+		return w
+	}
+	w = retry()
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"result":"linked"`) || !strings.Contains(w.Body.String(), `"firebaseUid":"`+lateUID+`"`) {
+		t.Errorf("retry = %d %s, want 200, linked to %s", w.Code, w.Body, lateUID)
+	}
+	if w := retry(); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "federation_not_failed") {
+		t.Errorf("retry again = %d %s, want 409 federation_not_failed", w.Code, w.Body)
 	}
 }

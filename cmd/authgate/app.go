@@ -52,13 +52,13 @@ func withCloseHook(f func(component string)) appOption {
 
 // wiring is what one component's builder hands to those built after it.
 type wiring struct {
-	reg    prometheus.Registerer // the registry with the authgate_ prefix
-	rdb    *cache.Redis          // nil without Redis
-	vopts  []verify.Option
-	fopts  []federation.Option
-	popts  []proxy.Option
-	aopts  []proxy.AdminOption
-	linker proxy.Linker // nil when nothing links accounts
+	reg   prometheus.Registerer // the registry with the authgate_ prefix
+	rdb   *cache.Redis          // nil without Redis
+	vopts []verify.Option
+	fopts []federation.Option
+	popts []proxy.Option
+	aopts []proxy.AdminOption
+	admin proxy.AdminBackends // Users with federation; Linker and Retrier with Firebase too
 }
 
 // newApp builds every component. It opens no listener and starts no
@@ -217,6 +217,7 @@ func (a *app) buildFederation(ctx context.Context, cfg Config, w *wiring) error 
 		a.background = append(a.background, a.migrateUntilDone)
 	}
 	w.popts = append(w.popts, proxy.WithUsers(store))
+	w.admin.Users = proxy.StoreAdminUsers(store)
 
 	need, ok := federationNeed(cfg)
 	if !ok {
@@ -229,7 +230,8 @@ func (a *app) buildFederation(ctx context.Context, cfg Config, w *wiring) error 
 	if cfg.Federation.Worker.Enabled {
 		a.background = append(a.background, func(ctx context.Context) error { return store.RunWorker(ctx, profiles) })
 	}
-	w.linker = storeLinker{store: store, profiles: profiles}
+	linker := storeLinker{store: store, profiles: profiles}
+	w.admin.Linker, w.admin.Retrier = linker, linker
 	return nil
 }
 
@@ -241,7 +243,7 @@ func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
 	if err := cfg.Server.Admin.AdminConfig.Validate(); err != nil {
 		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
 	}
-	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.linker, a.log)
+	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.admin, a.log, w.reg)
 	if err != nil {
 		return fmt.Errorf("admin api: %w", err)
 	}
@@ -307,6 +309,11 @@ type storeLinker struct {
 
 func (l storeLinker) LinkUser(ctx context.Context, userID, firebaseUID string) (federation.User, error) {
 	return l.store.LinkUser(ctx, userID, firebaseUID, l.profiles)
+}
+
+// RetryFederation retries a failed federation for the admin API.
+func (l storeLinker) RetryFederation(ctx context.Context, userID string) (federation.User, string, error) {
+	return l.store.RetryFederation(ctx, userID, l.profiles)
 }
 
 // migrateUntilDone applies the migrations at start, retrying with back-off

@@ -153,7 +153,7 @@ func TestNewAppFailures(t *testing.T) {
 				cfg.Verify.Firebase.Enabled = true
 				cfg.Server.Admin.APISecret = "admin-api-secret-0123456789abcdef"
 			},
-			wantErr:    []string{"firebase admin for the admin API's link endpoint (server.admin.api_secret): no Google credentials found: "},
+			wantErr:    []string{"firebase admin for the admin API's link and retry endpoints (server.admin.api_secret): no Google credentials found: "},
 			wantClosed: built,
 		},
 		{

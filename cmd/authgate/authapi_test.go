@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
 	"github.com/authgate/authgate/internal/firebaseadmin"
 )
 
@@ -53,13 +51,7 @@ auth_api:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bg, stop := context.WithCancel(context.Background())
-	a.startBackground(bg)
-	t.Cleanup(func() { stop(); a.close() })
+	a := startApp(t, cfg)
 
 	email := "e2e-" + strings.ToLower(rand.Text()) + "@example.test"
 	t.Cleanup(func() {

@@ -206,14 +206,14 @@ func (c Config) Validate() error {
 	if d := c.Log.FlushInterval; c.Log.BufferBytes != 0 && (d < 10*time.Millisecond || d > time.Minute) {
 		errs = append(errs, fmt.Errorf("log.flush_interval: %s is outside 10ms..1m", d))
 	}
-	// The worker and the admin API read Firebase user records of
-	// verify.firebase.project_id, and write the user table.
-	firebaseUsers := c.Federation.Enabled && c.Verify.Firebase.Enabled
+	// The worker reads Firebase user records of verify.firebase.project_id.
+	// The admin API is the user table's; it links accounts and retries
+	// federations only with Firebase (those endpoints are 404 without).
 	if c.Federation.Enabled && c.Federation.Worker.Enabled && !c.Verify.Firebase.Enabled {
 		errs = append(errs, errors.New("federation.worker.enabled: needs verify.firebase.enabled, whose project's users it reads"))
 	}
-	if key := c.Server.Admin.apiSecretKey(); key != "" && !firebaseUsers {
-		errs = append(errs, fmt.Errorf("%s: the admin API links accounts to Firebase users and needs federation.enabled and verify.firebase.enabled", key))
+	if key := c.Server.Admin.apiSecretKey(); key != "" && !c.Federation.Enabled {
+		errs = append(errs, fmt.Errorf("%s: the admin API manages the user table and needs federation.enabled", key))
 	}
 	errs = append(errs, c.authAPIProblems()...)
 	errs = append(errs, c.Proxy.Validate(),

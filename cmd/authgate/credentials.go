@@ -51,7 +51,7 @@ func federationNeed(cfg Config) (n firebaseAdminNeed, ok bool) {
 		features = append(features, "the federation worker (federation.worker.enabled)")
 	}
 	if key := cfg.Server.Admin.apiSecretKey(); key != "" {
-		features = append(features, "the admin API's link endpoint ("+key+")")
+		features = append(features, "the admin API's link and retry endpoints ("+key+")")
 	}
 	if len(features) == 0 {
 		return firebaseAdminNeed{}, false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/verify/verifytest"
 )
@@ -80,13 +78,7 @@ federation:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bg, stop := context.WithCancel(context.Background())
-	a.startBackground(bg)
-	t.Cleanup(func() { stop(); a.close() })
+	a := startApp(t, cfg)
 
 	now := time.Now()
 	tok := verifytest.Unsigned(t, map[string]any{"alg": "none"}, map[string]any{
@@ -100,12 +92,7 @@ federation:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := httptest.NewRequest("GET", "http://svc/auth", nil)
-			r.RemoteAddr = "127.0.0.1:1"
-			r.Header.Set("X-Forwarded-Uri", "/x")
-			r.Header.Set("Authorization", "Bearer "+tok)
-			w := httptest.NewRecorder()
-			a.handler.ServeHTTP(w, r)
+			w := forwardAuth(a, tok)
 			if w.Code != http.StatusOK {
 				t.Errorf("request %d: status %d", i, w.Code)
 			}

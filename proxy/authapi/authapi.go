@@ -337,7 +337,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 	if msg := h.policy.check(body.Password); msg != "" {
 		return newError(http.StatusBadRequest, CodeWeakPassword, msg, nil)
 	}
-	if body.Username != "" && !validUsername(body.Username) {
+	if body.Username != "" && !ValidUsername(body.Username) {
 		return invalid("username must be 3 to 32 letters, digits, '_', '.' or '-'")
 	}
 	if !validDisplayName(body.DisplayName) {
@@ -380,7 +380,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rec *record) 
 	} else {
 		u = h.recordLogin(r, u)
 	}
-	res := sessionAnswer{User: userOf(u)}
+	res := sessionAnswer{User: UserOf(u)}
 	if err == nil {
 		res.set(sess)
 	}
@@ -549,7 +549,7 @@ func (h *Handler) completeLogin(w http.ResponseWriter, r *http.Request, rec *rec
 		return e
 	}
 	u = h.recordLogin(r, u)
-	res := sessionAnswer{User: userOf(u)}
+	res := sessionAnswer{User: UserOf(u)}
 	res.set(sess)
 	writeJSON(w, http.StatusOK, &res)
 	return nil
@@ -691,16 +691,17 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request, rec *record) *apiEr
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, &meAnswer{Identity: identityOf(id), User: userOf(u)})
+	writeJSON(w, http.StatusOK, &meAnswer{Identity: identityOf(id), User: UserOf(u)})
 	return nil
 }
 
-// userJSON is a user row as the API shows it (camelCase, as the original
-// service's). Without a row (federationStatus degraded: the user table is
-// unreachable; or failed: the identity is served unlinked) nothing is made
-// up: id, isActive and tokenBalance are null, the row's other fields are
-// absent, and firebaseUid and email are the token's.
-type userJSON struct {
+// User is a user row as the API shows it (camelCase, as the original
+// service's); the admin API (proxy.AdminAPI) answers the same shape.
+// Without a row (federationStatus degraded: the user table is unreachable;
+// or failed: the identity is served unlinked) nothing is made up: id,
+// isActive and tokenBalance are null, the row's other fields are absent,
+// and firebaseUid and email are the token's.
+type User struct {
 	ID               *string    `json:"id"`
 	FirebaseUID      string     `json:"firebaseUid,omitempty"`
 	Email            string     `json:"email,omitempty"`
@@ -711,20 +712,27 @@ type userJSON struct {
 	FederationStatus string     `json:"federationStatus"`
 	LastLogin        *time.Time `json:"lastLogin,omitempty"`
 	CreatedAt        *time.Time `json:"createdAt,omitempty"`
+	UpdatedAt        *time.Time `json:"updatedAt,omitempty"`
+	// DeletedAt is set on a soft-deleted row only.
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 }
 
-func userOf(u federation.User) *userJSON {
-	j := &userJSON{FirebaseUID: u.FirebaseUID, Email: u.Email, FederationStatus: string(u.FederationStatus)}
+// UserOf is u as the API shows it.
+func UserOf(u federation.User) *User {
+	j := &User{FirebaseUID: u.FirebaseUID, Email: u.Email, FederationStatus: string(u.FederationStatus)}
 	if u.ID == "" { // no row: what it would say is unknown
 		return j
 	}
 	j.ID, j.IsActive, j.TokenBalance = &u.ID, &u.IsActive, &u.TokenBalance
 	j.Username, j.UserType = u.Username, u.UserType
-	if !u.LastLogin.IsZero() {
-		j.LastLogin = &u.LastLogin
-	}
-	if !u.CreatedAt.IsZero() {
-		j.CreatedAt = &u.CreatedAt
+	for _, t := range []struct {
+		dst **time.Time
+		v   time.Time
+	}{{&j.LastLogin, u.LastLogin}, {&j.CreatedAt, u.CreatedAt}, {&j.UpdatedAt, u.UpdatedAt}, {&j.DeletedAt, u.DeletedAt}} {
+		if !t.v.IsZero() {
+			v := t.v
+			*t.dst = &v
+		}
 	}
 	return j
 }
@@ -744,10 +752,10 @@ func sessionOf(s Session) *sessionJSON {
 // sessionAnswer is the answer of register and login: the user, and the
 // session's tokens (left out when a registration could not sign in).
 type sessionAnswer struct {
-	User         *userJSON `json:"user"`
-	IDToken      string    `json:"idToken,omitempty"`
-	RefreshToken string    `json:"refreshToken,omitempty"`
-	ExpiresIn    int       `json:"expiresIn,omitempty"`
+	User         *User  `json:"user"`
+	IDToken      string `json:"idToken,omitempty"`
+	RefreshToken string `json:"refreshToken,omitempty"`
+	ExpiresIn    int    `json:"expiresIn,omitempty"`
 }
 
 func (a *sessionAnswer) set(s Session) {
@@ -777,5 +785,5 @@ func identityOf(id verify.Identity) *identityJSON {
 
 type meAnswer struct {
 	Identity *identityJSON `json:"identity"`
-	User     *userJSON     `json:"user"`
+	User     *User         `json:"user"`
 }

@@ -46,7 +46,36 @@ const (
 	CodeUnavailable = "unavailable"
 )
 
-// codes lists every code, for metrics.
+// Codes of the admin API (proxy.AdminAPI), which answers in this shape
+// too, with the codes above where they fit.
+const (
+	// CodeUnauthorized (401): the admin bearer secret is missing or wrong.
+	CodeUnauthorized = "unauthorized"
+	// CodeUserNotFound (404): no account has the id, or none matches the
+	// query.
+	CodeUserNotFound = "user_not_found"
+	// CodeConflict (409): the change breaks a rule of the user table (an
+	// account linked to another Firebase user, say).
+	CodeConflict = "conflict"
+	// CodeInsufficientBalance (409): a decrement would take the token
+	// balance below zero; nothing was changed.
+	CodeInsufficientBalance = "insufficient_balance"
+	// CodeBalanceOverflow (409): an increment would take the token
+	// balance past the largest int64; nothing was changed.
+	CodeBalanceOverflow = "balance_overflow"
+	// CodeFederationNotFailed (409): a federation retry of an account
+	// whose federation has not failed.
+	CodeFederationNotFailed = "federation_not_failed"
+	// CodeIdempotencyKeyReused (422): the Idempotency-Key was used with
+	// another request for this account.
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+	// CodeUnknownFirebaseUser (422): no Firebase user has the uid.
+	CodeUnknownFirebaseUser = "unknown_firebase_user"
+	// CodeInternal (500): an error of authgate's own.
+	CodeInternal = "internal"
+)
+
+// codes lists every code of the auth API, for metrics.
 var codes = [...]string{
 	CodeInvalidRequest, CodeRequestTooLarge, CodeWeakPassword, CodeInvalidCredentials, CodeInvalidToken,
 	CodeUserDisabled, CodeUserRefused, CodeEmailExists, CodeUsernameTaken, CodeRateLimited,
@@ -87,12 +116,17 @@ func errRateLimited(wait time.Duration) *apiError {
 	return e
 }
 
-// errorBody is the one JSON shape of every error answer.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+// ErrorBody is the one JSON shape of every error answer, the admin API's
+// (proxy.AdminAPI) too.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is an error answer's code, one of the Code constants, and
+// its message, a fixed text: never a value from the request or a cause.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 var (
@@ -119,7 +153,5 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	if e.retryAfter > 0 {
 		w.Header()["Retry-After"] = []string{strconv.Itoa(int(e.retryAfter / time.Second))}
 	}
-	var b errorBody
-	b.Error.Code, b.Error.Message = e.code, e.msg
-	writeJSON(w, e.status, &b)
+	writeJSON(w, e.status, &ErrorBody{Error: ErrorDetail{Code: e.code, Message: e.msg}})
 }

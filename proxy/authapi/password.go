@@ -51,9 +51,9 @@ func normalEmail(s string) (string, bool) {
 // case-insensitively, and so must the limit.
 func emailKey(email string) string { return strings.ToLower(email) }
 
-// validUsername reports whether s is 3 to 32 letters, digits, '_', '.'
-// or '-'.
-func validUsername(s string) bool {
+// ValidUsername reports whether s is 3 to 32 letters, digits, '_', '.'
+// or '-': a username the API takes.
+func ValidUsername(s string) bool {
 	n := utf8.RuneCountInString(s)
 	if n < minUsername || n > maxUsername || !utf8.ValidString(s) {
 		return false
