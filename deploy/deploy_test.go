@@ -914,12 +914,26 @@ func checkForwardAuthHeaders(t *testing.T, where string, fa traefikForwardAuth) 
 		t.Errorf("%s: authResponseHeadersRegex: %v", where, err)
 		return
 	}
-	for _, h := range []string{"X-User-Id", "X_User_Id", "x_user_id", "X-User-Role", "x-user-type"} {
+	for _, h := range []string{
+		"X-User-Id", "X_User_Id", "x_user_id", "X-User-Role", "x-user-type",
+		// Other proxies' identity headers: authgate's default strip_headers.
+		"X-Auth-Request-User", "x_auth_request_email", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Groups",
+		"X-Auth-Request-Access-Token", "X-Auth-Request-Anything",
+		"X-Forwarded-User", "X_Forwarded_Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username", "X-Forwarded-Access-Token",
+		"X-Remote-User", "X-Remote-Email", "X-Remote-Groups", "X-Remote-Name",
+		"Remote-User", "REMOTE_USER", "Remote-Email", "Remote-Groups", "Remote-Name",
+	} {
 		if !re.MatchString(h) {
 			t.Errorf("%s: authResponseHeadersRegex %q does not strip a client's %s", where, fa.AuthResponseHeadersRegex, h)
 		}
 	}
-	for _, h := range []string{"Authorization", "X-Username", "X-Request-Id"} {
+	// Traefik reads the forwarding headers it sets itself after this
+	// middleware, and the application may too.
+	for _, h := range []string{
+		"Authorization", "X-Username", "X-Request-Id",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Forwarded-Method",
+		"X-Forwarded-Users", "X-Remote-Addr", "Remote-Addr", "X-Auth-Request",
+	} {
 		if re.MatchString(h) {
 			t.Errorf("%s: authResponseHeadersRegex %q strips %s", where, fa.AuthResponseHeadersRegex, h)
 		}

@@ -163,10 +163,11 @@ func BenchmarkCanonicalPath(b *testing.B) {
 }
 
 // BenchmarkIdentityHeaders is the header contract on every request: strip
-// every client spelling of the identity headers, then set authgate's own
-// (the full set, as forward-auth answers carry it).
+// every client spelling of the identity headers and of the other proxies'
+// (defaultStripHeaders), then set authgate's own (the full set, as
+// forward-auth answers carry it).
 func BenchmarkIdentityHeaders(b *testing.B) {
-	ident := newIdentityHeaders("X-User-")
+	ident := newIdentityHeaders("X-User-", defaultStripHeaders)
 	p := principal{id: verify.Identity{Provider: verify.ProviderFirebase, Subject: "uid-1", FirebaseUID: "uid-1", Email: "u@example.test", EmailVerified: true, Name: "U", Role: "user"}}
 	vals := identityValues(&p, true)
 	inbound := http.Header{
@@ -174,9 +175,10 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 		"X-Forwarded-Uri": {"/api/orders"}, "X-Request-Id": {"r-1"},
 	}
 	for _, bc := range []struct {
-		name  string
-		spoof bool
-	}{{"clean", false}, {"spoofed", true}} {
+		name    string
+		spoof   bool
+		foreign bool
+	}{{"clean", false, false}, {"spoofed", true, false}, {"spoofed-foreign", false, true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			hdr := inbound.Clone()
 			out := http.Header{}
@@ -186,8 +188,48 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 					hdr["X-User-Id"] = vals[:1]
 					hdr["X_user_type"] = vals[:1]
 				}
+				if bc.foreign {
+					hdr["X-Auth-Request-User"] = vals[:1]
+					hdr["X_forwarded_user"] = vals[:1]
+				}
 				ident.strip(hdr)
 				ident.set(out, &vals, true)
+			}
+		})
+	}
+}
+
+// BenchmarkStripHeaders is the strip alone on a browser-like request of
+// fourteen headers, half of them X-*: the cost of checking each name
+// against the prefix and the strip_headers list.
+func BenchmarkStripHeaders(b *testing.B) {
+	ident := newIdentityHeaders("X-User-", defaultStripHeaders)
+	inbound := http.Header{
+		"Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Accept-Language": {"en"}, "Authorization": {"Bearer x"},
+		"Cookie": {"a=b"}, "User-Agent": {"bench"}, "Content-Type": {"application/json"}, "Traceparent": {"00-x"},
+		"X-Forwarded-For": {"203.0.113.9"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app"},
+		"X-Forwarded-Uri": {"/api/orders"}, "X-Forwarded-Method": {"GET"}, "X-Request-Id": {"r-1"},
+	}
+	for _, bc := range []struct {
+		name  string
+		spoof []string
+	}{
+		{"clean", nil},
+		{"spoofed", []string{"X-User-Id", "X_user_type"}},
+		{"spoofed-foreign", []string{"X-Auth-Request-User", "X_forwarded_user", "Remote-User"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			hdr := inbound.Clone()
+			v := []string{"evil"}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, k := range bc.spoof {
+					hdr[k] = v
+				}
+				ident.strip(hdr)
+			}
+			if len(hdr) != len(inbound) {
+				b.Fatalf("strip left %d headers, want %d", len(hdr), len(inbound))
 			}
 		})
 	}

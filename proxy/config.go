@@ -25,6 +25,16 @@ type Config struct {
 	PreserveHost bool `yaml:"preserve_host"`
 	// HeaderPrefix is the identity header prefix. Default "X-User-".
 	HeaderPrefix string `yaml:"header_prefix"`
+	// StripHeaders are other proxies' identity headers, removed from every
+	// request in every spelling (case, '_' for '-', repeats) as the
+	// prefix's are: header names, and "Prefix-*" patterns for a family.
+	// Default: oauth2-proxy's X-Auth-Request-* and X-Forwarded-User family,
+	// X-Remote-User and Remote-User with their Email, Groups and Name;
+	// empty removes none. An entry that would remove a header authgate or
+	// the gateway reads (X-Forwarded-For, -Uri, Authorization, ...) is
+	// invalid. Forward-auth cannot remove them from the request the
+	// application gets: the gateway must (deploy/).
+	StripHeaders []string `yaml:"strip_headers"`
 	// TokenCookie is the cookie read when there is no Authorization header.
 	// Default "__session" (Firebase Hosting's convention); empty turns
 	// cookies off.
@@ -94,6 +104,7 @@ func DefaultConfig() Config {
 	return Config{
 		PreserveHost: true,
 		HeaderPrefix: "X-User-",
+		StripHeaders: slices.Clone(defaultStripHeaders),
 		TokenCookie:  "__session",
 		ForwardAuth:  ForwardAuthConfig{Enabled: true, Path: "/auth"},
 		TokenAPI: TokenAPIConfig{Enabled: true, Prefix: "/v1/token", RateLimit: TokenAPIRateLimit{
@@ -146,6 +157,11 @@ func (c Config) Validate() error {
 	if p := strings.TrimSpace(c.HeaderPrefix); p == "" || strings.ContainsAny(p, " :\t") || !strings.HasSuffix(p, "-") {
 		errs = append(errs, fmt.Errorf("header_prefix: %q must be a header name prefix ending in \"-\"", c.HeaderPrefix))
 	}
+	for i, s := range c.StripHeaders {
+		if err := checkStripHeader(s); err != nil {
+			errs = append(errs, fmt.Errorf("strip_headers[%d]: %q %w", i, s, err))
+		}
+	}
 	if strings.ContainsAny(c.TokenCookie, " ;=,\t") {
 		errs = append(errs, fmt.Errorf("token_cookie: %q is not a valid cookie name", c.TokenCookie))
 	}
@@ -188,6 +204,37 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// neededHeaders are headers authgate or the gateway in front of it reads,
+// which no strip_headers entry may cover.
+var neededHeaders = []string{
+	"Authorization", "Cookie", "Host", "Connection", "Upgrade", "Content-Length", "Content-Type", "Transfer-Encoding",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Method", "X-Forwarded-Uri",
+	"X-Original-Uri", "X-Original-Method", "X-Original-Url", "X-Request-Id", "Traceparent", "Tracestate",
+}
+
+// checkStripHeader accepts a header name or a "Prefix-*" pattern that
+// leaves every header in neededHeaders alone.
+func checkStripHeader(s string) error {
+	name, pattern := strings.CutSuffix(s, "*")
+	switch {
+	case name == "":
+		return errors.New("must be a header name or a \"Prefix-*\" pattern")
+	case strings.IndexFunc(name, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+	}) >= 0:
+		return errors.New("must hold only letters, digits, '-' and '_', and '*' only at the end")
+	case pattern && !strings.HasSuffix(name, "-") && !strings.HasSuffix(name, "_"):
+		return errors.New("must end in \"-*\" when it is a pattern")
+	}
+	m := newIdentityHeaders("X-User-", []string{s})
+	for _, n := range neededHeaders {
+		if m.isForeign(n) {
+			return fmt.Errorf("would remove %s, which authgate or the gateway needs", n)
+		}
+	}
+	return nil
 }
 
 func checkEndpointPath(p string) error {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestForwardedIdentityParams(t *testing.T) {
-	ih := newIdentityHeaders("X-User-")
+	ih := newIdentityHeaders("X-User-", defaultStripHeaders)
 	tests := []struct {
 		give []string
 		want []string

@@ -41,22 +41,68 @@ const (
 	numSlots
 )
 
+// defaultStripHeaders are the identity headers of other proxies that
+// services migrating from them may still read (oauth2-proxy's
+// X-Auth-Request-* and X-Forwarded-User family, Apache's and Authelia's
+// Remote-User family). Exact names where a family shares its prefix with
+// headers that forward-auth needs (X-Forwarded-For, -Uri, ...).
+var defaultStripHeaders = []string{
+	"X-Auth-Request-*",
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups",
+	"X-Forwarded-Preferred-Username", "X-Forwarded-Access-Token",
+	"X-Remote-User", "X-Remote-Email", "X-Remote-Groups", "X-Remote-Name",
+	"Remote-User", "Remote-Email", "Remote-Groups", "Remote-Name",
+}
+
 // identityHeaders holds the identity header names for one prefix and knows
-// how to remove any spelling of them from a request.
+// how to remove any spelling of them, and of the other proxies' identity
+// headers, from a request.
 type identityHeaders struct {
 	names [numSlots]string
 	// fold is the prefix folded the way a backend might fold it: lower case
 	// with '_' read as '-'.
 	fold string
+	// foreignExact are the strip_headers names, folded, indexed by length
+	// so that a header is compared with the names of its length only;
+	// foreignPrefix are the prefixes of its "Prefix-*" patterns, folded.
+	foreignExact  [][]string
+	foreignPrefix []string
+	// foreignFirst marks the bytes a foreign header name can begin with, in
+	// any spelling, so that most headers are passed over with one lookup.
+	foreignFirst [256]bool
 }
 
-func newIdentityHeaders(prefix string) identityHeaders {
+// newIdentityHeaders returns the headers of prefix, and of strip: header
+// names and "Prefix-*" patterns that Config.Validate accepted.
+func newIdentityHeaders(prefix string, strip []string) identityHeaders {
 	prefix = http.CanonicalHeaderKey(prefix)
 	var h identityHeaders
 	for i, s := range identitySuffixes {
 		h.names[i] = http.CanonicalHeaderKey(prefix + s)
 	}
 	h.fold = foldHeader(prefix)
+	for _, s := range strip {
+		f, pattern := strings.CutSuffix(foldHeader(s), "*")
+		if f == "" {
+			continue
+		}
+		if pattern {
+			h.foreignPrefix = append(h.foreignPrefix, f)
+		} else {
+			for len(h.foreignExact) <= len(f) {
+				h.foreignExact = append(h.foreignExact, nil)
+			}
+			h.foreignExact[len(f)] = append(h.foreignExact[len(f)], f)
+		}
+		c := f[0]
+		h.foreignFirst[c] = true
+		switch {
+		case 'a' <= c && c <= 'z':
+			h.foreignFirst[c-('a'-'A')] = true
+		case c == '-':
+			h.foreignFirst['_'] = true
+		}
+	}
 	return h
 }
 
@@ -77,10 +123,16 @@ func foldHeader(s string) string {
 // hasFoldedPrefix reports whether name, folded, starts with the folded
 // prefix, without allocating.
 func (h *identityHeaders) hasFoldedPrefix(name string) bool {
-	if len(name) < len(h.fold) {
+	return foldedHasPrefix(name, h.fold)
+}
+
+// foldedHasPrefix reports whether name, folded, starts with fold, which is
+// folded already, without allocating.
+func foldedHasPrefix(name, fold string) bool {
+	if len(name) < len(fold) {
 		return false
 	}
-	for i := 0; i < len(h.fold); i++ {
+	for i := 0; i < len(fold); i++ {
 		c := name[i]
 		switch {
 		case c == '_':
@@ -88,18 +140,39 @@ func (h *identityHeaders) hasFoldedPrefix(name string) bool {
 		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
 		}
-		if c != h.fold[i] {
+		if c != fold[i] {
 			return false
 		}
 	}
 	return true
 }
 
-// strip deletes every header whose name folds into the identity prefix: any
-// case, '_' for '-', any number of repeats.
+// isForeign reports whether name, folded, is one of the strip_headers
+// names or starts with one of its prefixes.
+func (h *identityHeaders) isForeign(name string) bool {
+	if name == "" || !h.foreignFirst[name[0]] {
+		return false
+	}
+	if len(name) < len(h.foreignExact) {
+		for _, f := range h.foreignExact[len(name)] {
+			if foldedHasPrefix(name, f) {
+				return true
+			}
+		}
+	}
+	for _, f := range h.foreignPrefix {
+		if foldedHasPrefix(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// strip deletes every header whose name folds into the identity prefix or
+// a strip_headers entry: any case, '_' for '-', any number of repeats.
 func (h *identityHeaders) strip(hdr http.Header) {
 	for k := range hdr {
-		if h.hasFoldedPrefix(k) {
+		if h.hasFoldedPrefix(k) || h.isForeign(k) {
 			delete(hdr, k)
 		}
 	}

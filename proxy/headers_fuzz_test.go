@@ -13,7 +13,8 @@ import (
 // the server's own parser reads them off the wire, through the whole
 // pipeline to the echo upstream. Whatever a client adds, the identity
 // headers the upstream sees are exactly the ones authgate derives from the
-// token: never a client's value, never a second spelling of one.
+// token: never a client's value, never a second spelling of one, and none
+// of the other proxies' identity headers (defaultStripHeaders).
 func FuzzIdentityHeaders(f *testing.F) {
 	for _, s := range []string{
 		"X-User-Id: admin\r\n",
@@ -26,6 +27,10 @@ func FuzzIdentityHeaders(f *testing.F) {
 		"X-User-: x\r\nX-User: y\r\nX-Userid: z\r\n",
 		"X-Forwarded-User: admin\r\nX-Original-URI: /admin\r\n",
 		"Cookie: __session=x.y.z\r\n",
+		"X-Auth-Request-User: admin\r\nx_auth_request_email: a@example.test\r\n",
+		"X-Forwarded-Email: a@example.test\r\nX-Forwarded-Groups: admin\r\nX_Forwarded_Preferred_Username: admin\r\n",
+		"X-Remote-User: admin\r\nRemote-User: admin\r\nREMOTE_USER: admin\r\nRemote-Groups: admin\r\n",
+		"Connection: X-Auth-Request-User\r\nX-Auth-Request-User: admin\r\n",
 	} {
 		f.Add(s, false)
 		f.Add(s, true)
@@ -78,6 +83,11 @@ func FuzzIdentityHeaders(f *testing.F) {
 		_, want, _ := serve(t, "", authed)
 		if authed && len(identity(want)) == 0 {
 			t.Fatal("baseline request carried no identity: the property would hold vacuously")
+		}
+		for k := range got {
+			if isForeignIdentity(k) {
+				t.Fatalf("upstream saw %s: %q, another proxy's identity header", k, got[k])
+			}
 		}
 		gotID, wantID := identity(got), identity(want)
 		if len(gotID) != len(wantID) {

@@ -115,7 +115,7 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 		verifier: v,
 		log:      log.Named("proxy"),
 		now:      time.Now,
-		ident:    newIdentityHeaders(cfg.HeaderPrefix),
+		ident:    newIdentityHeaders(cfg.HeaderPrefix, cfg.StripHeaders),
 		routes:   compileRoutes(cfg.Routes),
 		trusted:  trusted,
 		ids:      newRequestIDs(),

@@ -17,6 +17,7 @@ func TestProxyDecisions(t *testing.T) {
 	user := token(t, "u-1", nil)
 	admin := token(t, "a-1", func(c map[string]any) { c["user_type"] = "admin" })
 	unverified := token(t, "u-2", func(c map[string]any) { c["email_verified"] = false })
+	stringVerified := token(t, "u-2", func(c map[string]any) { c["email_verified"] = "true" })
 	beta := token(t, "u-3", func(c map[string]any) { c["plan"] = "beta" })
 	expired := token(t, "u-4", func(c map[string]any) {
 		c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
@@ -45,6 +46,7 @@ func TestProxyDecisions(t *testing.T) {
 		{name: "role required, missing", givePath: "/admin/x", giveToken: user, wantStatus: 403},
 		{name: "role required, present", givePath: "/admin/x", giveToken: admin, wantStatus: 200, wantUser: "a-1", wantUp: true},
 		{name: "email_verified required, false", givePath: "/verified", giveToken: unverified, wantStatus: 403},
+		{name: "email_verified required, the string true", givePath: "/verified", giveToken: stringVerified, wantStatus: 403},
 		{name: "email_verified required, true", givePath: "/verified", giveToken: user, wantStatus: 200, wantUser: "u-1", wantUp: true},
 		{name: "claim required, missing", givePath: "/beta", giveToken: user, wantStatus: 403},
 		{name: "claim required, present", givePath: "/beta/x", giveToken: beta, wantStatus: 200, wantUser: "u-3", wantUp: true},

@@ -115,7 +115,15 @@ type keySet struct {
 
 	fetchMu     sync.Mutex // one fetch at a time
 	lastAttempt atomic.Int64
-	lastErr     atomic.Pointer[error]
+	// last is the outcome of the last fetch that finished; nil before
+	// the first.
+	last atomic.Pointer[fetchResult]
+}
+
+// fetchResult is the outcome of one fetch: when it started, and its error.
+type fetchResult struct {
+	at  time.Time
+	err error
 }
 
 type keySetMetrics struct {
@@ -184,14 +192,14 @@ func (k *keySet) refresh(ctx context.Context) error {
 	defer k.fetchMu.Unlock()
 	now := k.now()
 	if last := k.lastAttempt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < k.cfg.MinRefreshInterval {
-		if errp := k.lastErr.Load(); errp != nil {
-			return *errp
+		if r := k.last.Load(); r != nil {
+			return r.err
 		}
 		return nil
 	}
 	k.lastAttempt.Store(now.UnixNano())
 	err := k.fetch(ctx)
-	k.lastErr.Store(&err)
+	k.last.Store(&fetchResult{at: now, err: err})
 	if err != nil {
 		if k.m != nil {
 			k.m.failed.Inc()
@@ -338,11 +346,11 @@ func parsePEMKey(b []byte) (any, error) {
 func (k *keySet) run(ctx context.Context, sleep func(context.Context, time.Duration) bool) {
 	for ctx.Err() == nil {
 		var wait time.Duration
-		s, errp := k.snap.Load(), k.lastErr.Load()
+		s, r := k.snap.Load(), k.last.Load()
 		switch {
-		case errp == nil && s == nil:
+		case r == nil && s == nil:
 			wait = 0 // never tried
-		case errp != nil && *errp != nil:
+		case r != nil && r.err != nil:
 			wait = k.cfg.MinRefreshInterval
 		default:
 			wait = max(s.freshTill.Sub(k.now()), k.cfg.MinRefreshInterval)
@@ -356,11 +364,16 @@ func (k *keySet) run(ctx context.Context, sleep func(context.Context, time.Durat
 
 // check reports the key set's health: an error when there are no usable
 // keys, or a stale (but still used) set.
+//
+// Keys past their max-age are degraded only when the refresh that came
+// due then was tried and failed. Keys merely waiting for their refresh
+// are not: with a max-age shorter than MinRefreshInterval they spend most
+// of every interval past it, although every fetch succeeds.
 func (k *keySet) check() error {
-	s := k.snap.Load()
+	s, r := k.snap.Load(), k.last.Load()
 	if s == nil {
-		if errp := k.lastErr.Load(); errp != nil && *errp != nil {
-			return fmt.Errorf("%s: no keys: %v", k.name, *errp)
+		if r != nil && r.err != nil {
+			return fmt.Errorf("%s: no keys: %v", k.name, r.err)
 		}
 		return fmt.Errorf("%s: keys not fetched yet", k.name)
 	}
@@ -368,8 +381,9 @@ func (k *keySet) check() error {
 	switch {
 	case now.After(s.freshTill.Add(k.cfg.MaxStale)):
 		return fmt.Errorf("%s: keys expired past max_stale", k.name)
-	case now.After(s.freshTill):
-		return fmt.Errorf("%w: %s: serving keys fetched %s ago, past their max-age", errDegraded, k.name, now.Sub(s.fetchedAt).Round(time.Second))
+	case now.After(s.freshTill) && r != nil && r.err != nil && !r.at.Before(s.freshTill):
+		return fmt.Errorf("%w: %s: serving keys fetched %s ago, past their max-age: refresh: %v",
+			errDegraded, k.name, now.Sub(s.fetchedAt).Round(time.Second), r.err)
 	}
 	return nil
 }

@@ -83,6 +83,69 @@ func TestKeySetRunFollowsMaxAge(t *testing.T) {
 	}
 }
 
+// TestKeySetShortMaxAgeIsNotDegraded checks readiness against a key
+// endpoint whose max-age is shorter than MinRefreshInterval: run fetches
+// once per interval, so the keys spend most of it past their max-age, and
+// yet every fetch succeeds. Only a refresh that came due and failed makes
+// the set degraded (issue 12).
+func TestKeySetShortMaxAgeIsNotDegraded(t *testing.T) {
+	srv := verifytest.NewKeyServer(t)
+	key := verifytest.RSAKey(t, "k1")
+	srv.ServeX509(t, key)
+	srv.SetCacheControl("max-age=10")
+	clk := verifytest.NewClock(time.Date(2025, time.June, 1, 12, 0, 0, 0, time.UTC))
+	ks := newKeySet("firebase", configtest.Fill(KeySetConfig{URL: srv.URL, MinRefreshInterval: 30 * time.Second, MaxStale: time.Hour}, DefaultKeySetConfig()), clk.Now, zaptest.NewLogger(t), nil)
+
+	// Each step is one sleep of run; the set is checked just before the
+	// sleep ends, 29s into a 30s interval, 19s past the keys' max-age.
+	steps := []struct {
+		name         string
+		wantFetches  int
+		wantDegraded bool
+		give         func() // changes the endpoint before the sleep ends
+	}{
+		{name: "first fetch", wantFetches: 1},
+		{name: "second fetch", wantFetches: 2},
+		{name: "third fetch", wantFetches: 3, give: srv.Fail},
+		{name: "refresh due and failed", wantFetches: 4, wantDegraded: true},
+		{name: "failed again", wantFetches: 5, wantDegraded: true, give: func() { srv.ServeX509(t, key) }},
+		{name: "endpoint back", wantFetches: 6},
+		{name: "and again", wantFetches: 7},
+	}
+	type sleep struct {
+		fetches  int
+		degraded bool
+	}
+	var got []sleep
+
+	ks.run(t.Context(), func(_ context.Context, d time.Duration) bool {
+		if len(got) == len(steps) {
+			return false
+		}
+		clk.Advance(d - time.Second)
+		err := ks.check()
+		if err != nil && !errors.Is(err, errDegraded) {
+			t.Errorf("sleep %d: check() = %v, want nil or degraded", len(got), err)
+		}
+		got = append(got, sleep{fetches: srv.Requests(), degraded: err != nil})
+		if give := steps[len(got)-1].give; give != nil {
+			give()
+		}
+		clk.Advance(time.Second)
+		return true
+	})
+
+	if len(got) != len(steps) {
+		t.Fatalf("run slept %d times, want %d: %+v", len(got), len(steps), got)
+	}
+	for i, s := range steps {
+		if got[i].fetches != s.wantFetches || got[i].degraded != s.wantDegraded {
+			t.Errorf("sleep %d (%s): %d fetches, degraded %t; want %d, degraded %t",
+				i, s.name, got[i].fetches, got[i].degraded, s.wantFetches, s.wantDegraded)
+		}
+	}
+}
+
 // TestKeySetRunStopsWhenDone checks that run returns when its sleep
 // reports that ctx ended, and does not fetch once ctx is done.
 func TestKeySetRunStopsWhenDone(t *testing.T) {

@@ -15,8 +15,9 @@ import (
 
 // ClaimNames says which claims of a legacy token carry which identity field.
 type ClaimNames struct {
-	// UserID is the claim with the platform user id. Default "sub"; it
-	// must be set.
+	// UserID is the claim with the platform user id: a string, or an
+	// integer for a platform with numeric ids. Default "sub"; it must be
+	// set.
 	UserID string `yaml:"user_id"`
 	// Email is the email claim. Default "email"; "" reads no email.
 	Email string `yaml:"email"`
@@ -65,6 +66,11 @@ type LegacyConfig struct {
 	JWKS KeySetConfig `yaml:"jwks"`
 	// Claims maps identity fields to claim names.
 	Claims ClaimNames `yaml:"claims"`
+	// StringBooleans reads the strings "true" and "false" in the
+	// email-verified claim as booleans, for an issuer whose old service
+	// wrote them that way. Off (the default), only a JSON true is true, as
+	// in Firebase tokens: a string can then never make an email verified.
+	StringBooleans bool `yaml:"string_booleans"`
 }
 
 // publicKeyAlgorithms maps each public-key algorithm to the key type it
@@ -259,12 +265,16 @@ func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (I
 		return Identity{}, err
 	}
 	n := &v.cfg.Claims
+	verified := t.boolean(n.EmailVerified)
+	if v.cfg.StringBooleans {
+		verified = t.stringBoolean(n.EmailVerified)
+	}
 	id := Identity{
 		Provider:      ProviderLegacy,
 		Issuer:        v.cfg.Issuer,
-		Subject:       t.str(n.UserID),
+		Subject:       t.userID(n.UserID),
 		Email:         t.str(n.Email),
-		EmailVerified: t.boolean(n.EmailVerified),
+		EmailVerified: verified,
 		Name:          t.str(n.Name),
 		Role:          t.str(n.Role),
 		IssuedAt:      iat,

@@ -300,7 +300,7 @@ func TestVerifyLegacyIdentity(t *testing.T) {
 				"sub": "decoy", "email": "decoy@example.test", "email_verified": false, "username": "decoy", "user_type": "admin",
 				"user_id":       json.Number("12345678901234567890"),
 				"mail":          "bob@example.test",
-				"mail_verified": "true",
+				"mail_verified": true,
 				"role":          "user",
 				"display_name":  "Bob",
 				"balance":       json.Number("1.10"),
@@ -316,7 +316,7 @@ func TestVerifyLegacyIdentity(t *testing.T) {
 					"sub": "decoy", "email": "decoy@example.test", "email_verified": false, "username": "decoy", "user_type": "admin",
 					"user_id":       json.Number("12345678901234567890"),
 					"mail":          "bob@example.test",
-					"mail_verified": "true",
+					"mail_verified": true,
 					"role":          "user",
 					"display_name":  "Bob",
 					"balance":       json.Number("1.10"),
@@ -373,26 +373,41 @@ func assertIdentity(t *testing.T, got, want verify.Identity) {
 	}
 }
 
+// TestVerifyLegacyEmailVerified checks that only a JSON true verifies an
+// email, unless the issuer is configured with string_booleans; then the
+// string "true" does too, and nothing else.
 func TestVerifyLegacyEmailVerified(t *testing.T) {
-	v := newVerifier(t, legacyConfig())
-
 	tests := []struct {
-		name string
-		give any
-		want bool
+		name               string
+		giveStringBooleans bool
+		give               any
+		want               bool
 	}{
 		{name: "true", give: true, want: true},
 		{name: "false", give: false, want: false},
-		{name: "string true", give: "true", want: true},
+		{name: "string true", give: "true", want: false},
 		{name: "string false", give: "false", want: false},
-		{name: "string True", give: "True", want: false},
-		{name: "string yes", give: "yes", want: false},
 		{name: "number 1", give: 1, want: false},
+		{name: "list of true", give: []any{true}, want: false},
+		{name: "object", give: map[string]any{"value": true}, want: false},
+		{name: "null", give: nil, want: false},
 		{name: "missing", give: deleteClaim{}, want: false},
+		{name: "string_booleans: true", giveStringBooleans: true, give: true, want: true},
+		{name: "string_booleans: string true", giveStringBooleans: true, give: "true", want: true},
+		{name: "string_booleans: string false", giveStringBooleans: true, give: "false", want: false},
+		{name: "string_booleans: string True", giveStringBooleans: true, give: "True", want: false},
+		{name: "string_booleans: string yes", giveStringBooleans: true, give: "yes", want: false},
+		{name: "string_booleans: string 1", giveStringBooleans: true, give: "1", want: false},
+		{name: "string_booleans: number 1", giveStringBooleans: true, give: 1, want: false},
+		{name: "string_booleans: list of string true", giveStringBooleans: true, give: []any{"true"}, want: false},
+		{name: "string_booleans: missing", giveStringBooleans: true, give: deleteClaim{}, want: false},
 	}
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			cfg := legacyConfig()
+			cfg.StringBooleans = tt.giveStringBooleans
+			v := newVerifier(t, cfg)
 			got, err := v.Verify(t.Context(), hs256(t, claimsWith("email_verified", tt.give)))
 			if err != nil {
 				t.Fatalf("Verify() error = %v, want nil", err)

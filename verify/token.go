@@ -263,35 +263,67 @@ func (t *token) checkHeader(allowed []string) error {
 	return fmt.Errorf("%w: algorithm %q not allowed", ErrInvalid, truncate(h.Alg))
 }
 
-// str returns a string claim, or a number claim in its JSON spelling.
-func (t *token) str(name string) string {
-	if name == "" { // the claim is configured off
-		return ""
+// str returns a string claim. A claim of any other type reads as absent:
+// a number or a list is not an email, a name or a role.
+// claim returns the claim name, or nil when name is "": a claim name
+// configured as "" is not read, even if a token has a claim "".
+func (t *token) claim(name string) any {
+	if name == "" {
+		return nil
 	}
-	switch v := t.claims[name].(type) {
+	return t.claims[name]
+}
+
+func (t *token) str(name string) string {
+	s, _ := t.claim(name).(string)
+	return s
+}
+
+// userID returns a string claim, or an integer claim in its decimal
+// spelling, for legacy platforms whose user ids are numbers. Fractions,
+// exponents and every other type read as absent.
+func (t *token) userID(name string) string {
+	switch v := t.claim(name).(type) {
 	case string:
 		return v
 	case json.Number:
-		return v.String()
-	default:
-		return ""
+		if s := v.String(); isDigits(s) {
+			return s
+		}
 	}
+	return ""
 }
 
-// boolean returns a boolean claim; the strings "true" and "false" count too
-// because some legacy issuers wrote them that way.
-func (t *token) boolean(name string) bool {
-	if name == "" { // the claim is configured off
+func isDigits(s string) bool {
+	if s == "" {
 		return false
 	}
-	switch v := t.claims[name].(type) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// boolean returns a boolean claim: only JSON true is true. The string
+// "true" is not, or a token could say a thing the issuer never meant.
+func (t *token) boolean(name string) bool {
+	b, _ := t.claim(name).(bool)
+	return b
+}
+
+// stringBoolean is boolean that also reads the string "true" as true, for
+// a legacy issuer whose old service wrote booleans as strings
+// (LegacyConfig.StringBooleans).
+func (t *token) stringBoolean(name string) bool {
+	switch v := t.claim(name).(type) {
 	case bool:
 		return v
 	case string:
 		return v == "true"
-	default:
-		return false
 	}
+	return false
 }
 
 // numericDate returns a NumericDate claim (seconds since the epoch).

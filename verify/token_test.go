@@ -57,8 +57,8 @@ func TestParseKeepsNumbers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse() error = %v", err)
 	}
-	if got, want := tok.str("sub"), "12345678901234567890"; got != want {
-		t.Errorf("str(sub) = %q, want %q", got, want)
+	if got, want := tok.userID("sub"), "12345678901234567890"; got != want {
+		t.Errorf("userID(sub) = %q, want %q", got, want)
 	}
 	if got, want := tok.claims["n"].([]any)[0], json.Number("1.10"); got != want {
 		t.Errorf("claims[n][0] = %#v, want %#v", got, want)

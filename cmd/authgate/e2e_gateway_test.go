@@ -148,6 +148,28 @@ var spoofedHeaders = [][2]string{
 	{"X-User-Email", spoofedValue}, {"X-User-Email-Verified", spoofedValue}, {"X-User-Name", spoofedValue},
 	{"X-User-Token-Balance", spoofedValue}, {"X-User-Provider", spoofedValue}, {"X-User-Federation", spoofedValue},
 	{"X-User-Role", spoofedValue},
+	// Other proxies' identity headers (authgate's default strip_headers),
+	// which the gateway examples clear: in forward-auth mode authgate never
+	// sees the request the application gets.
+	{"X-Auth-Request-User", spoofedValue}, {"x-auth-request-user", spoofedValue}, {"X_Auth_Request_User", spoofedValue},
+	{"X-Auth-Request-Email", spoofedValue}, {"X-Auth-Request-Preferred-Username", spoofedValue},
+	{"X-Auth-Request-Groups", spoofedValue}, {"X-Auth-Request-Access-Token", spoofedValue},
+	{"X-Forwarded-User", spoofedValue}, {"X_Forwarded_User", spoofedValue}, {"X-Forwarded-Email", spoofedValue},
+	{"X-Forwarded-Groups", spoofedValue}, {"X-Forwarded-Preferred-Username", spoofedValue}, {"X-Forwarded-Access-Token", spoofedValue},
+	{"X-Remote-User", spoofedValue}, {"X-Remote-Email", spoofedValue}, {"X-Remote-Groups", spoofedValue}, {"X-Remote-Name", spoofedValue},
+	{"Remote-User", spoofedValue}, {"REMOTE-USER", spoofedValue}, {"Remote_User", spoofedValue},
+	{"Remote-Email", spoofedValue}, {"Remote-Groups", spoofedValue}, {"Remote-Name", spoofedValue},
+}
+
+// foreignIdentity is a valid token with only other proxies' identity
+// headers, the migration case: a service that still reads
+// X-Auth-Request-User must never get the client's.
+func foreignIdentity(tok string) [][2]string {
+	return [][2]string{
+		bearer(tok),
+		{"X-Auth-Request-User", spoofedValue}, {"X-Auth-Request-Email", spoofedValue},
+		{"X-Forwarded-User", spoofedValue}, {"Remote-User", spoofedValue},
+	}
 }
 
 // spoofed returns the spoofed headers followed by hs.
@@ -172,6 +194,14 @@ func commonGatewayTests(tok gatewayTokens) []gatewayTest {
 			name:        "valid token with spoofed identity headers",
 			givePath:    "/api/hello",
 			giveHeaders: spoofed(bearer(tok.user)),
+			wantStatus:  http.StatusOK,
+			wantUser:    "alice",
+			wantType:    "user",
+		},
+		{
+			name:        "valid token with another proxy's identity headers",
+			givePath:    "/api/hello",
+			giveHeaders: foreignIdentity(tok.user),
 			wantStatus:  http.StatusOK,
 			wantUser:    "alice",
 			wantType:    "user",
