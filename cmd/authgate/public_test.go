@@ -13,7 +13,6 @@ import (
 
 	"firebase.google.com/go/v4/auth"
 	jose "github.com/go-jose/go-jose/v4"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/authgate/authgate/internal/firebaseadmin"
 	"github.com/authgate/authgate/verify/verifytest"
@@ -142,13 +141,7 @@ cache:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bg, stop := context.WithCancel(context.Background())
-	a.startBackground(bg)
-	t.Cleanup(func() { stop(); a.close() })
+	a := startApp(t, cfg)
 
 	now := time.Now()
 	legacy := verifytest.HMAC(t, jose.HS256, []byte(verifytest.Secret), verifytest.Claims("0a0a0a0a-0000-4000-8000-000000000001", now), nil)
@@ -236,13 +229,7 @@ auth_api:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(t.Context(), cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bg, stop := context.WithCancel(context.Background())
-	a.startBackground(bg)
-	t.Cleanup(func() { stop(); a.close() })
+	a := startApp(t, cfg)
 
 	ctx := t.Context()
 	client, err := firebaseadmin.AuthClient(ctx, "demo-authgate", "")
