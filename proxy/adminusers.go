@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -182,7 +183,7 @@ func (a *AdminAPI) finish(w http.ResponseWriter, c *adminCall, ans federation.An
 	a.m.requests.WithLabelValues(c.action, result).Inc()
 	fields := append([]zap.Field{zap.String("action", c.action), zap.String("user_id", c.userID),
 		zap.String("result", result), zap.Int("status", ans.Status), zap.String("request_id", c.reqID),
-		zap.String("idempotency_key", c.key), zap.Duration("duration", time.Since(c.start))}, c.fields...)
+		zap.String("idempotency_key_sha256", keyDigest(c.key)), zap.Duration("duration", time.Since(c.start))}, c.fields...)
 	if ans.Status >= 500 && ans.Status != statusClientClosed {
 		a.log.Error("admin api write", append(fields, zap.Error(err))...)
 		return
@@ -499,4 +500,16 @@ func (a *AdminAPI) retryFederation(w http.ResponseWriter, r *http.Request) {
 		Result string     `json:"result"`
 		User   failedUser `json:"user"`
 	}{res, failedUserOf(u)}), false, err)
+}
+
+// keyDigest is how an Idempotency-Key appears in the audit log: the first
+// 16 hex digits of its SHA-256 ("" without a key). The client chooses the
+// key, and may well put an email or an order number in it; the digest
+// still lets an operator find the line for a key they were given.
+func keyDigest(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:8])
 }

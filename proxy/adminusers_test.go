@@ -360,6 +360,8 @@ func TestAdminAuditAndMetrics(t *testing.T) {
 		adminRequest("POST", userPath+"/token-balance", `{"op": "nope", "amount": 5}`),
 		linkRequest(linkedID, `{"firebase_uid": "fb-1"}`, "Bearer "+testAdminSecret),
 		adminRequest("POST", userPath+"/federation/retry", ""),
+		// A client may put anything in its key; the log shows a digest.
+		adminRequest("POST", userPath+"/token-balance", `{"op": "increment", "amount": 1}`, "Idempotency-Key", "refund-secret-person@example.test"),
 		adminRequest("GET", userPath, ""), // a read: not audited
 	}
 	for _, r := range reqs {
@@ -371,7 +373,7 @@ func TestAdminAuditAndMetrics(t *testing.T) {
 	}
 	first := audit[0].ContextMap()
 	for k, want := range map[string]any{"action": "token_balance", "user_id": linkedID, "result": "ok", "request_id": "req-1",
-		"idempotency_key": "charge-1", "op": "increment", "amount": int64(5)} {
+		"idempotency_key_sha256": "ec6806a2847447ad", "op": "increment", "amount": int64(5)} {
 		if first[k] != want {
 			t.Errorf("audit line %v: %s = %v, want %v", first, k, first[k], want)
 		}
@@ -389,7 +391,7 @@ func TestAdminAuditAndMetrics(t *testing.T) {
 		action, result string
 		want           float64
 	}{
-		{"token_balance", "ok", 1}, {"token_balance", "replayed", 1}, {"token_balance", "invalid", 1},
+		{"token_balance", "ok", 2}, {"token_balance", "replayed", 1}, {"token_balance", "invalid", 1},
 		{"update_user", "ok", 1}, {"delete_user", "ok", 1}, {"restore_user", "ok", 1},
 		{"link_user", "ok", 1}, {"retry_federation", "ok", 1}, {"hard_delete_user", "ok", 0},
 	} {
