@@ -337,6 +337,23 @@ func TestVerifyLegacyIdentity(t *testing.T) {
 				},
 			},
 		},
+		{
+			// A claim name set to "" is not read, even from a token that
+			// has a claim named "".
+			name:           "claim names set to \"\": not read",
+			giveClaimNames: verify.ClaimNames{UserID: "sub"},
+			giveClaims: map[string]any{
+				"iss": testIssuer, "aud": "platform", "exp": exp.Unix(), "sub": "42", "": "admin",
+				"email": "bob@example.test", "email_verified": true, "user_type": "admin", "username": "bob",
+			},
+			want: verify.Identity{
+				Provider: verify.ProviderLegacy, Issuer: testIssuer, Subject: "42", ExpiresAt: exp,
+				Claims: map[string]any{
+					"iss": testIssuer, "aud": "platform", "exp": json.Number(fmt.Sprint(exp.Unix())), "sub": "42", "": "admin",
+					"email": "bob@example.test", "email_verified": true, "user_type": "admin", "username": "bob",
+				},
+			},
+		},
 	}
 
 	for _, tt := range tests {
