@@ -161,6 +161,13 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 		return nil, err
 	}
 	h.metrics = m
+	legacy, err := compileLegacy(cfg, h.now(), reg)
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.routes {
+		h.routes[i].legacy = legacy[i]
+	}
 	if cfg.ForwardAuth.Enabled && len(trusted) == 0 {
 		h.log.Warn("forward-auth is enabled but trusted_proxies is empty: every forward-auth request will be refused until the gateway's address is listed")
 	}
@@ -256,6 +263,9 @@ type principal struct {
 	// federated is set when the user row lookup ran (even if it served a
 	// degraded or unlinked identity without a row).
 	federated bool
+	// legacyWarn is set when the answer must carry the route's
+	// deprecation headers (a legacy token on a warn route).
+	legacyWarn bool
 }
 
 // decide runs the shared pipeline: route, token, verification, user row,
@@ -295,6 +305,10 @@ func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal,
 	out.userID = p.userID()
 	if err != nil {
 		out.status, out.err = statusFor(err), err
+		return principal{}, false
+	}
+	if p.legacyWarn, err = rt.legacy.admit(&p.id, h.now()); err != nil {
+		out.status, out.err = http.StatusUnauthorized, err
 		return principal{}, false
 	}
 	if !rt.require.allows(&p) {
