@@ -234,3 +234,33 @@ func TestLegacyConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// usageLog is a Usage that keeps what it was told.
+type usageLog struct{ got []string }
+
+func (u *usageLog) Record(p verify.Provider, route, user string) {
+	u.got = append(u.got, string(p)+" "+route+" "+user)
+}
+
+// Every request whose token verified is recorded, refused by the route or
+// not; anonymous and invalid ones are not.
+func TestUsageRecorded(t *testing.T) {
+	u := &usageLog{}
+	h, err := New(legacyConfig("builtin:echo"), providerVerifier{}, zaptest.NewLogger(t), nil, WithUsage(u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, give := range []struct{ path, token string }{
+		{"/allow", "legacy"}, {"/deny", "legacy"}, {"/warn", "firebase"}, {"/public-deny", ""}, {"/allow", "bogus"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, give.path, nil)
+		if give.token != "" {
+			r.Header.Set("Authorization", "Bearer "+give.token)
+		}
+		serve(h, r, "127.0.0.1:1234")
+	}
+	want := []string{"legacy allow 42", "legacy deny 42", "firebase warn uid-1"}
+	if strings.Join(u.got, "|") != strings.Join(want, "|") {
+		t.Errorf("recorded %q, want %q", u.got, want)
+	}
+}

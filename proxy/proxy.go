@@ -40,11 +40,18 @@ type Users interface {
 	EnsureUser(ctx context.Context, id verify.Identity) (federation.User, error)
 }
 
+// Usage records which provider authenticated a request, for the
+// migration telemetry; it must not block.
+type Usage interface {
+	Record(provider verify.Provider, route, userID string)
+}
+
 // Handler serves the public listener. It is safe for concurrent use.
 type Handler struct {
 	cfg      Config
 	verifier Verifier
 	users    Users // nil when federation is off
+	usage    Usage // nil when the telemetry is off
 	log      *zap.Logger
 	now      func() time.Time
 	ident    identityHeaders
@@ -98,6 +105,10 @@ func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
 func WithAuthAPI(prefix string, h http.Handler) Option {
 	return func(hd *Handler) { hd.authPath, hd.authAPI = prefix, h }
 }
+
+// WithUsage records every request whose token verified (whatever the
+// route then decides) in u.
+func WithUsage(u Usage) Option { return func(h *Handler) { h.usage = u } }
 
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
@@ -306,6 +317,9 @@ func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal,
 	if err != nil {
 		out.status, out.err = statusFor(err), err
 		return principal{}, false
+	}
+	if h.usage != nil {
+		h.usage.Record(p.id.Provider, rt.name, out.userID)
 	}
 	if p.legacyWarn, err = rt.legacy.admit(&p.id, h.now()); err != nil {
 		out.status, out.err = http.StatusUnauthorized, err
