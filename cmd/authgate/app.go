@@ -143,11 +143,7 @@ func (a *app) buildUsage(_ context.Context, cfg Config, w *wiring) error {
 	if !cfg.Usage.Enabled {
 		return nil
 	}
-	names := make([]string, len(cfg.Proxy.Routes))
-	for i, r := range cfg.Proxy.Routes {
-		names[i] = r.Name
-	}
-	rec, err := usagestats.New(cfg.Usage, w.rdb, names, a.log, w.reg)
+	rec, err := usagestats.New(cfg.Usage, w.rdb, routeNames(cfg), a.log, w.reg)
 	if err != nil {
 		return fmt.Errorf("usage: %w", configerr.Prefix("usage.", err))
 	}
@@ -265,6 +261,9 @@ func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
 	}
 	if err := cfg.Server.Admin.AdminConfig.Validate(); err != nil {
 		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
+	}
+	if a.store != nil {
+		w.admin.Migration = newMigration(cfg, a.store, a.usage)
 	}
 	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.admin, a.log, w.reg)
 	if err != nil {
