@@ -46,6 +46,8 @@ type AdminBackends struct {
 	Users   AdminUsers
 	Linker  Linker
 	Retrier Retrier
+	// Migration serves GET /admin/migration; nil answers 404.
+	Migration *Migration
 }
 
 // AdminAPI serves the admin operations on the admin listener, under
@@ -59,6 +61,7 @@ type AdminBackends struct {
 //	GET    /admin/federation/failed?limit=N
 //	POST   /admin/users/{id}/link             {"firebase_uid": "..."}  (with a Linker)
 //	POST   /admin/users/{id}/federation/retry                          (with a Retrier)
+//	GET    /admin/migration                                            (with a Migration)
 //
 // Every request must carry "Authorization: Bearer <secret>"; without a
 // configured secret the API is off and answers 404. Answers are JSON; an

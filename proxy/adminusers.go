@@ -135,6 +135,9 @@ func (a *AdminAPI) routes() []string {
 		a.route("/admin/users/{id}/federation/retry", methods{http.MethodPost: a.retryFederation})
 		actions = append(actions, actionRetryFederation)
 	}
+	if a.b.Migration != nil {
+		a.route("/admin/migration", methods{http.MethodGet: a.migration})
+	}
 	a.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, errorAnswer(http.StatusNotFound, authapi.CodeNotFound, "no such endpoint"), false)
 	})

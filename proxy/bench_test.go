@@ -13,8 +13,17 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 
+	"github.com/authgate/authgate/internal/usage"
 	"github.com/authgate/authgate/verify"
 )
+
+func routeNames(cfg Config) []string {
+	out := make([]string, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		out[i] = r.Name
+	}
+	return out
+}
 
 // discardWriter is a ResponseWriter that keeps nothing, so the benchmark
 // counts the handler's own allocations, not a recorder's.
@@ -49,7 +58,13 @@ func benchHandlerOpts(b *testing.B, upstream string, access bool, opts []Option,
 	if len(v) > 0 {
 		ver = v[0]
 	}
-	h, err := New(testConfig(upstream), ver, log, prometheus.NewRegistry(), append(opts, WithAccessLog(access))...)
+	// The migration telemetry is on by default, so it is in the numbers.
+	cfg := testConfig(upstream)
+	rec, err := usage.New(usage.DefaultConfig(), nil, routeNames(cfg), zap.NewNop(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(cfg, ver, log, prometheus.NewRegistry(), append(opts, WithAccessLog(access), WithUsage(rec))...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -51,6 +51,10 @@ type Config struct {
 	Transport TransportConfig `yaml:"transport"`
 	// Routes are the route rules, first match wins.
 	Routes []RouteConfig `yaml:"routes"`
+	// LegacyMigrationURL is the page that tells a legacy-token client how
+	// to move, sent as Link: <url>; rel="deprecation" by routes with
+	// legacy: warn. "" = no Link header.
+	LegacyMigrationURL string `yaml:"legacy_migration_url"`
 }
 
 // ForwardAuthConfig configures forward-auth mode.
@@ -199,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if t.MaxIdleConnsPerHost <= 0 {
 		errs = append(errs, errors.New("transport.max_idle_conns_per_host: must be positive"))
+	}
+	if err := checkMigrationURL(c.LegacyMigrationURL); err != nil {
+		errs = append(errs, err)
 	}
 	if err := validateRoutes(c.Routes); err != nil {
 		errs = append(errs, err)

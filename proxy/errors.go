@@ -39,7 +39,7 @@ func statusFor(err error) int {
 		return http.StatusOK
 	case errors.Is(err, errAmbiguousPath), errors.Is(err, errAmbiguousToken), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, errNoToken),
+	case errors.Is(err, errNoToken), errors.Is(err, errLegacyRefused),
 		errors.Is(err, verify.ErrMalformed),
 		errors.Is(err, verify.ErrInvalid),
 		errors.Is(err, verify.ErrExpired),
@@ -104,6 +104,8 @@ func reasonFor(err error) string {
 		return "bad_request"
 	case errors.Is(err, errRateLimited):
 		return "rate_limited"
+	case errors.Is(err, errLegacyRefused):
+		return "legacy_refused"
 	case errors.Is(err, federation.ErrUserDisabled):
 		return "user_disabled"
 	case errors.Is(err, federation.ErrLinkRefused):
@@ -156,9 +158,12 @@ func writeError(w http.ResponseWriter, status int) {
 // writeAuthError answers a failed decision, with WWW-Authenticate on 401.
 func writeAuthError(w http.ResponseWriter, status int, err error) {
 	if status == http.StatusUnauthorized {
-		if errors.Is(err, errNoToken) {
+		switch {
+		case errors.Is(err, errNoToken):
 			w.Header()["Www-Authenticate"] = wwwAuthMissing
-		} else {
+		case errors.Is(err, errLegacyRefused):
+			w.Header()["Www-Authenticate"] = wwwAuthLegacy
+		default:
 			w.Header()["Www-Authenticate"] = wwwAuthInvalid
 		}
 	}

@@ -43,6 +43,10 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 	vals := identityValues(&p, ok)
 	hdr := w.Header()
 	h.ident.set(hdr, &vals, true)
+	if p.legacyWarn {
+		// For the gateway to copy to the client's response.
+		h.routes[out.route].legacy.setWarning(hdr)
+	}
 	hdr["Cache-Control"] = noStore
 	hdr["Content-Type"] = textPlain
 	w.WriteHeader(http.StatusOK)

@@ -40,11 +40,18 @@ type Users interface {
 	EnsureUser(ctx context.Context, id verify.Identity) (federation.User, error)
 }
 
+// Usage records which provider authenticated a request, for the
+// migration telemetry; it must not block.
+type Usage interface {
+	Record(provider verify.Provider, route, userID string)
+}
+
 // Handler serves the public listener. It is safe for concurrent use.
 type Handler struct {
 	cfg      Config
 	verifier Verifier
 	users    Users // nil when federation is off
+	usage    Usage // nil when the telemetry is off
 	log      *zap.Logger
 	now      func() time.Time
 	ident    identityHeaders
@@ -98,6 +105,10 @@ func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
 func WithAuthAPI(prefix string, h http.Handler) Option {
 	return func(hd *Handler) { hd.authPath, hd.authAPI = prefix, h }
 }
+
+// WithUsage records every request whose token verified (whatever the
+// route then decides) in u.
+func WithUsage(u Usage) Option { return func(h *Handler) { h.usage = u } }
 
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
@@ -161,6 +172,13 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 		return nil, err
 	}
 	h.metrics = m
+	legacy, err := compileLegacy(cfg, h.now(), reg)
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.routes {
+		h.routes[i].legacy = legacy[i]
+	}
 	if cfg.ForwardAuth.Enabled && len(trusted) == 0 {
 		h.log.Warn("forward-auth is enabled but trusted_proxies is empty: every forward-auth request will be refused until the gateway's address is listed")
 	}
@@ -256,6 +274,9 @@ type principal struct {
 	// federated is set when the user row lookup ran (even if it served a
 	// degraded or unlinked identity without a row).
 	federated bool
+	// legacyWarn is set when the answer must carry the route's
+	// deprecation headers (a legacy token on a warn route).
+	legacyWarn bool
 }
 
 // decide runs the shared pipeline: route, token, verification, user row,
@@ -295,6 +316,13 @@ func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal,
 	out.userID = p.userID()
 	if err != nil {
 		out.status, out.err = statusFor(err), err
+		return principal{}, false
+	}
+	if h.usage != nil {
+		h.usage.Record(p.id.Provider, rt.name, out.userID)
+	}
+	if p.legacyWarn, err = rt.legacy.admit(&p.id, h.now()); err != nil {
+		out.status, out.err = http.StatusUnauthorized, err
 		return principal{}, false
 	}
 	if !rt.require.allows(&p) {

@@ -165,6 +165,9 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 	}
 	vals := identityValues(&pr, ok)
 	h.ident.set(r.Header, &vals, false)
+	if pr.legacyWarn {
+		h.routes[out.route].legacy.setWarning(w.Header())
+	}
 	// The upstream receives exactly the path that policy saw.
 	r.URL.Path, r.URL.RawPath = p, ""
 

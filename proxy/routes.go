@@ -43,6 +43,19 @@ type RouteConfig struct {
 	Access Access `yaml:"access"`
 	// Require lists claim requirements; unmet requirements give 403.
 	Require Requirements `yaml:"require"`
+	// Legacy is what the route does with legacy tokens: allow (the
+	// default; "" means allow), warn (allow, and add Deprecation, Sunset
+	// and Link headers to the answer) or deny (401). Firebase tokens and
+	// anonymous requests are never affected.
+	Legacy LegacyPolicy `yaml:"legacy"`
+	// LegacySunset is an RFC 3339 instant from which legacy tokens on the
+	// route are refused as with deny; warn announces it in a Sunset
+	// header. "" = none.
+	LegacySunset string `yaml:"legacy_sunset"`
+	// LegacyDeprecated is the RFC 3339 instant that warn announces in the
+	// Deprecation header; not after LegacySunset. "" = the moment the
+	// rules were loaded (capped at the sunset).
+	LegacyDeprecated string `yaml:"legacy_deprecated"`
 }
 
 // Requirements are conditions on the verified identity.
@@ -76,6 +89,7 @@ type route struct {
 	lowerGlob   []string
 	access      Access
 	require     Requirements
+	legacy      routeLegacy
 }
 
 func validateRoutes(rs []RouteConfig) error {
@@ -120,6 +134,7 @@ func validateRoutes(rs []RouteConfig) error {
 		if strings.ContainsAny(r.Host, "/ :") || strings.Contains(strings.TrimPrefix(r.Host, "*."), "*") {
 			errs = append(errs, fmt.Errorf("%s.host: %q must be a host name, optionally starting with \"*.\"", p, r.Host))
 		}
+		errs = append(errs, validateLegacy(p, r)...)
 		for j, pr := range r.Require.Provider {
 			if pr != string(verify.ProviderFirebase) && pr != string(verify.ProviderLegacy) {
 				errs = append(errs, fmt.Errorf("%s.require.provider[%d]: %q is not firebase or legacy", p, j, pr))

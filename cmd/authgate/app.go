@@ -15,6 +15,7 @@ import (
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
+	usagestats "github.com/authgate/authgate/internal/usage"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/verify"
 )
@@ -25,7 +26,8 @@ type app struct {
 	log      *zap.Logger
 	registry *prometheus.Registry
 	verifier *verify.Verifier
-	store    *federation.Store // nil when federation is off
+	store    *federation.Store    // nil when federation is off
+	usage    *usagestats.Recorder // nil when usage.enabled is false
 	admin    *proxy.Admin
 	handler  *proxy.Handler
 
@@ -77,6 +79,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption)
 		a.buildTracing,
 		a.buildRevocation,
 		a.buildVerifier,
+		a.buildUsage,
 		a.buildFederation,
 		a.buildAdminAPI,
 		a.buildAuthAPI,
@@ -131,6 +134,22 @@ func (a *app) buildRedis(_ context.Context, cfg Config, w *wiring) error {
 	// this replica's in-process tiers through it.
 	a.background = append(a.background, rdb.Run)
 	w.rdb = rdb
+	return nil
+}
+
+// buildUsage builds the migration telemetry: shared through Redis when
+// there is one, else this replica's own counts.
+func (a *app) buildUsage(_ context.Context, cfg Config, w *wiring) error {
+	if !cfg.Usage.Enabled {
+		return nil
+	}
+	rec, err := usagestats.New(cfg.Usage, w.rdb, routeNames(cfg), a.log, w.reg)
+	if err != nil {
+		return fmt.Errorf("usage: %w", configerr.Prefix("usage.", err))
+	}
+	a.usage = rec
+	a.background = append(a.background, rec.Run)
+	w.popts = append(w.popts, proxy.WithUsage(rec))
 	return nil
 }
 
@@ -242,6 +261,9 @@ func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
 	}
 	if err := cfg.Server.Admin.AdminConfig.Validate(); err != nil {
 		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
+	}
+	if a.store != nil {
+		w.admin.Migration = newMigration(cfg, a.store, a.usage)
 	}
 	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.admin, a.log, w.reg)
 	if err != nil {

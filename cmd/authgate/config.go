@@ -17,6 +17,7 @@ import (
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/configerr"
+	usagestats "github.com/authgate/authgate/internal/usage"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/proxy/authapi"
 	"github.com/authgate/authgate/verify"
@@ -49,6 +50,9 @@ type Config struct {
 	// AuthAPI serves the original service's /v1/auth endpoints
 	// (register, login, refresh, logout, me). Off by default.
 	AuthAPI authapi.Config `yaml:"auth_api"`
+	// Usage counts which token provider authenticates requests, for the
+	// migration report (GET /admin/migration) and metrics.
+	Usage usagestats.Config `yaml:"usage"`
 }
 
 // TracingConfig turns OpenTelemetry tracing on. Where spans go (endpoint,
@@ -163,6 +167,7 @@ func defaultConfig() Config {
 		Cache:      cache.DefaultConfig(),
 		Tracing:    TracingConfig{ServiceName: "authgate", SampleRatio: 0.1},
 		AuthAPI:    authapi.DefaultConfig(),
+		Usage:      usagestats.DefaultConfig(),
 	}
 }
 
@@ -222,6 +227,9 @@ func (c Config) Validate() error {
 		configerr.Prefix("cache.", c.Cache.Validate()),
 		configerr.Prefix("tracing.", c.Tracing.validate()),
 		configerr.Prefix("auth_api.", c.AuthAPI.Validate()))
+	if c.Usage.Enabled {
+		errs = append(errs, configerr.Prefix("usage.", c.Usage.Validate()))
+	}
 	return errors.Join(errs...)
 }
 

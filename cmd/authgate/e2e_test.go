@@ -435,8 +435,17 @@ routes:
     path: /admin
     require:
       user_type: [admin]
+  - name: sunsetting
+    path: /sunsetting
+    legacy: warn
+    legacy_deprecated: "2026-01-01T00:00:00Z"
+    legacy_sunset: "2099-01-01T00:00:00Z"
+  - name: retired
+    path: /retired
+    legacy: deny
   - name: default
     path: /
+legacy_migration_url: https://developers.example.test/auth-v2
 verify:
   legacy:
     enabled: true
@@ -636,6 +645,21 @@ verify:
 			wantWWWAuth: "Bearer",
 		},
 		{
+			name:        "legacy token on a retired route",
+			givePath:    "/retired/x",
+			giveHeaders: [][2]string{bearer(tok.user)},
+			wantStatus:  http.StatusUnauthorized,
+			wantWWWAuth: `Bearer error="invalid_token", error_description="legacy token no longer accepted"`,
+		},
+		{
+			name:        "legacy token on a sunsetting route",
+			givePath:    "/sunsetting/x",
+			giveHeaders: [][2]string{bearer(tok.user)},
+			wantStatus:  http.StatusOK,
+			wantUser:    "alice",
+			wantType:    "user",
+		},
+		{
 			name:        "client X-Original-URI names a public path",
 			givePath:    "/admin",
 			giveHeaders: [][2]string{{"X-Original-URI", "/public/x"}, {"X-Original-Method", "GET"}},
@@ -647,6 +671,29 @@ verify:
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 	runGatewayTests(t, client, "http://"+nginx, app, tests)
+
+	// The example copies the deprecation headers of a warn route's answer
+	// to the client, and adds none elsewhere.
+	for _, tt := range []struct {
+		givePath string
+		want     [3]string // Deprecation, Sunset, Link
+	}{
+		{"/sunsetting/x", [3]string{"@1767225600", "Thu, 01 Jan 2099 00:00:00 GMT", `<https://developers.example.test/auth-v2>; rel="deprecation"`}},
+		{"/api/x", [3]string{}},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+nginx+tt.givePath, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.user)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		app.take()
+		got := [3]string{resp.Header.Get("Deprecation"), resp.Header.Get("Sunset"), resp.Header.Get("Link")}
+		if got != tt.want {
+			t.Errorf("GET %s: Deprecation, Sunset, Link = %q, want %q", tt.givePath, got, tt.want)
+		}
+	}
 }
 
 // checkUpstream checks what the application received for one request:

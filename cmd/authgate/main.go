@@ -48,6 +48,8 @@ commands:
   check-config --config FILE   validate a configuration and print every problem
                [--print]      and print the configuration serve would run, secrets redacted
   migrate --config FILE        apply the user-table migrations (safe from several replicas)
+  migration status --config FILE
+                               how far the move off the legacy service has come
   dev                          run with an embedded development configuration
   version                      print version and commit
 
@@ -132,6 +134,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return serve(ctx, cfg, environ, stderr, nil)
 	case "dev":
 		return runDev(ctx, args, environ, stdout, stderr)
+	case "migration":
+		return runMigration(ctx, args, environ, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "authgate: unknown command %q\n\n%s", cmd, usage)
 		return exitError{2}
