@@ -8,6 +8,7 @@
 //
 //	authgate serve --config FILE     run the proxy
 //	authgate check-config --config FILE
+//	authgate migrate-users --config FILE [--batch 1000] [--dry-run] [--limit N]
 //	authgate dev                     run with an embedded development config
 //	authgate version
 package main
@@ -48,6 +49,8 @@ commands:
   check-config --config FILE   validate a configuration and print every problem
                [--print]      and print the configuration serve would run, secrets redacted
   migrate --config FILE        apply the user-table migrations (safe from several replicas)
+  migrate-users --config FILE  move the old service's password accounts to Firebase in bulk
+               [--batch 1000] [--dry-run] [--limit N]
   dev                          run with an embedded development configuration
   version                      print version and commit
 
@@ -130,6 +133,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return migrate(ctx, cfg, stdout, stderr)
 		}
 		return serve(ctx, cfg, environ, stderr, nil)
+	case "migrate-users":
+		return migrateUsers(ctx, args, environ, stdout, stderr)
 	case "dev":
 		return runDev(ctx, args, environ, stdout, stderr)
 	default:
