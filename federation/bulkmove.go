@@ -149,6 +149,7 @@ const (
 	reasonMoveNoEmail    = "no email: a Firebase password user needs one"
 	reasonDisabled       = "account disabled"
 	reasonNotBcrypt      = "password hash is not bcrypt"
+	reasonBadEmail       = "email is malformed: Firebase needs one @ with text on both sides"
 	reasonUnverified     = "email belongs to a Firebase user whose email is not verified"
 	reasonLinkedElse     = "email belongs to a Firebase user linked to another account"
 	reasonChanged        = "row changed meanwhile (linked or deleted)"
@@ -167,7 +168,7 @@ const (
 // email belongs to another Firebase user is linked to that user only when
 // Firebase says its email is verified, as EnsureUser links; otherwise it
 // is skipped. Disabled rows and rows without an email are skipped; a
-// hash that is not bcrypt fails.
+// hash that is not bcrypt, or an email the Admin SDK refuses, fails.
 //
 // It holds a PostgreSQL advisory lock (one per schema) and returns
 // ErrMoveRunning at once when another run holds it. Every link is the
@@ -245,6 +246,10 @@ func (s *Store) moveBatch(ctx context.Context, im Importer, opt MoveOptions, row
 			leave(a.User.ID, false, reasonDisabled)
 		case !isBcrypt(a.PasswordHash):
 			leave(a.User.ID, true, reasonNotBcrypt)
+		case !firebaseEmail(a.User.Email):
+			// The SDK refuses the whole lookup or import for one such
+			// email, and quotes it.
+			leave(a.User.ID, true, reasonBadEmail)
 		default:
 			candidates = append(candidates, a)
 			uids = append(uids, a.User.ID)
@@ -360,6 +365,12 @@ func redact(reason, email string) string {
 		b.WriteString("<email>")
 		reason, lower = reason[i+len(e):], lower[i+len(e):]
 	}
+}
+
+// firebaseEmail reports whether the Admin SDK accepts email.
+func firebaseEmail(email string) bool {
+	local, domain, ok := strings.Cut(email, "@")
+	return ok && local != "" && domain != "" && !strings.Contains(domain, "@")
 }
 
 // isBcrypt reports whether h looks like a bcrypt hash Firebase imports.

@@ -211,8 +211,24 @@ func TestMoveLegacyAccountsLocked(t *testing.T) {
 		t.Errorf("MoveLegacyAccounts while another run holds the lock = %v, want ErrMoveRunning", err)
 	}
 	unlock()
-	if _, err := f.s.MoveLegacyAccounts(ctx, im, MoveOptions{Columns: legacyCols, Batch: 10}); err != nil {
-		t.Errorf("MoveLegacyAccounts after the lock was released = %v", err)
+
+	// A second run started while the first is importing is refused; the
+	// first goes on.
+	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	f.legacyRow(t, "first@example.test", string(h), false, "")
+	var second error
+	im.onImport = func([]ImportAccount) {
+		_, second = f.s.MoveLegacyAccounts(ctx, fakeImporter{}, MoveOptions{Columns: legacyCols, Batch: 10})
+	}
+	got, err := f.s.MoveLegacyAccounts(ctx, im, MoveOptions{Columns: legacyCols, Batch: 10})
+	if want := (MoveReport{Selected: 1, Imported: 1, Linked: 1}); err != nil || got != want {
+		t.Errorf("first run = %+v, %v, want %+v", got, err, want)
+	}
+	if !errors.Is(second, ErrMoveRunning) {
+		t.Errorf("second run during the first = %v, want ErrMoveRunning", second)
+	}
+	if _, err := f.s.MoveLegacyAccounts(ctx, fakeImporter{}, MoveOptions{Columns: legacyCols, Batch: 10}); err != nil {
+		t.Errorf("MoveLegacyAccounts after the first run ended = %v", err)
 	}
 }
 
@@ -231,22 +247,32 @@ func (f fakeImporter) Import(_ context.Context, a []ImportAccount) (map[int]stri
 }
 
 // A refused import fails the row, and the reason Firebase gives never
-// carries the email on.
+// carries the email on; an email the SDK would refuse (and quote) fails
+// its row before any call.
 func TestMoveLegacyAccountsImportRefused(t *testing.T) {
 	f := legacyFixture(t)
 	ctx := testContext(t)
 	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	id := f.legacyRow(t, "Refused@Example.test", string(h), false, "")
+	malformed := f.legacyRow(t, "nobody@", string(h), false, "")
 	var left []RowOutcome
 	im := fakeImporter{refuse: map[int]string{0: "email refused@example.TEST is invalid"}}
 	got, err := f.s.MoveLegacyAccounts(ctx, im, MoveOptions{Columns: legacyCols, Batch: 10, Row: func(o RowOutcome) { left = append(left, o) }})
-	want := MoveReport{Selected: 1, Failed: 1}
+	want := MoveReport{Selected: 2, Failed: 2}
 	if err != nil || got != want {
 		t.Errorf("MoveLegacyAccounts = %+v, %v, want %+v", got, err, want)
 	}
-	wantLeft := []RowOutcome{{UserID: id, Failed: true, Reason: reasonImportRejected + "email <email> is invalid"}}
-	if len(left) != 1 || left[0] != wantLeft[0] {
+	wantLeft := map[string]RowOutcome{
+		id:        {UserID: id, Failed: true, Reason: reasonImportRejected + "email <email> is invalid"},
+		malformed: {UserID: malformed, Failed: true, Reason: reasonBadEmail},
+	}
+	if len(left) != len(wantLeft) {
 		t.Errorf("rows left = %+v, want %+v", left, wantLeft)
+	}
+	for _, o := range left {
+		if o != wantLeft[o.UserID] {
+			t.Errorf("row left = %+v, want %+v", o, wantLeft[o.UserID])
+		}
 	}
 	if uid, _ := (&moveFixture{fixture: f}).state(t, id); uid != "" {
 		t.Errorf("refused row linked to %q", uid)
