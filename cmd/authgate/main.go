@@ -8,6 +8,7 @@
 //
 //	authgate serve --config FILE     run the proxy
 //	authgate check-config --config FILE
+//	authgate migrate-users --config FILE [--batch 1000] [--dry-run] [--limit N]
 //	authgate dev                     run with an embedded development config
 //	authgate version
 package main
@@ -50,6 +51,8 @@ commands:
   migrate --config FILE        apply the user-table migrations (safe from several replicas)
   migration status --config FILE
                                how far the move off the legacy service has come
+  migrate-users --config FILE  move the old service's password accounts to Firebase in bulk
+               [--batch 1000] [--dry-run] [--limit N]
   dev                          run with an embedded development configuration
   version                      print version and commit
 
@@ -132,6 +135,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return migrate(ctx, cfg, stdout, stderr)
 		}
 		return serve(ctx, cfg, environ, stderr, nil)
+	case "migrate-users":
+		return migrateUsers(ctx, args, environ, stdout, stderr)
 	case "dev":
 		return runDev(ctx, args, environ, stdout, stderr)
 	case "migration":
