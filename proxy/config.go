@@ -51,6 +51,8 @@ type Config struct {
 	Transport TransportConfig `yaml:"transport"`
 	// Routes are the route rules, first match wins.
 	Routes []RouteConfig `yaml:"routes"`
+	// Assertion configures the signed identity assertion.
+	Assertion AssertionConfig `yaml:"assertion"`
 }
 
 // ForwardAuthConfig configures forward-auth mode.
@@ -119,6 +121,7 @@ func DefaultConfig() Config {
 			IdleConnTimeout:       90 * time.Second,
 			MaxIdleConnsPerHost:   256,
 		},
+		Assertion: defaultAssertionConfig(),
 	}
 }
 
@@ -202,6 +205,16 @@ func (c Config) Validate() error {
 	}
 	if err := validateRoutes(c.Routes); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Assertion.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if a := c.Assertion; a.Enabled {
+		for _, p := range []struct{ key, path string }{{"forward_auth.path", c.ForwardAuth.Path}, {"token_api.prefix", c.TokenAPI.Prefix}} {
+			if p.path != "" && (a.JWKSPath == p.path || strings.HasPrefix(a.JWKSPath, p.path+"/")) {
+				errs = append(errs, fmt.Errorf("assertion.jwks_path: %q lies under %s %q", a.JWKSPath, p.key, p.path))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -43,6 +43,9 @@ type RouteConfig struct {
 	Access Access `yaml:"access"`
 	// Require lists claim requirements; unmet requirements give 403.
 	Require Requirements `yaml:"require"`
+	// AssertionAudience is the aud of the signed identity assertion on
+	// this route; empty means assertion.audience.
+	AssertionAudience string `yaml:"assertion_audience"`
 }
 
 // Requirements are conditions on the verified identity.
@@ -76,6 +79,7 @@ type route struct {
 	lowerGlob   []string
 	access      Access
 	require     Requirements
+	audience    string // "" for assertion.audience
 }
 
 func validateRoutes(rs []RouteConfig) error {
@@ -133,11 +137,12 @@ func compileRoutes(rs []RouteConfig) []route {
 	out := make([]route, len(rs))
 	for i, r := range rs {
 		c := route{
-			name:    r.Name,
-			host:    strings.ToLower(r.Host),
-			methods: r.Methods,
-			access:  r.Access,
-			require: r.Require,
+			name:     r.Name,
+			host:     strings.ToLower(r.Host),
+			methods:  r.Methods,
+			access:   r.Access,
+			require:  r.Require,
+			audience: r.AssertionAudience,
 		}
 		if c.access == "" {
 			c.access = AccessAuthenticated
