@@ -36,25 +36,37 @@ func writePEMKey(t *testing.T, k any) string {
 	return p
 }
 
-// TestAssertionEndToEnd runs the binary in proxy mode in front of an
-// upstream that believes only what the assertion package verifies against
-// authgate's JWKS.
-func TestAssertionEndToEnd(t *testing.T) {
+// assertionApp is an upstream that believes only what the assertion
+// package verifies against authgate's JWKS (set once authgate listens), and
+// records whether a client's forged assertion ever arrived.
+type assertionApp struct {
+	verifier atomic.Pointer[assertion.Verifier]
+	got      atomic.Pointer[assertion.Claims]
+	forged   atomic.Bool
+}
+
+func (a *assertionApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, v := range r.Header.Values("X-User-Assertion") {
+		if strings.Contains(v, "forged") {
+			a.forged.Store(true)
+		}
+	}
+	a.verifier.Load().Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := assertion.FromContext(r.Context())
+		a.got.Store(c)
+		_, _ = io.WriteString(w, "hello "+c.Subject)
+	})).ServeHTTP(w, r)
+}
+
+// startAssertionAuthgate starts authgate with assertions on, in front of
+// upstream ("" for forward-auth only), and points app's verifier at its
+// public JWKS.
+func startAssertionAuthgate(t *testing.T, upstream string, app *assertionApp) *e2eAuthgate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var verifier atomic.Pointer[assertion.Verifier]
-	var got atomic.Pointer[assertion.Claims]
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		verifier.Load().Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, _ := assertion.FromContext(r.Context())
-			got.Store(c)
-			_, _ = io.WriteString(w, "hello "+c.Subject)
-		})).ServeHTTP(w, r)
-	}))
-	t.Cleanup(upstream.Close)
-
 	ag := startAuthgate(t, fmt.Sprintf(`
 server:
   public:
@@ -63,6 +75,7 @@ server:
     addr: "127.0.0.1:0"
   shutdown_grace: 5s
 upstream: %q
+trusted_proxies: ["127.0.0.1/32"]
 routes:
   - name: orders
     path: /orders
@@ -83,7 +96,7 @@ assertion:
   issuer: https://authgate.example.test
   audience: platform-services
   key_file: %q
-`, upstream.URL, writeTestSecret(t), writePEMKey(t, key)))
+`, upstream, writeTestSecret(t), writePEMKey(t, key)))
 	v, err := assertion.New(assertion.Config{
 		JWKSURL: "http://" + ag.public + "/.well-known/authgate/jwks.json",
 		Issuer:  "https://authgate.example.test", Audience: "orders", Leeway: 5 * time.Second,
@@ -91,24 +104,16 @@ assertion:
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier.Store(v)
+	app.verifier.Store(v)
+	return ag
+}
+
+// checkAssertionThrough sends requests to addr (authgate itself, or a
+// gateway in front of it) and checks what app verified.
+func checkAssertionThrough(t *testing.T, addr string, app *assertionApp) {
+	t.Helper()
 	tok := verifytest.HMAC(t, jose.HS256, []byte(verifytest.Secret), verifytest.Claims("alice", time.Now()), nil)
 	client := &http.Client{Timeout: 5 * time.Second}
-	get := func(path string, hdr ...string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+ag.public+path, nil)
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Add(hdr[i], hdr[i+1])
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-
 	tests := []struct {
 		name       string
 		givePath   string
@@ -125,18 +130,40 @@ assertion:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := get(tt.givePath, tt.giveHeader...)
-			if status != tt.wantStatus || body != tt.wantBody {
-				t.Errorf("GET %s = %d %q, want %d %q", tt.givePath, status, body, tt.wantStatus, tt.wantBody)
+			req, _ := http.NewRequest("GET", "http://"+addr+tt.givePath, nil)
+			for i := 0; i+1 < len(tt.giveHeader); i += 2 {
+				req.Header.Add(tt.giveHeader[i], tt.giveHeader[i+1])
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || string(b) != tt.wantBody {
+				t.Errorf("GET %s = %d %q, want %d %q", tt.givePath, resp.StatusCode, b, tt.wantStatus, tt.wantBody)
 			}
 		})
 	}
-	c := got.Load()
+	if app.forged.Load() {
+		t.Error("a client's X-User-Assertion reached the upstream")
+	}
+	c := app.got.Load()
 	if c == nil || c.Subject != "alice" || c.Email != "alice@example.test" || c.Provider != "legacy" || c.UserType != "user" || !c.EmailVerified {
 		t.Errorf("claims the upstream verified = %+v", c)
 	}
+}
+
+// TestAssertionEndToEnd runs the binary in proxy mode in front of an
+// upstream that verifies the assertion with the assertion package.
+func TestAssertionEndToEnd(t *testing.T) {
+	app := &assertionApp{}
+	upstream := httptest.NewServer(app)
+	t.Cleanup(upstream.Close)
+	ag := startAssertionAuthgate(t, upstream.URL, app)
+	checkAssertionThrough(t, ag.public, app)
 	// The admin listener serves the same keys.
-	resp, err := client.Get("http://" + ag.admin + "/.well-known/authgate/jwks.json")
+	resp, err := http.Get("http://" + ag.admin + "/.well-known/authgate/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +172,19 @@ assertion:
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"alg":"ES256"`) {
 		t.Errorf("admin JWKS = %d %s", resp.StatusCode, b)
 	}
+}
+
+// TestAssertionNginx runs the binary in forward-auth mode behind the nginx
+// example: nginx copies the assertion from the answer and replaces the
+// client's.
+func TestAssertionNginx(t *testing.T) {
+	nginxBin := findNginx(t)
+	app := &assertionApp{}
+	upstream := httptest.NewServer(app)
+	t.Cleanup(upstream.Close)
+	ag := startAssertionAuthgate(t, "", app)
+	nginx := startNginx(t, nginxBin, ag.public, upstream.Listener.Addr().String())
+	checkAssertionThrough(t, nginx, app)
 }
 
 // TestCheckConfigAssertionKeys checks that check-config refuses a missing
