@@ -896,6 +896,7 @@ func checkHPA(t *testing.T, ms []manifest, m manifest, h *autoscalingv2.Horizont
 var identityHeaders = []string{
 	"X-User-Id", "X-User-Firebase-Uid", "X-User-Email", "X-User-Email-Verified", "X-User-Name",
 	"X-User-Type", "X-User-Token-Balance", "X-User-Provider", "X-User-Federation",
+	"X-User-Assertion",
 }
 
 // checkForwardAuthHeaders checks a Traefik ForwardAuth: forwarding headers

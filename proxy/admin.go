@@ -97,6 +97,12 @@ func WithAdminAPI(api *AdminAPI) AdminOption {
 	return func(a *Admin) { a.mux.Handle("/admin/", api) }
 }
 
+// WithAdminJWKS serves the identity assertion's JWKS at path (the same
+// path as on the public listener).
+func WithAdminJWKS(path string, k AssertionKeys) AdminOption {
+	return func(a *Admin) { a.mux.Handle(path, k.JWKSHandler()) }
+}
+
 // NewAdmin builds the admin handler. gatherer is served on /metrics.
 func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check, opts ...AdminOption) *Admin {
 	a := &Admin{mux: http.NewServeMux(), checks: checks, timeout: cfg.CheckTimeout}

@@ -55,6 +55,8 @@ type Config struct {
 	// to move, sent as Link: <url>; rel="deprecation" by routes with
 	// legacy: warn. "" = no Link header.
 	LegacyMigrationURL string `yaml:"legacy_migration_url"`
+	// Assertion configures the signed identity assertion.
+	Assertion AssertionConfig `yaml:"assertion"`
 }
 
 // ForwardAuthConfig configures forward-auth mode.
@@ -123,6 +125,7 @@ func DefaultConfig() Config {
 			IdleConnTimeout:       90 * time.Second,
 			MaxIdleConnsPerHost:   256,
 		},
+		Assertion: defaultAssertionConfig(),
 	}
 }
 
@@ -209,6 +212,16 @@ func (c Config) Validate() error {
 	}
 	if err := validateRoutes(c.Routes); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Assertion.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if a := c.Assertion; a.Enabled {
+		for _, p := range []struct{ key, path string }{{"forward_auth.path", c.ForwardAuth.Path}, {"token_api.prefix", c.TokenAPI.Prefix}} {
+			if p.path != "" && (a.JWKSPath == p.path || strings.HasPrefix(a.JWKSPath, p.path+"/")) {
+				errs = append(errs, fmt.Errorf("assertion.jwks_path: %q lies under %s %q", a.JWKSPath, p.key, p.path))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

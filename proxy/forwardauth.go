@@ -42,6 +42,11 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 	}
 	vals := identityValues(&p, ok)
 	hdr := w.Header()
+	if err := h.setAssertion(hdr, &p, ok, &vals, out.route, true); err != nil {
+		out.status, out.err = http.StatusInternalServerError, err
+		writeAuthError(w, out.status, err)
+		return
+	}
 	h.ident.set(hdr, &vals, true)
 	if p.legacyWarn {
 		// For the gateway to copy to the client's response.

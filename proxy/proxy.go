@@ -10,11 +10,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +75,12 @@ type Handler struct {
 	access        bool
 	tracer        trace.Tracer                  // nil when tracing is off
 	prop          propagation.TextMapPropagator // set with tracer
+	// assert signs the identity assertion; nil when off. jwks serves its
+	// keys at jwksPath.
+	assert   *asserter
+	jwks     http.Handler
+	jwksPath string
+	keys     *AssertionKeys
 	// Token API rate limits; nil when off.
 	apiPerIP, apiPerIdentity *ratelimit.Limiter
 }
@@ -110,6 +118,11 @@ func WithAuthAPI(prefix string, h http.Handler) Option {
 // route then decides) in u.
 func WithUsage(u Usage) Option { return func(h *Handler) { h.usage = u } }
 
+// WithAssertionKeys gives the keys of the signed identity assertion
+// (LoadAssertionKeys, or NewAssertionKeys with an ephemeral key in dev).
+// New fails when assertion.enabled is true without them.
+func WithAssertionKeys(k AssertionKeys) Option { return func(h *Handler) { h.keys = &k } }
+
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
 func WithAccessLog(on bool) Option { return func(h *Handler) { h.access = on } }
@@ -121,12 +134,16 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 		return nil, err
 	}
 	trusted, _ := parsePrefixes(cfg.TrustedProxies)
+	strip := cfg.StripHeaders
+	if cfg.Assertion.Enabled {
+		strip = append(slices.Clone(strip), cfg.Assertion.Header)
+	}
 	h := &Handler{
 		cfg:      cfg,
 		verifier: v,
 		log:      log.Named("proxy"),
 		now:      time.Now,
-		ident:    newIdentityHeaders(cfg.HeaderPrefix, cfg.StripHeaders),
+		ident:    newIdentityHeaders(cfg.HeaderPrefix, strip),
 		routes:   compileRoutes(cfg.Routes),
 		trusted:  trusted,
 		ids:      newRequestIDs(),
@@ -151,6 +168,13 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	}
 	if err := h.checkAuthPath(); err != nil {
 		return nil, err
+	}
+	if cfg.Assertion.Enabled {
+		if h.keys == nil || h.keys.signer == nil {
+			return nil, errors.New("assertion.key_file: assertion.enabled is true but no signing key was loaded")
+		}
+		h.assert = newAsserter(cfg.Assertion, *h.keys)
+		h.jwks, h.jwksPath = h.keys.JWKSHandler(), cfg.Assertion.JWKSPath
 	}
 	switch cfg.Upstream {
 	case "":
@@ -191,6 +215,7 @@ const (
 	modeForwardAuth = "forward_auth"
 	modeTokenAPI    = "token_api"
 	modeAuthAPI     = "auth_api"
+	modeJWKS        = "jwks"
 )
 
 // outcome is what one request came to, for the access log and metrics.
@@ -242,6 +267,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveTokenAPI(w, r, &out)
 	case modeAuthAPI:
 		h.serveAuthAPI(w, r, &out)
+	case modeJWKS:
+		sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+		h.jwks.ServeHTTP(sw, r)
+		out.status = cmp.Or(sw.status, http.StatusOK)
 	default:
 		h.serveProxy(w, r, &out)
 	}
@@ -250,6 +279,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // mode picks the request mode from the path.
 func (h *Handler) mode(p string) string {
 	switch {
+	case h.jwksPath != "" && p == h.jwksPath:
+		return modeJWKS
 	case h.faPath != "" && (p == h.faPath || strings.HasPrefix(p, h.faPath+"/")):
 		return modeForwardAuth
 	case h.apiPath != "" && strings.HasPrefix(p, h.apiPath+"/"):
@@ -421,6 +452,34 @@ func identityValues(p *principal, known bool) [numSlots]string {
 	}
 	return v
 }
+
+// setAssertion adds the signed identity assertion to hdr when assertions
+// are on: for a principal, signed for the route's audience; for an anonymous
+// request, an empty value when full (forward-auth answers) so that a
+// gateway copying it replaces a client's.
+func (h *Handler) setAssertion(hdr http.Header, p *principal, known bool, vals *[numSlots]string, route int, full bool) error {
+	if h.assert == nil {
+		return nil
+	}
+	if !known {
+		if full {
+			hdr[h.assert.header] = emptyValue
+		}
+		return nil
+	}
+	aud := h.cfg.Assertion.Audience
+	if route >= 0 && h.routes[route].audience != "" {
+		aud = h.routes[route].audience
+	}
+	jws, err := h.assert.assertion(p, vals, aud, h.now())
+	if err != nil {
+		return err
+	}
+	hdr[h.assert.header] = jws
+	return nil
+}
+
+var emptyValue = []string{""}
 
 func firstNonEmpty(a, b string) string {
 	if a != "" {

@@ -165,6 +165,11 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 	}
 	vals := identityValues(&pr, ok)
 	h.ident.set(r.Header, &vals, false)
+	if err := h.setAssertion(r.Header, &pr, ok, &vals, out.route, false); err != nil {
+		out.status, out.err = http.StatusInternalServerError, err
+		writeError(w, out.status)
+		return
+	}
 	if pr.legacyWarn {
 		h.routes[out.route].legacy.setWarning(w.Header())
 	}

@@ -56,6 +56,9 @@ type RouteConfig struct {
 	// Deprecation header; not after LegacySunset. "" = the moment the
 	// rules were loaded (capped at the sunset).
 	LegacyDeprecated string `yaml:"legacy_deprecated"`
+	// AssertionAudience is the aud of the signed identity assertion on
+	// this route; empty means assertion.audience.
+	AssertionAudience string `yaml:"assertion_audience"`
 }
 
 // Requirements are conditions on the verified identity.
@@ -90,6 +93,7 @@ type route struct {
 	access      Access
 	require     Requirements
 	legacy      routeLegacy
+	audience    string // "" for assertion.audience
 }
 
 func validateRoutes(rs []RouteConfig) error {
@@ -148,11 +152,12 @@ func compileRoutes(rs []RouteConfig) []route {
 	out := make([]route, len(rs))
 	for i, r := range rs {
 		c := route{
-			name:    r.Name,
-			host:    strings.ToLower(r.Host),
-			methods: r.Methods,
-			access:  r.Access,
-			require: r.Require,
+			name:     r.Name,
+			host:     strings.ToLower(r.Host),
+			methods:  r.Methods,
+			access:   r.Access,
+			require:  r.Require,
+			audience: r.AssertionAudience,
 		}
 		if c.access == "" {
 			c.access = AccessAuthenticated

@@ -83,6 +83,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption)
 		a.buildFederation,
 		a.buildAdminAPI,
 		a.buildAuthAPI,
+		a.buildAssertion,
 		a.buildProxy,
 	} {
 		if err := build(ctx, cfg, w); err != nil {
@@ -287,6 +288,21 @@ func (a *app) buildAuthAPI(ctx context.Context, cfg Config, w *wiring) error {
 		return err
 	}
 	w.popts = append(w.popts, proxy.WithAuthAPI(api.Prefix(), api))
+	return nil
+}
+
+// buildAssertion loads the signing and published keys of the identity
+// assertion and serves their JWKS on the admin listener.
+func (a *app) buildAssertion(_ context.Context, cfg Config, w *wiring) error {
+	if !cfg.Proxy.Assertion.Enabled {
+		return nil
+	}
+	keys, err := proxy.LoadAssertionKeys(cfg.Proxy.Assertion)
+	if err != nil {
+		return fmt.Errorf("assertion: %w", err)
+	}
+	w.popts = append(w.popts, proxy.WithAssertionKeys(keys))
+	w.aopts = append(w.aopts, proxy.WithAdminJWKS(cfg.Proxy.Assertion.JWKSPath, keys))
 	return nil
 }
 

@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -56,6 +62,15 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		// accepts it because emulator mode is explicit here.
 		environ = append(environ, emulatorEnv+"="+*emulator)
 	}
+	// Assertions on, signed with a key of this process only: fine for one
+	// process, which is why serve has no such fallback.
+	keyFile, err := devAssertionKey()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(keyFile))
+	a := &cfg.Proxy.Assertion
+	a.Enabled, a.Issuer, a.Audience, a.KeyFile = true, "authgate-dev", "authgate-dev", keyFile
 	if err := applyEnv(&cfg, environ); err != nil {
 		printProblems(stderr, "environment", err)
 		return exitError{2}
@@ -94,8 +109,36 @@ Try:
   curl -s -H "X-User-Id: admin" http://%[1]s/api/hello                  # 401: no token, spoofed header never passes
   curl -s http://%[1]s/public/ping                                       # 200 without a token
 
-`, public, admin, tok)
+X-User-Assertion is signed with an ephemeral ES256 key, new at every start
+(iss and aud "authgate-dev"); its public keys:
+
+  curl -s http://%[1]s%[4]s
+
+`, public, admin, tok, cfg.Proxy.Assertion.JWKSPath)
 	})
+}
+
+// devAssertionKey writes a new P-256 key to a private temporary directory
+// and returns the file's path.
+func devAssertionKey() (string, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("assertion key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", fmt.Errorf("assertion key: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "authgate-dev-")
+	if err != nil {
+		return "", fmt.Errorf("assertion key: %w", err)
+	}
+	path := filepath.Join(dir, "assertion.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("assertion key: %w", err)
+	}
+	return path, nil
 }
 
 func devToken(secret, iss, aud string) (string, error) {

@@ -73,6 +73,7 @@ func TestDev(t *testing.T) {
 		status          int
 	}{
 		{"printed legacy token", tm[1], `"X-User-Id": "dev-user-1"`, 200},
+		{"assertion", tm[1], `"X-User-Assertion": "ey`, 200},
 		{"emulator token", emuTok, `"X-User-Firebase-Uid": "emu-uid"`, 200},
 		{"no token, spoofed header", "", "", 401},
 	} {
@@ -90,6 +91,9 @@ func TestDev(t *testing.T) {
 		if resp.StatusCode != c.status || !strings.Contains(string(body), c.want) || strings.Contains(string(body), "spoofed") {
 			t.Errorf("%s: %d %s; want %d with %s and no spoofed value", c.name, resp.StatusCode, body, c.status, c.want)
 		}
+	}
+	if !strings.Contains(out, "/.well-known/authgate/jwks.json") {
+		t.Errorf("authgate dev does not say where the assertion keys are:\n%s", out)
 	}
 	// Emulator mode needs no Google keys: ready without reaching them.
 	am := regexp.MustCompile(`admin: http://(\S+)/readyz`).FindStringSubmatch(out)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/proxy"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -115,6 +116,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		// Named files are checked before serve; missing Google application
 		// default credentials only serve can tell for sure.
 		credProblems, credWarnings := firebaseCredentialProblems(cfg, environ)
+		if err == nil {
+			// Weak, unreadable or mismatched assertion keys.
+			if _, kerr := proxy.LoadAssertionKeys(cfg.Proxy.Assertion); kerr != nil {
+				credProblems = append(credProblems, kerr)
+			}
+		}
 		if cmd == "check-config" {
 			for _, w := range credWarnings {
 				fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
