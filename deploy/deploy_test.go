@@ -49,17 +49,40 @@ var notKubernetes = map[string]string{
 
 // kinds maps apiVersion and kind to the Go type a document decodes into.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                           func() any { return new(corev1.ConfigMap) },
-	"v1/Secret":                              func() any { return new(corev1.Secret) },
-	"v1/Service":                             func() any { return new(corev1.Service) },
-	"v1/Namespace":                           func() any { return new(corev1.Namespace) },
-	"apps/v1/Deployment":                     func() any { return new(appsv1.Deployment) },
-	"policy/v1/PodDisruptionBudget":          func() any { return new(policyv1.PodDisruptionBudget) },
-	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return new(autoscalingv2.HorizontalPodAutoscaler) },
-	"networking.k8s.io/v1/Ingress":           func() any { return new(networkingv1.Ingress) },
-	"networking.k8s.io/v1/NetworkPolicy":     func() any { return new(networkingv1.NetworkPolicy) },
-	"traefik.io/v1alpha1/Middleware":         func() any { return new(traefikMiddleware) },
-	"traefik.io/v1alpha1/IngressRoute":       func() any { return new(traefikIngressRoute) },
+	"v1/ConfigMap":                            func() any { return new(corev1.ConfigMap) },
+	"v1/Secret":                               func() any { return new(corev1.Secret) },
+	"v1/Service":                              func() any { return new(corev1.Service) },
+	"v1/Namespace":                            func() any { return new(corev1.Namespace) },
+	"apps/v1/Deployment":                      func() any { return new(appsv1.Deployment) },
+	"policy/v1/PodDisruptionBudget":           func() any { return new(policyv1.PodDisruptionBudget) },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return new(autoscalingv2.HorizontalPodAutoscaler) },
+	"networking.k8s.io/v1/Ingress":            func() any { return new(networkingv1.Ingress) },
+	"networking.k8s.io/v1/NetworkPolicy":      func() any { return new(networkingv1.NetworkPolicy) },
+	"traefik.io/v1alpha1/Middleware":          func() any { return new(traefikMiddleware) },
+	"traefik.io/v1alpha1/IngressRoute":        func() any { return new(traefikIngressRoute) },
+	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(serviceMonitor) },
+}
+
+// serviceMonitor mirrors the fields of the Prometheus Operator's CRD that
+// the Helm chart uses.
+type serviceMonitor struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace,omitempty"`
+		Labels    map[string]string `json:"labels,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path,omitempty"`
+			Interval string `json:"interval,omitempty"`
+		} `json:"endpoints"`
+	} `json:"spec"`
 }
 
 // Traefik's CRDs are not in k8s.io/api; these mirror the fields the
@@ -142,6 +165,8 @@ func (m manifest) namespace() string {
 	case *traefikMiddleware:
 		return o.Metadata.Namespace
 	case *traefikIngressRoute:
+		return o.Metadata.Namespace
+	case *serviceMonitor:
 		return o.Metadata.Namespace
 	}
 	return ""
@@ -249,8 +274,14 @@ func loadManifests(t *testing.T) []manifest {
 	t.Helper()
 	loaded.once.Do(func() {
 		err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
+			if err != nil {
 				return err
+			}
+			if d.IsDir() {
+				if p == "helm" {
+					return fs.SkipDir // templates, not manifests: TestHelmChart renders them
+				}
+				return nil
 			}
 			if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
 				return nil
@@ -263,36 +294,9 @@ func loadManifests(t *testing.T) []manifest {
 			if _, ok := notKubernetes[rel]; ok {
 				return nil
 			}
-			docs := splitDocuments(b)
-			if len(docs) == 0 {
-				loaded.errs = append(loaded.errs, rel+": no document")
-			}
-			for i, doc := range docs {
-				var tm struct {
-					APIVersion string `json:"apiVersion"`
-					Kind       string `json:"kind"`
-				}
-				if err := yaml.Unmarshal(doc, &tm); err != nil {
-					loaded.errs = append(loaded.errs, fmt.Sprintf("%s#%d: %v", rel, i, err))
-					continue
-				}
-				if tm.APIVersion == "" || tm.Kind == "" {
-					loaded.errs = append(loaded.errs, fmt.Sprintf("%s#%d: no apiVersion or kind; a YAML file that is no Kubernetes manifest belongs in notKubernetes", rel, i))
-					continue
-				}
-				gvk := tm.APIVersion + "/" + tm.Kind
-				newObj, ok := kinds[gvk]
-				if !ok {
-					loaded.errs = append(loaded.errs, fmt.Sprintf("%s#%d: %s is not in kinds; add its Go type", rel, i, gvk))
-					continue
-				}
-				obj := newObj()
-				if err := decodeStrict(doc, obj); err != nil {
-					loaded.errs = append(loaded.errs, fmt.Sprintf("%s#%d (%s): %v", rel, i, gvk, err))
-					continue
-				}
-				loaded.manifests = append(loaded.manifests, manifest{file: rel, index: i, gvk: gvk, obj: obj})
-			}
+			ms, errs := decodeManifests(rel, b)
+			loaded.manifests = append(loaded.manifests, ms...)
+			loaded.errs = append(loaded.errs, errs...)
 			return nil
 		})
 		if err != nil {
@@ -303,6 +307,44 @@ func loadManifests(t *testing.T) []manifest {
 		t.Fatalf("manifests under deploy/:\n  %s", strings.Join(loaded.errs, "\n  "))
 	}
 	return loaded.manifests
+}
+
+// decodeManifests decodes every document of the YAML stream b, read from
+// rel, strictly into its Kubernetes API type.
+func decodeManifests(rel string, b []byte) ([]manifest, []string) {
+	var ms []manifest
+	var errs []string
+	docs := splitDocuments(b)
+	if len(docs) == 0 {
+		errs = append(errs, rel+": no document")
+	}
+	for i, doc := range docs {
+		var tm struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			errs = append(errs, fmt.Sprintf("%s#%d: %v", rel, i, err))
+			continue
+		}
+		if tm.APIVersion == "" || tm.Kind == "" {
+			errs = append(errs, fmt.Sprintf("%s#%d: no apiVersion or kind; a YAML file that is no Kubernetes manifest belongs in notKubernetes", rel, i))
+			continue
+		}
+		gvk := tm.APIVersion + "/" + tm.Kind
+		newObj, ok := kinds[gvk]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s#%d: %s is not in kinds; add its Go type", rel, i, gvk))
+			continue
+		}
+		obj := newObj()
+		if err := decodeStrict(doc, obj); err != nil {
+			errs = append(errs, fmt.Sprintf("%s#%d (%s): %v", rel, i, gvk, err))
+			continue
+		}
+		ms = append(ms, manifest{file: rel, index: i, gvk: gvk, obj: obj})
+	}
+	return ms, errs
 }
 
 // TestManifestsDecodeStrictly decodes every Kubernetes manifest under
@@ -424,14 +466,18 @@ func authgateContainer(c corev1.Container) bool {
 // and a termination grace period that covers authgate's shutdown.
 func TestDeployments(t *testing.T) {
 	ms := loadManifests(t)
+	eachDeployment(t, ms, func(t *testing.T, m manifest, d *appsv1.Deployment) {
+		checkDeployment(t, ms, m, d)
+	})
+}
+
+// eachDeployment runs f on every Deployment in ms, each in a subtest.
+func eachDeployment(t *testing.T, ms []manifest, f func(t *testing.T, m manifest, d *appsv1.Deployment)) {
+	t.Helper()
 	for _, m := range ms {
-		d, ok := m.obj.(*appsv1.Deployment)
-		if !ok {
-			continue
+		if d, ok := m.obj.(*appsv1.Deployment); ok {
+			t.Run(m.file, func(t *testing.T) { f(t, m, d) })
 		}
-		t.Run(m.file, func(t *testing.T) {
-			checkDeployment(t, ms, m, d)
-		})
 	}
 }
 
@@ -772,46 +818,11 @@ func podPort(d *appsv1.Deployment, name string, number int) bool {
 // it, and that the gateway examples ask a Service that exists.
 func TestSelectorsAndReferences(t *testing.T) {
 	ms := loadManifests(t)
+	checkReferences(t, ms)
 	services := map[string]*corev1.Service{} // name.namespace
 	for _, m := range ms {
-		switch o := m.obj.(type) {
-		case *corev1.Service:
+		if o, ok := m.obj.(*corev1.Service); ok {
 			services[o.Name+"."+cmp.Or(o.Namespace, "default")] = o
-			d := selectedDeployment(ms, m, o.Spec.Selector)
-			if d == nil {
-				t.Errorf("%s: Service %s selects no Deployment beside it", m, o.Name)
-				continue
-			}
-			for _, p := range o.Spec.Ports {
-				if !podPort(d, p.TargetPort.StrVal, p.TargetPort.IntValue()) {
-					t.Errorf("%s: Service port %s targets %s, which Deployment %s does not declare", m, p.Name, p.TargetPort.String(), d.Name)
-				}
-				if p.Name == "admin" || p.TargetPort.StrVal == "admin" {
-					t.Errorf("%s: Service exposes the admin port; /metrics and probes stay inside the pod network", m)
-				}
-			}
-		case *policyv1.PodDisruptionBudget:
-			if o.Spec.Selector == nil || selectedDeployment(ms, m, o.Spec.Selector.MatchLabels) == nil {
-				t.Errorf("%s: PodDisruptionBudget %s selects no Deployment beside it", m, o.Name)
-			}
-			if o.Spec.MinAvailable == nil && o.Spec.MaxUnavailable == nil {
-				t.Errorf("%s: PodDisruptionBudget %s sets neither minAvailable nor maxUnavailable", m, o.Name)
-			}
-		case *networkingv1.NetworkPolicy:
-			d := selectedDeployment(ms, m, o.Spec.PodSelector.MatchLabels)
-			if d == nil {
-				t.Errorf("%s: NetworkPolicy %s selects no Deployment beside it", m, o.Name)
-				continue
-			}
-			for _, r := range o.Spec.Ingress {
-				for _, p := range r.Ports {
-					if p.Port != nil && !podPort(d, p.Port.StrVal, p.Port.IntValue()) {
-						t.Errorf("%s: NetworkPolicy port %s is not a port of Deployment %s", m, p.Port.String(), d.Name)
-					}
-				}
-			}
-		case *autoscalingv2.HorizontalPodAutoscaler:
-			checkHPA(t, ms, m, o)
 		}
 	}
 
@@ -852,6 +863,88 @@ func TestSelectorsAndReferences(t *testing.T) {
 		}
 		if u.Path != "/auth" {
 			t.Errorf("forward-auth address %q: path %q, want forward_auth.path /auth", a, u.Path)
+		}
+	}
+}
+
+// checkReferences checks that every Service, PodDisruptionBudget,
+// NetworkPolicy, HorizontalPodAutoscaler and ServiceMonitor in ms points
+// at a Deployment (or Service) beside it.
+func checkReferences(t *testing.T, ms []manifest) {
+	t.Helper()
+	for _, m := range ms {
+		switch o := m.obj.(type) {
+		case *corev1.Service:
+			d := selectedDeployment(ms, m, o.Spec.Selector)
+			if d == nil {
+				t.Errorf("%s: Service %s selects no Deployment beside it", m, o.Name)
+				continue
+			}
+			for _, p := range o.Spec.Ports {
+				if !podPort(d, p.TargetPort.StrVal, p.TargetPort.IntValue()) {
+					t.Errorf("%s: Service port %s targets %s, which Deployment %s does not declare", m, p.Name, p.TargetPort.String(), d.Name)
+				}
+				// A headless Service adds no address: Prometheus reaches
+				// the pods' admin port directly, as the NetworkPolicy allows.
+				if (p.Name == "admin" || p.TargetPort.StrVal == "admin") && o.Spec.ClusterIP != corev1.ClusterIPNone {
+					t.Errorf("%s: Service exposes the admin port; /metrics and probes stay inside the pod network", m)
+				}
+			}
+		case *policyv1.PodDisruptionBudget:
+			if o.Spec.Selector == nil || selectedDeployment(ms, m, o.Spec.Selector.MatchLabels) == nil {
+				t.Errorf("%s: PodDisruptionBudget %s selects no Deployment beside it", m, o.Name)
+			}
+			if o.Spec.MinAvailable == nil && o.Spec.MaxUnavailable == nil {
+				t.Errorf("%s: PodDisruptionBudget %s sets neither minAvailable nor maxUnavailable", m, o.Name)
+			}
+		case *networkingv1.NetworkPolicy:
+			d := selectedDeployment(ms, m, o.Spec.PodSelector.MatchLabels)
+			if d == nil {
+				t.Errorf("%s: NetworkPolicy %s selects no Deployment beside it", m, o.Name)
+				continue
+			}
+			for _, r := range o.Spec.Ingress {
+				for _, p := range r.Ports {
+					if p.Port != nil && !podPort(d, p.Port.StrVal, p.Port.IntValue()) {
+						t.Errorf("%s: NetworkPolicy port %s is not a port of Deployment %s", m, p.Port.String(), d.Name)
+					}
+				}
+			}
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			checkHPA(t, ms, m, o)
+		case *serviceMonitor:
+			checkServiceMonitor(t, ms, m, o)
+		}
+	}
+}
+
+// checkServiceMonitor checks that sm selects a Service beside it whose
+// port named by each endpoint targets the admin port, where /metrics is.
+func checkServiceMonitor(t *testing.T, ms []manifest, m manifest, sm *serviceMonitor) {
+	t.Helper()
+	var svc *corev1.Service
+	for _, sm2 := range ms {
+		if o, ok := sm2.obj.(*corev1.Service); ok && sm2.namespace() == m.namespace() && path.Dir(sm2.file) == path.Dir(m.file) &&
+			selects(sm.Spec.Selector.MatchLabels, o.Labels) {
+			if svc != nil {
+				t.Errorf("%s: ServiceMonitor %s selects Services %s and %s", m, sm.Metadata.Name, svc.Name, o.Name)
+			}
+			svc = o
+		}
+	}
+	if svc == nil {
+		t.Errorf("%s: ServiceMonitor %s selects no Service beside it", m, sm.Metadata.Name)
+		return
+	}
+	if len(sm.Spec.Endpoints) == 0 {
+		t.Errorf("%s: ServiceMonitor %s has no endpoints", m, sm.Metadata.Name)
+	}
+	for _, e := range sm.Spec.Endpoints {
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port && p.TargetPort.String() == "admin" }) {
+			t.Errorf("%s: ServiceMonitor endpoint port %q is no port of Service %s targeting admin", m, e.Port, svc.Name)
+		}
+		if e.Path != "/metrics" {
+			t.Errorf("%s: ServiceMonitor endpoint path %q, want /metrics", m, e.Path)
 		}
 	}
 }
