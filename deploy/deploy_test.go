@@ -42,6 +42,7 @@ import (
 // manifest, each checked by its own test here or end to end elsewhere.
 var notKubernetes = map[string]string{
 	"envoy/envoy.yaml":      "Envoy bootstrap",
+	"envoy/envoy-grpc.yaml": "Envoy bootstrap (TestEnvoyGRPC)",
 	"traefik/dynamic.yaml":  "Traefik file provider (TestTraefikDynamic, cmd/authgate e2e)",
 	"compose/compose.yaml":  "Compose file (TestCompose)",
 	"compose/authgate.yaml": "authgate configuration (TestCompose)",
@@ -49,18 +50,65 @@ var notKubernetes = map[string]string{
 
 // kinds maps apiVersion and kind to the Go type a document decodes into.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                            func() any { return new(corev1.ConfigMap) },
-	"v1/Secret":                               func() any { return new(corev1.Secret) },
-	"v1/Service":                              func() any { return new(corev1.Service) },
-	"v1/Namespace":                            func() any { return new(corev1.Namespace) },
-	"apps/v1/Deployment":                      func() any { return new(appsv1.Deployment) },
-	"policy/v1/PodDisruptionBudget":           func() any { return new(policyv1.PodDisruptionBudget) },
-	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return new(autoscalingv2.HorizontalPodAutoscaler) },
-	"networking.k8s.io/v1/Ingress":            func() any { return new(networkingv1.Ingress) },
-	"networking.k8s.io/v1/NetworkPolicy":      func() any { return new(networkingv1.NetworkPolicy) },
-	"traefik.io/v1alpha1/Middleware":          func() any { return new(traefikMiddleware) },
-	"traefik.io/v1alpha1/IngressRoute":        func() any { return new(traefikIngressRoute) },
-	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(serviceMonitor) },
+	"v1/ConfigMap":                             func() any { return new(corev1.ConfigMap) },
+	"v1/Secret":                                func() any { return new(corev1.Secret) },
+	"v1/Service":                               func() any { return new(corev1.Service) },
+	"v1/Namespace":                             func() any { return new(corev1.Namespace) },
+	"apps/v1/Deployment":                       func() any { return new(appsv1.Deployment) },
+	"policy/v1/PodDisruptionBudget":            func() any { return new(policyv1.PodDisruptionBudget) },
+	"autoscaling/v2/HorizontalPodAutoscaler":   func() any { return new(autoscalingv2.HorizontalPodAutoscaler) },
+	"networking.k8s.io/v1/Ingress":             func() any { return new(networkingv1.Ingress) },
+	"networking.k8s.io/v1/NetworkPolicy":       func() any { return new(networkingv1.NetworkPolicy) },
+	"traefik.io/v1alpha1/Middleware":           func() any { return new(traefikMiddleware) },
+	"traefik.io/v1alpha1/IngressRoute":         func() any { return new(traefikIngressRoute) },
+	"install.istio.io/v1alpha1/IstioOperator":  func() any { return new(istioOperator) },
+	"security.istio.io/v1/AuthorizationPolicy": func() any { return new(istioAuthorizationPolicy) },
+	"monitoring.coreos.com/v1/ServiceMonitor":  func() any { return new(serviceMonitor) },
+}
+
+// Istio's types are not in k8s.io/api either; these mirror the fields the
+// examples in deploy/istio use.
+type istioOperator struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   traefikObjectMeta `json:"metadata"`
+	Spec       struct {
+		MeshConfig struct {
+			ExtensionProviders []struct {
+				Name              string `json:"name"`
+				EnvoyExtAuthzGrpc *struct {
+					Service       string `json:"service"`
+					Port          int    `json:"port"`
+					Timeout       string `json:"timeout,omitempty"`
+					FailOpen      bool   `json:"failOpen"`
+					StatusOnError string `json:"statusOnError,omitempty"`
+				} `json:"envoyExtAuthzGrpc,omitempty"`
+			} `json:"extensionProviders"`
+		} `json:"meshConfig"`
+	} `json:"spec"`
+}
+
+type istioAuthorizationPolicy struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   traefikObjectMeta `json:"metadata"`
+	Spec       struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Action   string `json:"action"`
+		Provider struct {
+			Name string `json:"name"`
+		} `json:"provider"`
+		Rules []struct {
+			To []struct {
+				Operation struct {
+					Paths    []string `json:"paths,omitempty"`
+					NotPaths []string `json:"notPaths,omitempty"`
+				} `json:"operation"`
+			} `json:"to,omitempty"`
+		} `json:"rules"`
+	} `json:"spec"`
 }
 
 // serviceMonitor mirrors the fields of the Prometheus Operator's CRD that
@@ -357,15 +405,17 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		count[m.gvk]++
 	}
 	want := map[string]int{
-		"apps/v1/Deployment":                     2, // sidecar, shared forward auth
-		"v1/Service":                             2,
-		"v1/ConfigMap":                           3, // two authgate configurations, ingress-nginx's auth headers
-		"v1/Secret":                              2,
-		"policy/v1/PodDisruptionBudget":          2,
-		"autoscaling/v2/HorizontalPodAutoscaler": 1,
-		"networking.k8s.io/v1/Ingress":           1,
-		"traefik.io/v1alpha1/Middleware":         1,
-		"traefik.io/v1alpha1/IngressRoute":       1,
+		"apps/v1/Deployment":                       2, // sidecar, shared forward auth
+		"v1/Service":                               2,
+		"v1/ConfigMap":                             3, // two authgate configurations, ingress-nginx's auth headers
+		"v1/Secret":                                2,
+		"policy/v1/PodDisruptionBudget":            2,
+		"autoscaling/v2/HorizontalPodAutoscaler":   1,
+		"networking.k8s.io/v1/Ingress":             1,
+		"traefik.io/v1alpha1/Middleware":           1,
+		"traefik.io/v1alpha1/IngressRoute":         1,
+		"install.istio.io/v1alpha1/IstioOperator":  1,
+		"security.istio.io/v1/AuthorizationPolicy": 1,
 	}
 	for gvk, n := range want {
 		if count[gvk] < n {
@@ -1398,5 +1448,112 @@ func TestCompose(t *testing.T) {
 	}
 	if c := flagValue(fb.Command, "--config"); !slices.ContainsFunc(fb.Volumes, func(v string) bool { return strings.HasPrefix(v, "./firebase.json:"+c) }) {
 		t.Errorf("firebase-auth --config %q is not ./firebase.json", c)
+	}
+}
+
+// TestEnvoyGRPC checks the gRPC ext_authz examples agree with each other
+// and with authgate: Envoy's ext_authz filter talks gRPC over HTTP/2 to a
+// cluster that exists, health-checks the Authorization service, and the
+// Istio policy names the provider the mesh config registers, at the same
+// port. No Envoy or Istio runs here; authgate's side is driven by a real
+// gRPC client in proxy and cmd/authgate.
+func TestEnvoyGRPC(t *testing.T) {
+	var boot struct {
+		StaticResources struct {
+			Listeners []struct {
+				FilterChains []struct {
+					Filters []struct {
+						TypedConfig struct {
+							HTTPFilters []struct {
+								Name        string `json:"name"`
+								TypedConfig struct {
+									FailureModeAllow *bool `json:"failure_mode_allow"`
+									GRPCService      *struct {
+										EnvoyGRPC struct {
+											ClusterName string `json:"cluster_name"`
+										} `json:"envoy_grpc"`
+									} `json:"grpc_service"`
+								} `json:"typed_config"`
+							} `json:"http_filters"`
+						} `json:"typed_config"`
+					} `json:"filters"`
+				} `json:"filter_chains"`
+			} `json:"listeners"`
+			Clusters []map[string]any `json:"clusters"`
+		} `json:"static_resources"`
+	}
+	b, err := os.ReadFile("envoy/envoy-grpc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &boot); err != nil {
+		t.Fatalf("envoy/envoy-grpc.yaml: %v", err)
+	}
+	var cluster string
+	for _, l := range boot.StaticResources.Listeners {
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				for _, hf := range f.TypedConfig.HTTPFilters {
+					if hf.Name != "envoy.filters.http.ext_authz" {
+						continue
+					}
+					if hf.TypedConfig.GRPCService == nil {
+						t.Fatal("ext_authz filter has no grpc_service")
+					}
+					if fa := hf.TypedConfig.FailureModeAllow; fa == nil || *fa {
+						t.Error("ext_authz filter must say failure_mode_allow: false")
+					}
+					cluster = hf.TypedConfig.GRPCService.EnvoyGRPC.ClusterName
+				}
+			}
+		}
+	}
+	if cluster == "" {
+		t.Fatal("no ext_authz filter with an envoy_grpc cluster")
+	}
+	var found map[string]any
+	for _, c := range boot.StaticResources.Clusters {
+		if c["name"] == cluster {
+			found = c
+		}
+	}
+	if found == nil {
+		t.Fatalf("ext_authz cluster %q is not defined", cluster)
+	}
+	raw, _ := json.Marshal(found)
+	for _, want := range []string{`"http2_protocol_options"`, `"service_name":"envoy.service.auth.v3.Authorization"`, `"port_value":9191`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("cluster %s lacks %s", cluster, want)
+		}
+	}
+
+	ms := loadManifests(t)
+	providers := map[string]int{}
+	var policies []*istioAuthorizationPolicy
+	for _, m := range ms {
+		switch o := m.obj.(type) {
+		case *istioOperator:
+			for _, p := range o.Spec.MeshConfig.ExtensionProviders {
+				if p.EnvoyExtAuthzGrpc != nil {
+					providers[p.Name] = p.EnvoyExtAuthzGrpc.Port
+					if p.EnvoyExtAuthzGrpc.FailOpen {
+						t.Errorf("extension provider %s fails open", p.Name)
+					}
+				}
+			}
+		case *istioAuthorizationPolicy:
+			policies = append(policies, o)
+		}
+	}
+	if len(policies) == 0 {
+		t.Fatal("no AuthorizationPolicy under deploy/istio")
+	}
+	for _, p := range policies {
+		if p.Spec.Action != "CUSTOM" {
+			t.Errorf("AuthorizationPolicy %s: action %q, want CUSTOM", p.Metadata.Name, p.Spec.Action)
+		}
+		if port, ok := providers[p.Spec.Provider.Name]; !ok || port != 9191 {
+			t.Errorf("AuthorizationPolicy %s: provider %q is no envoyExtAuthzGrpc provider at port 9191 (%v)", p.Metadata.Name, p.Spec.Provider.Name, providers)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -47,6 +48,9 @@ type Config struct {
 	ForwardAuth ForwardAuthConfig `yaml:"forward_auth"`
 	// TokenAPI configures the original service's /v1/token endpoints.
 	TokenAPI TokenAPIConfig `yaml:"token_api"`
+	// ExtAuthzGRPC configures Envoy's ext_authz gRPC API, on its own
+	// listener.
+	ExtAuthzGRPC ExtAuthzGRPCConfig `yaml:"ext_authz_grpc"`
 	// Transport bounds the connections to the upstream.
 	Transport TransportConfig `yaml:"transport"`
 	// Routes are the route rules, first match wins.
@@ -66,6 +70,28 @@ type ForwardAuthConfig struct {
 	// Path is where gateways send auth subrequests. Default "/auth". Envoy's
 	// ext_authz appends the original path to it (path_prefix).
 	Path string `yaml:"path"`
+}
+
+// ExtAuthzGRPCConfig configures the listener that answers Envoy's ext_authz
+// over gRPC (envoy.service.auth.v3.Authorization/Check, with the
+// grpc.health.v1 health service), with the decision forward-auth makes.
+// The listener is plain gRPC (h2c): run it where only the gateway can reach
+// it, or behind the mesh's mTLS; its peer must be in trusted_proxies.
+type ExtAuthzGRPCConfig struct {
+	// Addr is the listen address, like ":9191". Default "": no listener.
+	Addr string `yaml:"addr"`
+	// MaxRecvMsgSize bounds one CheckRequest in bytes: the request's
+	// headers, and its body when Envoy is told to send it (authgate never
+	// reads it). A larger one is refused with RESOURCE_EXHAUSTED, which
+	// Envoy treats as an error (failure_mode_allow, status_on_error).
+	// Default 1 MiB; 4096..67108864.
+	MaxRecvMsgSize int `yaml:"max_recv_msg_size"`
+	// MaxConcurrentStreams bounds the Checks in flight on one connection;
+	// Envoy opens another connection beyond it. Default 1024; 1..1048576.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// Timeout bounds one Check, on top of the deadline Envoy sends (its
+	// grpc_service timeout). A Check that runs out answers 503. Default 5s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // TokenAPIConfig configures POST {prefix}/verify, POST {prefix}/verify-header
@@ -113,6 +139,11 @@ func DefaultConfig() Config {
 		StripHeaders: slices.Clone(defaultStripHeaders),
 		TokenCookie:  "__session",
 		ForwardAuth:  ForwardAuthConfig{Enabled: true, Path: "/auth"},
+		ExtAuthzGRPC: ExtAuthzGRPCConfig{
+			MaxRecvMsgSize:       1 << 20,
+			MaxConcurrentStreams: 1024,
+			Timeout:              5 * time.Second,
+		},
 		TokenAPI: TokenAPIConfig{Enabled: true, Prefix: "/v1/token", RateLimit: TokenAPIRateLimit{
 			PerIP:       ratelimit.Config{Rate: 100},
 			PerIdentity: ratelimit.Config{Rate: 10},
@@ -195,6 +226,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("token_api.rate_limit.max_keys: %d must be at least 1", rl.MaxKeys))
 		}
 	}
+	if err := c.ExtAuthzGRPC.validate(); err != nil {
+		errs = append(errs, configerr.Prefix("ext_authz_grpc.", err))
+	}
 	t := c.Transport
 	for _, d := range []struct {
 		name string
@@ -222,6 +256,25 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("assertion.jwks_path: %q lies under %s %q", a.JWKSPath, p.key, p.path))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c ExtAuthzGRPCConfig) validate() error {
+	var errs []error
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("addr: %q is not host:port (empty turns the listener off)", c.Addr))
+		}
+	}
+	if n := c.MaxRecvMsgSize; n < 4<<10 || n > 64<<20 {
+		errs = append(errs, fmt.Errorf("max_recv_msg_size: %d is outside 4096..67108864", n))
+	}
+	if n := c.MaxConcurrentStreams; n < 1 || n > 1<<20 {
+		errs = append(errs, fmt.Errorf("max_concurrent_streams: %d is outside 1..1048576", n))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout: %s must be positive", c.Timeout))
 	}
 	return errors.Join(errs...)
 }

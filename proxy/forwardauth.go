@@ -32,7 +32,7 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 		writeAuthError(w, out.status, err)
 		return
 	}
-	p, ok := h.decide(r, req, out)
+	p, ok := h.decide(r.Context(), r.Header, req, out)
 	if out.status == http.StatusBadRequest {
 		out.status = http.StatusForbidden // as above: gateways take 2xx, 401, 403
 	}
@@ -102,6 +102,12 @@ func (h *Handler) originalRequest(r *http.Request) (request, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
+	return gatewayRequest(host, method, rawPath)
+}
+
+// gatewayRequest checks the method and the escaped path of a request that a
+// gateway asks about (forward-auth, ext_authz) and canonicalises the path.
+func gatewayRequest(host, method, rawPath string) (request, error) {
 	if !methodOK(method) {
 		return request{}, errBadRequest
 	}

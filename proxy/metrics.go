@@ -8,7 +8,7 @@ import (
 )
 
 var (
-	modes        = [...]string{modeProxy, modeForwardAuth, modeTokenAPI, modeAuthAPI, modeJWKS}
+	modes        = [...]string{modeProxy, modeForwardAuth, modeTokenAPI, modeAuthAPI, modeJWKS, modeExtAuthzGRPC}
 	statusClass  = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 	durationBins = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 )

@@ -206,6 +206,9 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	if cfg.ForwardAuth.Enabled && len(trusted) == 0 {
 		h.log.Warn("forward-auth is enabled but trusted_proxies is empty: every forward-auth request will be refused until the gateway's address is listed")
 	}
+	if cfg.ExtAuthzGRPC.Addr != "" && len(trusted) == 0 {
+		h.log.Warn("ext_authz_grpc.addr is set but trusted_proxies is empty: every Check will be denied until the gateway's address is listed")
+	}
 	return h, nil
 }
 
@@ -216,6 +219,8 @@ const (
 	modeTokenAPI    = "token_api"
 	modeAuthAPI     = "auth_api"
 	modeJWKS        = "jwks"
+	// modeExtAuthzGRPC is a Check on the ext_authz gRPC listener.
+	modeExtAuthzGRPC = "ext_authz_grpc"
 )
 
 // outcome is what one request came to, for the access log and metrics.
@@ -257,7 +262,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if span != nil {
 			h.endRequest(span, &out)
 		}
-		h.finish(r, reqID, start, &out)
+		h.finish(r.Method, r.URL.Path, reqID, start, &out)
 	}()
 
 	switch out.mode {
@@ -310,10 +315,10 @@ type principal struct {
 	legacyWarn bool
 }
 
-// decide runs the shared pipeline: route, token, verification, user row,
-// policy. It returns the principal and whether there is one (false when
+// decide runs the shared pipeline: route, token (from hdr, the original
+// request's headers), verification, user row, policy. It returns the principal and whether there is one (false when
 // anonymous or refused); out.status is the status to answer.
-func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal, bool) {
+func (h *Handler) decide(ctx context.Context, hdr http.Header, req request, out *outcome) (principal, bool) {
 	out.path = req.path
 	route, err := h.matchRoute(req)
 	if err != nil {
@@ -330,7 +335,7 @@ func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal,
 		out.status, out.err = http.StatusForbidden, errDenied
 		return principal{}, false
 	}
-	tok, err := h.extractToken(r)
+	tok, err := h.extractToken(hdr)
 	if err != nil {
 		out.status, out.err = statusFor(err), err
 		return principal{}, false
@@ -343,7 +348,7 @@ func (h *Handler) decide(r *http.Request, req request, out *outcome) (principal,
 		out.status, out.err = http.StatusUnauthorized, errNoToken
 		return principal{}, false
 	}
-	p, err := h.resolve(r.Context(), tok)
+	p, err := h.resolve(ctx, tok)
 	out.userID = p.userID()
 	if err != nil {
 		out.status, out.err = statusFor(err), err
@@ -493,7 +498,9 @@ func (h *Handler) peerTrusted(r *http.Request) bool {
 	return len(h.trusted) > 0 && h.trustedAddr(peerAddr(r))
 }
 
-func (h *Handler) finish(r *http.Request, reqID string, start time.Time, out *outcome) {
+// finish records the outcome in the metrics and the access log. path is
+// logged when policy judged no path.
+func (h *Handler) finish(method, path, reqID string, start time.Time, out *outcome) {
 	d := h.now().Sub(start)
 	route := "none"
 	if out.route >= 0 {
@@ -503,14 +510,13 @@ func (h *Handler) finish(r *http.Request, reqID string, start time.Time, out *ou
 	if !h.access {
 		return
 	}
-	path := out.path
-	if path == "" {
-		path = r.URL.Path
+	if out.path != "" {
+		path = out.path
 	}
 	fields := []zap.Field{
 		zap.String("request_id", reqID),
 		zap.String("mode", out.mode),
-		zap.String("method", r.Method),
+		zap.String("method", method),
 		zap.String("path", path),
 		zap.String("route", route),
 		zap.Int("status", out.status),

@@ -158,7 +158,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcom
 		writeError(w, out.status)
 		return
 	}
-	pr, ok := h.decide(r, request{host: r.Host, method: r.Method, path: p}, out)
+	pr, ok := h.decide(r.Context(), r.Header, request{host: r.Host, method: r.Method, path: p}, out)
 	if out.status != http.StatusOK {
 		writeAuthError(w, out.status, out.err)
 		return

@@ -5,14 +5,14 @@ import (
 	"strings"
 )
 
-// extractToken returns the bearer token of r: from the Authorization header
+// extractToken returns the bearer token of a request with headers hdr: from the Authorization header
 // (scheme case-insensitive), else from the token cookie. It returns "" when
 // there is none, and errAmbiguousToken when the request carries more than
 // one Authorization header, more than one token cookie, or different tokens
 // in the header and the cookie, since a backend might read the other one.
-func (h *Handler) extractToken(r *http.Request) (string, error) {
+func (h *Handler) extractToken(hdr http.Header) (string, error) {
 	var tok string
-	switch auth := r.Header["Authorization"]; len(auth) {
+	switch auth := hdr["Authorization"]; len(auth) {
 	case 0:
 	case 1:
 		scheme, rest, _ := strings.Cut(auth[0], " ")
@@ -26,12 +26,12 @@ func (h *Handler) extractToken(r *http.Request) (string, error) {
 	default:
 		return "", errAmbiguousToken
 	}
-	if h.cfg.TokenCookie == "" || len(r.Header["Cookie"]) == 0 {
+	if h.cfg.TokenCookie == "" || len(hdr["Cookie"]) == 0 {
 		return tok, nil
 	}
 	var cookie string
 	n := 0
-	for _, c := range r.Header["Cookie"] {
+	for _, c := range hdr["Cookie"] {
 		// Only the token cookie is looked at; parsing every cookie of every
 		// request would cost allocations for nothing.
 		if !strings.Contains(c, h.cfg.TokenCookie) {

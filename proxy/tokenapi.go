@@ -72,7 +72,7 @@ func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *out
 		if !allowMethod(w, r, http.MethodPost, out) || !h.tokenAPIAllow(w, out, h.apiPerIP, h.clientIP(r).String()) {
 			return
 		}
-		tok, err := h.extractToken(r)
+		tok, err := h.extractToken(r.Header)
 		switch {
 		case err != nil:
 			h.tokenAPIAnswer(w, out, http.StatusBadRequest, "invalid_request", "more than one token in the request", err)

@@ -35,24 +35,31 @@ func WithTracerProvider(tp trace.TracerProvider, prop propagation.TextMapPropaga
 
 // spanNames are the server span names by mode.
 var spanNames = map[string]string{
-	modeProxy:       "authgate.proxy",
-	modeForwardAuth: "authgate.forward_auth",
-	modeTokenAPI:    "authgate.token_api",
-	modeAuthAPI:     "authgate.auth_api",
+	modeProxy:        "authgate.proxy",
+	modeForwardAuth:  "authgate.forward_auth",
+	modeTokenAPI:     "authgate.token_api",
+	modeAuthAPI:      "authgate.auth_api",
+	modeExtAuthzGRPC: "authgate.ext_authz_grpc",
 }
 
 // startRequest starts the request's server span, the client's trace (if
 // any) as its parent, and returns r carrying it. Only called with tracing
 // on.
 func (h *Handler) startRequest(r *http.Request, mode string) (*http.Request, trace.Span) {
-	ctx := h.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := h.tracer.Start(ctx, spanNames[mode],
+	ctx, span := h.startSpan(r.Context(), r.Header, mode, r.Method)
+	return r.WithContext(ctx), span
+}
+
+// startSpan starts the server span of a request with headers hdr, whose
+// trace (if any) is its parent. Only called with tracing on.
+func (h *Handler) startSpan(ctx context.Context, hdr http.Header, mode, method string) (context.Context, trace.Span) {
+	ctx = h.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
+	return h.tracer.Start(ctx, spanNames[mode],
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
 			attribute.String("authgate.mode", mode),
-			attribute.String("http.request.method", r.Method),
+			attribute.String("http.request.method", method),
 		))
-	return r.WithContext(ctx), span
 }
 
 // endRequest records the outcome on the server span and ends it. Only

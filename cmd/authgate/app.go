@@ -30,6 +30,7 @@ type app struct {
 	usage    *usagestats.Recorder // nil when usage.enabled is false
 	admin    *proxy.Admin
 	handler  *proxy.Handler
+	extAuthz *proxy.ExtAuthzServer // nil when ext_authz_grpc.addr is ""
 
 	background []func(ctx context.Context) error
 	closers    []closer
@@ -85,6 +86,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption)
 		a.buildAuthAPI,
 		a.buildAssertion,
 		a.buildProxy,
+		a.buildExtAuthz,
 	} {
 		if err := build(ctx, cfg, w); err != nil {
 			a.close()
@@ -317,6 +319,17 @@ func (a *app) buildProxy(_ context.Context, cfg Config, w *wiring) error {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	a.handler = h
+	return nil
+}
+
+// buildExtAuthz builds the Envoy ext_authz gRPC server, which decides with
+// the public handler's pipeline, when ext_authz_grpc.addr is set; serve
+// opens its listener.
+func (a *app) buildExtAuthz(_ context.Context, cfg Config, _ *wiring) error {
+	if cfg.Proxy.ExtAuthzGRPC.Addr == "" {
+		return nil
+	}
+	a.extAuthz = proxy.NewExtAuthzServer(a.handler)
 	return nil
 }
 

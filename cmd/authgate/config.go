@@ -189,6 +189,13 @@ func (c Config) Validate() error {
 	if sameListenAddr(c.Server.Public.Addr, c.Server.Admin.Addr) {
 		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
 	}
+	if g := c.Proxy.ExtAuthzGRPC.Addr; g != "" {
+		for _, other := range []struct{ key, addr string }{{"server.public.addr", c.Server.Public.Addr}, {"server.admin.addr", c.Server.Admin.Addr}} {
+			if sameListenAddr(g, other.addr) {
+				errs = append(errs, fmt.Errorf("ext_authz_grpc.addr: %q must differ from %s", g, other.key))
+			}
+		}
+	}
 	if c.Server.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("server.shutdown_grace: must be positive"))
 	}

@@ -141,6 +141,24 @@ func TestLoadConfigProblems(t *testing.T) {
 			wantNot: []string{"AIza-not-to-be-shown", "needs federation.enabled", "needs verify.firebase.enabled"},
 		},
 		{
+			name:     "ext_authz_grpc listener",
+			giveYAML: minimalConfig + "server:\n  admin:\n    addr: \":9191\"\next_authz_grpc:\n  addr: \"127.0.0.1:9191\"\n  max_recv_msg_size: 100\n  max_concurrent_streams: 0\n  timeout: -1s\n",
+			giveEnv:  []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789"},
+			want: []string{
+				`ext_authz_grpc.addr: "127.0.0.1:9191" must differ from server.admin.addr`,
+				"ext_authz_grpc.max_recv_msg_size: 100 is outside 4096..67108864",
+				"ext_authz_grpc.max_concurrent_streams: 0 is outside 1..1048576",
+				"ext_authz_grpc.timeout: -1s must be positive",
+			},
+			wantNot: []string{"server.public.addr"},
+		},
+		{
+			name:     "ext_authz_grpc address without a port",
+			giveYAML: minimalConfig + "ext_authz_grpc:\n  addr: localhost\n",
+			giveEnv:  []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789"},
+			want:     []string{`ext_authz_grpc.addr: "localhost" is not host:port`},
+		},
+		{
 			name:     "no issuer",
 			giveYAML: "routes:\n  - name: d\n    path: /\n",
 			want:     []string{"verify.legacy.enabled: no issuer is enabled"},

@@ -62,6 +62,7 @@ var zeroRefused = []string{
 	"header_prefix", "forward_auth.path", "token_api.prefix", "token_api.rate_limit.max_keys",
 	"transport.dial_timeout", "transport.tls_handshake_timeout", "transport.response_header_timeout",
 	"transport.idle_conn_timeout", "transport.max_idle_conns_per_host",
+	"ext_authz_grpc.max_recv_msg_size", "ext_authz_grpc.max_concurrent_streams", "ext_authz_grpc.timeout",
 	"routes",
 	"verify.legacy.algorithms", "verify.legacy.claims.user_id",
 	"verify.legacy.secrets", "verify.legacy.jwks.fetch_timeout", "verify.legacy.jwks.default_max_age",

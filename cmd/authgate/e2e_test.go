@@ -109,10 +109,10 @@ type e2eOutput struct {
 	mu        sync.Mutex
 	buf       bytes.Buffer
 	scanned   int
-	listening chan [2]string // public, admin
+	listening chan [3]string // public, admin, ext_authz_grpc ("" when off)
 }
 
-func newE2EOutput() *e2eOutput { return &e2eOutput{listening: make(chan [2]string, 1)} }
+func newE2EOutput() *e2eOutput { return &e2eOutput{listening: make(chan [3]string, 1)} }
 
 func (o *e2eOutput) Write(p []byte) (int, error) {
 	o.mu.Lock()
@@ -129,10 +129,11 @@ func (o *e2eOutput) Write(p []byte) (int, error) {
 			Msg    string `json:"msg"`
 			Public string `json:"public_addr"`
 			Admin  string `json:"admin_addr"`
+			GRPC   string `json:"ext_authz_grpc_addr"`
 		}
 		if json.Unmarshal(rest[:i], &line) == nil && line.Msg == "listening" {
 			select {
-			case o.listening <- [2]string{line.Public, line.Admin}:
+			case o.listening <- [3]string{line.Public, line.Admin, line.GRPC}:
 			default:
 			}
 		}
@@ -195,6 +196,7 @@ func (p *e2eProcess) stop() {
 type e2eAuthgate struct {
 	*e2eProcess
 	public, admin string
+	extAuthz      string // the ext_authz gRPC listener, "" when off
 }
 
 // startAuthgate runs "authgate serve" with the configuration in cfg (YAML)
@@ -207,7 +209,7 @@ func startAuthgate(t *testing.T, cfg string) *e2eAuthgate {
 	cmd := exec.Command(bin, "serve", "--config", path)
 	cmd.Env = e2eEnv()
 	p := startProcess(t, "authgate", cmd)
-	var addrs [2]string
+	var addrs [3]string
 	select {
 	case addrs = <-p.out.listening:
 	case <-p.done:
@@ -215,7 +217,7 @@ func startAuthgate(t *testing.T, cfg string) *e2eAuthgate {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("authgate did not log \"listening\" within 10s\n%s", p.out)
 	}
-	ag := &e2eAuthgate{e2eProcess: p, public: addrs[0], admin: addrs[1]}
+	ag := &e2eAuthgate{e2eProcess: p, public: addrs[0], admin: addrs[1], extAuthz: addrs[2]}
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	pollUntil(t, 5*time.Second, "authgate /readyz", func() bool {
 		resp, err := client.Get("http://" + ag.admin + "/readyz")

@@ -251,7 +251,8 @@ func lookupEnv(environ []string, key string) string {
 }
 
 // serve runs authgate until ctx is done, then shuts down gracefully. ready,
-// when not nil, receives the bound addresses once both listeners accept.
+// when not nil, receives the bound HTTP addresses once every listener
+// accepts (the ext_authz_grpc one is in the "listening" log line).
 func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, ready func(public, admin net.Addr)) error {
 	if host := lookupEnv(environ, emulatorEnv); host != "" && !(cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator) {
 		return fmt.Errorf("%s is set (%q) but verify.firebase.emulator is not enabled: the Firebase SDK skips signature checks against the emulator, so authgate refuses to start; unset it, or enable emulator mode for development", emulatorEnv, host)
@@ -286,17 +287,31 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		_ = pubLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	var grpcLn net.Listener // nil when ext_authz_grpc.addr is ""
+	if a.extAuthz != nil {
+		grpcLn, err = net.Listen("tcp", cfg.Proxy.ExtAuthzGRPC.Addr)
+		if err != nil {
+			_ = pubLn.Close()
+			_ = admLn.Close()
+			return fmt.Errorf("ext_authz_grpc listener: %w", err)
+		}
+	}
 	errLog := zap.NewStdLog(log.Named("http"))
 	pub := newServer(cfg.Server.Public, a.handler, errLog)
 	adm := newServer(cfg.Server.Admin.ListenerConfig, a.admin, errLog)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- pub.Serve(pubLn) }()
 	go func() { errc <- adm.Serve(admLn) }()
-	log.Info("listening",
+	fields := []zap.Field{
 		zap.String("public_addr", pubLn.Addr().String()),
 		zap.String("admin_addr", admLn.Addr().String()),
-		zap.String("version", version), zap.String("upstream", cfg.Proxy.Upstream))
+	}
+	if grpcLn != nil {
+		go func() { errc <- a.extAuthz.Serve(grpcLn) }()
+		fields = append(fields, zap.String("ext_authz_grpc_addr", grpcLn.Addr().String()))
+	}
+	log.Info("listening", append(fields, zap.String("version", version), zap.String("upstream", cfg.Proxy.Upstream))...)
 	_ = log.Sync() // start-up lines are not held in the buffer
 	if ready != nil {
 		ready(pubLn.Addr(), admLn.Addr())
@@ -306,13 +321,20 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 	case err := <-errc:
 		_ = pub.Close()
 		_ = adm.Close()
+		if a.extAuthz != nil {
+			a.extAuthz.Close()
+		}
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 
-	// Drain: readiness fails first so load balancers stop sending, then
-	// the listeners close and in-flight requests get the grace period.
+	// Drain: readiness (and the gRPC health service) fails first so load
+	// balancers stop sending, then the listeners close and in-flight
+	// requests and Checks get the grace period.
 	a.admin.Drain()
+	if a.extAuthz != nil {
+		a.extAuthz.Drain()
+	}
 	log.Info("shutting down", zap.Duration("delay", cfg.Server.ShutdownDelay), zap.Duration("grace", cfg.Server.ShutdownGrace))
 	_ = log.Sync()
 	if cfg.Server.ShutdownDelay > 0 {
@@ -320,9 +342,20 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
+	grpcDone := make(chan error, 1)
+	go func() {
+		if a.extAuthz == nil {
+			grpcDone <- nil
+			return
+		}
+		grpcDone <- a.extAuthz.Shutdown(sctx)
+	}()
 	if err := pub.Shutdown(sctx); err != nil {
 		log.Warn("grace period over, closing remaining connections", zap.Error(err))
 		_ = pub.Close()
+	}
+	if err := <-grpcDone; err != nil {
+		log.Warn("grace period over, closed the remaining ext_authz_grpc Checks", zap.Error(err))
 	}
 	_ = adm.Shutdown(sctx)
 	_ = adm.Close()
