@@ -44,12 +44,16 @@ type AdminConfig struct {
 	APISecretFile string `yaml:"api_secret_file"`
 }
 
+// DefaultAdminConfig returns the admin handler's defaults: no pprof, no
+// admin API, 2s per readiness check.
+func DefaultAdminConfig() AdminConfig { return AdminConfig{CheckTimeout: 2 * time.Second} }
+
 // Validate reports every problem, each prefixed with its key. The secret
 // file is read to check it.
 func (c AdminConfig) Validate() error {
 	var errs []error
-	if c.CheckTimeout < 0 {
-		errs = append(errs, errors.New("check_timeout: must not be negative"))
+	if c.CheckTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("check_timeout: %s must be positive", c.CheckTimeout))
 	}
 	if _, err := c.apiSecret(); err != nil {
 		errs = append(errs, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/authgate/authgate/federation"
 	"github.com/authgate/authgate/internal/configerr"
+	"github.com/authgate/authgate/internal/configtest"
 	"github.com/authgate/authgate/internal/secret"
 	"github.com/authgate/authgate/proxy/authapi"
 )
@@ -261,15 +262,15 @@ func TestAdminConfigSecret(t *testing.T) {
 		wantSecret string
 		wantKeys   []string
 	}{
-		{name: "none", give: AdminConfig{}},
-		{name: "inline", give: AdminConfig{APISecret: secret.Secret(testAdminSecret)}, wantSecret: testAdminSecret},
-		{name: "file, newline trimmed", give: AdminConfig{APISecretFile: good}, wantSecret: testAdminSecret},
-		{name: "both", give: AdminConfig{APISecret: secret.Secret(testAdminSecret), APISecretFile: good}, wantKeys: []string{"api_secret"}},
-		{name: "inline too short", give: AdminConfig{APISecret: "s3cr3t-short"}, wantKeys: []string{"api_secret"}},
-		{name: "file too short", give: AdminConfig{APISecretFile: short}, wantKeys: []string{"api_secret_file"}},
-		{name: "file empty", give: AdminConfig{APISecretFile: empty}, wantKeys: []string{"api_secret_file"}},
-		{name: "file too big", give: AdminConfig{APISecretFile: big}, wantKeys: []string{"api_secret_file"}},
-		{name: "file missing", give: AdminConfig{APISecretFile: filepath.Join(dir, "nope")}, wantKeys: []string{"api_secret_file"}},
+		{name: "none", give: configtest.Fill(AdminConfig{}, DefaultAdminConfig())},
+		{name: "inline", give: configtest.Fill(AdminConfig{APISecret: secret.Secret(testAdminSecret)}, DefaultAdminConfig()), wantSecret: testAdminSecret},
+		{name: "file, newline trimmed", give: configtest.Fill(AdminConfig{APISecretFile: good}, DefaultAdminConfig()), wantSecret: testAdminSecret},
+		{name: "both", give: configtest.Fill(AdminConfig{APISecret: secret.Secret(testAdminSecret), APISecretFile: good}, DefaultAdminConfig()), wantKeys: []string{"api_secret"}},
+		{name: "inline too short", give: configtest.Fill(AdminConfig{APISecret: "s3cr3t-short"}, DefaultAdminConfig()), wantKeys: []string{"api_secret"}},
+		{name: "file too short", give: configtest.Fill(AdminConfig{APISecretFile: short}, DefaultAdminConfig()), wantKeys: []string{"api_secret_file"}},
+		{name: "file empty", give: configtest.Fill(AdminConfig{APISecretFile: empty}, DefaultAdminConfig()), wantKeys: []string{"api_secret_file"}},
+		{name: "file too big", give: configtest.Fill(AdminConfig{APISecretFile: big}, DefaultAdminConfig()), wantKeys: []string{"api_secret_file"}},
+		{name: "file missing", give: configtest.Fill(AdminConfig{APISecretFile: filepath.Join(dir, "nope")}, DefaultAdminConfig()), wantKeys: []string{"api_secret_file"}},
 		{name: "negative check timeout", give: AdminConfig{CheckTimeout: -1}, wantKeys: []string{"check_timeout"}},
 	}
 	for _, tt := range tests {

@@ -157,7 +157,7 @@ func defaultConfig() Config {
 	return Config{
 		Server: ServerConfig{
 			Public:        listener(":8080"),
-			Admin:         AdminConfig{ListenerConfig: listener(":9090"), AdminConfig: proxy.AdminConfig{CheckTimeout: 2 * time.Second}},
+			Admin:         AdminConfig{ListenerConfig: listener(":9090"), AdminConfig: proxy.DefaultAdminConfig()},
 			ShutdownGrace: 25 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json", AccessLog: true, BufferBytes: 256 << 10, FlushInterval: time.Second},
@@ -181,11 +181,6 @@ func (c Config) Validate() error {
 		errs = append(errs, configerr.Prefix(l.key, l.l.validate()))
 	}
 	errs = append(errs, configerr.Prefix("server.admin.", c.Server.Admin.AdminConfig.Validate()))
-	if c.Server.Admin.CheckTimeout == 0 {
-		// The admin API's own Validate allows 0 for a handler without
-		// checks; the listener's readiness checks need a bound.
-		errs = append(errs, errors.New("server.admin.check_timeout: must be positive"))
-	}
 	if sameListenAddr(c.Server.Public.Addr, c.Server.Admin.Addr) {
 		errs = append(errs, errors.New("server.admin.addr: must differ from server.public.addr"))
 	}
