@@ -7,7 +7,7 @@
 // authgate, so that any Go service can import it:
 //
 //	v, err := assertion.New(assertion.Config{
-//		JWKSURL:  "http://authgate.internal:9090/.well-known/authgate/jwks.json",
+//		JWKSURL:  "http://authgate.internal:9090/.well-known/jwks.json",
 //		Issuer:   "https://authgate.example.com",
 //		Audience: "orders",
 //	})

@@ -12,7 +12,7 @@ import (
 // assertion, never the plain X-User-* headers.
 func ExampleVerifier_Middleware() {
 	v, err := assertion.New(assertion.Config{
-		JWKSURL:  "http://authgate.auth.svc:8080/.well-known/authgate/jwks.json",
+		JWKSURL:  "http://authgate.auth.svc:8080/.well-known/jwks.json",
 		Issuer:   "https://authgate.example.com",
 		Audience: "orders",
 	})

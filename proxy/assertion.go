@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,20 +43,20 @@ type AssertionConfig struct {
 	// stripped from client requests in every spelling, like the identity
 	// headers.
 	Header string `yaml:"header"`
-	// Algorithm is ES256 (default, key_file must hold a P-256 key) or EdDSA
+	// Algorithm is ES256 (default, the signing key must be P-256) or EdDSA
 	// (an Ed25519 key).
 	Algorithm string `yaml:"algorithm"`
-	// KeyFile is the PEM file (PKCS#8, or SEC 1 "EC PRIVATE KEY") holding
-	// the signing key, typically a mounted Secret shared by every replica.
-	// Required when enabled: a key generated per process would make an
-	// upstream's verification depend on which replica answered.
-	KeyFile string `yaml:"key_file"`
-	// PreviousKeyFiles are PEM files (private or public keys) published in
-	// the JWKS but never used for signing: the keys being rolled out.
-	PreviousKeyFiles []string `yaml:"previous_key_files"`
+	// KeyFiles are PEM files, typically a mounted Secret shared by every
+	// replica. The first holds the signing key (PKCS#8, or SEC 1 "EC
+	// PRIVATE KEY"); every key is published in the JWKS, so that a new key
+	// can be published before it signs and an old one kept until the
+	// assertions it signed have expired. Keys after the first may be
+	// private or public ("PUBLIC KEY"). Required when enabled: a key
+	// generated per process would make an upstream's verification depend
+	// on which replica answered.
+	KeyFiles []string `yaml:"key_files"`
 	// JWKSPath serves the public keys (JWKS) on the public listener, and on
-	// the admin listener at the same path. Default
-	// "/.well-known/authgate/jwks.json".
+	// the admin listener at the same path. Default "/.well-known/jwks.json".
 	JWKSPath string `yaml:"jwks_path"`
 }
 
@@ -70,7 +71,7 @@ func defaultAssertionConfig() AssertionConfig {
 		TTL:       60 * time.Second,
 		Header:    "X-User-Assertion",
 		Algorithm: AlgES256,
-		JWKSPath:  "/.well-known/authgate/jwks.json",
+		JWKSPath:  "/.well-known/jwks.json",
 	}
 }
 
@@ -102,9 +103,14 @@ func (c AssertionConfig) validate() error {
 	if c.Algorithm != AlgES256 && c.Algorithm != AlgEdDSA {
 		errs = append(errs, fmt.Errorf("assertion.algorithm: %q must be %s or %s", c.Algorithm, AlgES256, AlgEdDSA))
 	}
-	if c.KeyFile == "" {
-		errs = append(errs, errors.New("assertion.key_file: required when assertion.enabled is true: every replica must sign with the same key (a mounted Secret), "+
+	if len(c.KeyFiles) == 0 {
+		errs = append(errs, errors.New("assertion.key_files: required when assertion.enabled is true: every replica must sign with the same key (a mounted Secret), "+
 			"or upstreams could not verify whichever replica answered; create one with: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out assertion.pem"))
+	}
+	for i, f := range c.KeyFiles {
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, fmt.Errorf("assertion.key_files[%d]: empty file name", i))
+		}
 	}
 	if err := checkEndpointPath(c.JWKSPath); err != nil {
 		errs = append(errs, fmt.Errorf("assertion.jwks_path: %w", err))
@@ -126,62 +132,77 @@ type publicKey struct {
 	jwk      map[string]string
 }
 
-// LoadAssertionKeys reads and checks the key files of c: the signing key
-// must match the algorithm (P-256 for ES256, Ed25519 for EdDSA); other key
-// types and curves are refused. It returns the zero AssertionKeys when
-// assertions are off.
+// LoadAssertionKeys reads and checks the key files of c: the first must
+// hold a private key that matches the algorithm (P-256 for ES256, Ed25519
+// for EdDSA); other key types and curves are refused, in every file. It
+// returns the zero AssertionKeys when assertions are off.
 func LoadAssertionKeys(c AssertionConfig) (AssertionKeys, error) {
 	if !c.Enabled {
 		return AssertionKeys{}, nil
 	}
-	s, err := secret.ReadFile("assertion.key_file", c.KeyFile)
+	if len(c.KeyFiles) == 0 {
+		return AssertionKeys{}, errors.New("assertion.key_files: required when assertion.enabled is true")
+	}
+	const name = "assertion.key_files[0]"
+	s, err := secret.ReadFile(name, c.KeyFiles[0])
 	if err != nil {
 		return AssertionKeys{}, err
 	}
 	key, err := parsePEMKey(s.Value())
 	if err != nil {
-		return AssertionKeys{}, fmt.Errorf("assertion.key_file: %s: %w", c.KeyFile, err)
+		return AssertionKeys{}, fmt.Errorf("%s: %s: %w", name, c.KeyFiles[0], err)
 	}
 	sg, ok := key.(crypto.Signer)
 	if !ok {
-		return AssertionKeys{}, fmt.Errorf("assertion.key_file: %s holds a public key, the signing key must be private", c.KeyFile)
+		return AssertionKeys{}, fmt.Errorf("%s: %s holds a public key, the signing key (the first) must be private", name, c.KeyFiles[0])
 	}
-	return NewAssertionKeys(c, sg, c.PreviousKeyFiles)
+	k, err := NewAssertionKeys(c, sg)
+	if err != nil {
+		return AssertionKeys{}, fmt.Errorf("%s: %s: %w", name, c.KeyFiles[0], err)
+	}
+	if err := k.publish(c.KeyFiles[1:], 1); err != nil {
+		return AssertionKeys{}, err
+	}
+	return k, nil
 }
 
-// NewAssertionKeys returns the keys with signing key sg (for `authgate dev`,
-// which signs with an ephemeral key) and the previous keys read from files.
-func NewAssertionKeys(c AssertionConfig, sg crypto.Signer, previousFiles []string) (AssertionKeys, error) {
+// NewAssertionKeys returns the keys with signing key sg and nothing else
+// published (`authgate dev` signs with an ephemeral key).
+func NewAssertionKeys(c AssertionConfig, sg crypto.Signer) (AssertionKeys, error) {
 	pk, err := toPublicKey(sg.Public())
 	if err != nil {
-		return AssertionKeys{}, fmt.Errorf("assertion.key_file: %w", err)
+		return AssertionKeys{}, err
 	}
 	if pk.alg != c.Algorithm {
-		return AssertionKeys{}, fmt.Errorf("assertion.key_file: holds a %s key, but assertion.algorithm is %s", pk.alg, c.Algorithm)
+		return AssertionKeys{}, fmt.Errorf("holds an %s key, but assertion.algorithm is %s", pk.alg, c.Algorithm)
 	}
-	k := AssertionKeys{signer: sg, alg: pk.alg, kid: pk.kid, published: []publicKey{pk}}
-	for i, f := range previousFiles {
-		name := fmt.Sprintf("assertion.previous_key_files[%d]", i)
+	return AssertionKeys{signer: sg, alg: pk.alg, kid: pk.kid, published: []publicKey{pk}}, nil
+}
+
+// publish adds the public keys of files, key_files[first...], to the JWKS.
+func (k *AssertionKeys) publish(files []string, first int) error {
+	for i, f := range files {
+		name := fmt.Sprintf("assertion.key_files[%d]", first+i)
 		s, err := secret.ReadFile(name, f)
 		if err != nil {
-			return AssertionKeys{}, err
+			return err
 		}
 		key, err := parsePEMKey(s.Value())
 		if err != nil {
-			return AssertionKeys{}, fmt.Errorf("%s: %s: %w", name, f, err)
+			return fmt.Errorf("%s: %s: %w", name, f, err)
 		}
 		if p, ok := key.(crypto.Signer); ok {
 			key = p.Public()
 		}
 		pp, err := toPublicKey(key)
 		if err != nil {
-			return AssertionKeys{}, fmt.Errorf("%s: %s: %w", name, f, err)
+			return fmt.Errorf("%s: %s: %w", name, f, err)
 		}
-		if pp.kid != k.kid {
+		if !slices.ContainsFunc(k.published, func(p publicKey) bool { return p.kid == pp.kid }) {
 			k.published = append(k.published, pp)
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // parsePEMKey parses the first PEM block of s: a PKCS#8 or SEC 1 private

@@ -76,8 +76,7 @@ func assertionConfig(t *testing.T, upstream, alg string, key crypto.Signer, prev
 	cfg.Assertion.Issuer = "https://authgate.example.test"
 	cfg.Assertion.Audience = "platform-services"
 	cfg.Assertion.Algorithm = alg
-	cfg.Assertion.KeyFile = writeKey(t, key)
-	cfg.Assertion.PreviousKeyFiles = previous
+	cfg.Assertion.KeyFiles = append([]string{writeKey(t, key)}, previous...)
 	keys, err := LoadAssertionKeys(cfg.Assertion)
 	if err != nil {
 		t.Fatalf("LoadAssertionKeys: %v", err)
@@ -89,7 +88,7 @@ func assertionConfig(t *testing.T, upstream, alg string, key crypto.Signer, prev
 // returns its claims.
 func verifyAssertion(t *testing.T, h http.Handler, raw string, alg jose.SignatureAlgorithm) map[string]any {
 	t.Helper()
-	w := serve(h, httptest.NewRequest("GET", "http://svc/.well-known/authgate/jwks.json", nil), "10.0.0.1:1234")
+	w := serve(h, httptest.NewRequest("GET", "http://svc/.well-known/jwks.json", nil), "10.0.0.1:1234")
 	if w.Code != http.StatusOK || !strings.Contains(w.Header().Get("Cache-Control"), "max-age") {
 		t.Fatalf("JWKS: %d %v", w.Code, w.Header())
 	}
@@ -269,7 +268,7 @@ func TestAssertionJWKS(t *testing.T) {
 	h := newHandler(t, cfg, WithAssertionKeys(keys))
 	admin := NewAdmin(AdminConfig{CheckTimeout: time.Second}, prometheus.NewRegistry(), nil, WithAdminJWKS(cfg.Assertion.JWKSPath, keys))
 	for _, srv := range []http.Handler{h, admin} {
-		w := serve(srv, httptest.NewRequest("GET", "http://svc/.well-known/authgate/jwks.json", nil), "10.0.0.1:1")
+		w := serve(srv, httptest.NewRequest("GET", "http://svc/.well-known/jwks.json", nil), "10.0.0.1:1")
 		var set jose.JSONWebKeySet
 		if err := json.Unmarshal(w.Body.Bytes(), &set); err != nil || w.Code != http.StatusOK {
 			t.Fatalf("JWKS: %d %v", w.Code, err)
@@ -305,16 +304,17 @@ func TestLoadAssertionKeys(t *testing.T) {
 		give    func(c *AssertionConfig)
 		wantErr string
 	}{
-		{"P-256 for ES256", func(c *AssertionConfig) { c.KeyFile = writeKey(t, p256) }, ""},
-		{"Ed25519 for EdDSA", func(c *AssertionConfig) { c.Algorithm, c.KeyFile = AlgEdDSA, writeKey(t, newEd25519(t)) }, ""},
-		{"Ed25519 for ES256", func(c *AssertionConfig) { c.KeyFile = writeKey(t, newEd25519(t)) }, "assertion.key_file: holds a EdDSA key, but assertion.algorithm is ES256"},
-		{"RSA", func(c *AssertionConfig) { c.KeyFile = writeKey(t, rsaKey) }, "is not a P-256 ECDSA or Ed25519 key"},
-		{"P-384", func(c *AssertionConfig) { c.KeyFile = writeKey(t, p384) }, "curve P-384 is not P-256"},
-		{"public key", func(c *AssertionConfig) { c.KeyFile = writeKey(t, p256.Public()) }, "holds a public key"},
-		{"missing", func(c *AssertionConfig) { c.KeyFile = filepath.Join(t.TempDir(), "none.pem") }, "assertion.key_file: open"},
+		{"P-256 for ES256", func(c *AssertionConfig) { c.KeyFiles = []string{writeKey(t, p256)} }, ""},
+		{"Ed25519 for EdDSA", func(c *AssertionConfig) { c.Algorithm, c.KeyFiles = AlgEdDSA, []string{writeKey(t, newEd25519(t))} }, ""},
+		{"Ed25519 for ES256", func(c *AssertionConfig) { c.KeyFiles = []string{writeKey(t, newEd25519(t))} }, "holds an EdDSA key, but assertion.algorithm is ES256"},
+		{"RSA", func(c *AssertionConfig) { c.KeyFiles = []string{writeKey(t, rsaKey)} }, "is not a P-256 ECDSA or Ed25519 key"},
+		{"P-384", func(c *AssertionConfig) { c.KeyFiles = []string{writeKey(t, p384)} }, "curve P-384 is not P-256"},
+		{"public key", func(c *AssertionConfig) { c.KeyFiles = []string{writeKey(t, p256.Public())} }, "holds a public key, the signing key (the first) must be private"},
+		{"missing", func(c *AssertionConfig) { c.KeyFiles = []string{filepath.Join(t.TempDir(), "none.pem")} }, "assertion.key_files[0]: open"},
 		{"RSA previous", func(c *AssertionConfig) {
-			c.KeyFile, c.PreviousKeyFiles = writeKey(t, p256), []string{writeKey(t, rsaKey)}
-		}, "assertion.previous_key_files[0]"},
+			c.KeyFiles = []string{writeKey(t, p256), writeKey(t, rsaKey)}
+		}, "assertion.key_files[1]: "},
+		{"none", func(c *AssertionConfig) { c.KeyFiles = nil }, "assertion.key_files: required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,17 +337,18 @@ func TestAssertionConfigValidate(t *testing.T) {
 	}{
 		{"off", func(c *AssertionConfig) { c.Enabled = false; c.TTL = 0 }, ""},
 		{"no issuer", func(c *AssertionConfig) { c.Issuer = "" }, "assertion.issuer: required"},
-		{"no key file", func(c *AssertionConfig) { c.KeyFile = "" }, "assertion.key_file: required when assertion.enabled is true: every replica must sign with the same key"},
+		{"no key file", func(c *AssertionConfig) { c.KeyFiles = nil }, "assertion.key_files: required when assertion.enabled is true: every replica must sign with the same key"},
 		{"zero ttl", func(c *AssertionConfig) { c.TTL = 0 }, "assertion.ttl: 0s must be positive"},
 		{"bad algorithm", func(c *AssertionConfig) { c.Algorithm = "RS256" }, `assertion.algorithm: "RS256" must be ES256 or EdDSA`},
 		{"bad header", func(c *AssertionConfig) { c.Header = "X User" }, "assertion.header:"},
 		{"needed header", func(c *AssertionConfig) { c.Header = "Authorization" }, "assertion.header: \"Authorization\" is a header authgate or the gateway needs"},
+		{"empty key file", func(c *AssertionConfig) { c.KeyFiles = []string{"/k.pem", ""} }, "assertion.key_files[1]: empty file name"},
 		{"bad jwks path", func(c *AssertionConfig) { c.JWKSPath = "jwks" }, "assertion.jwks_path:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig("")
-			cfg.Assertion.Enabled, cfg.Assertion.Issuer, cfg.Assertion.KeyFile = true, "https://authgate.example.test", "/k.pem"
+			cfg.Assertion.Enabled, cfg.Assertion.Issuer, cfg.Assertion.KeyFiles = true, "https://authgate.example.test", []string{"/k.pem"}
 			tt.give(&cfg.Assertion)
 			err := cfg.Validate()
 			if got := errString(err); !strings.Contains(got, tt.wantErr) || (tt.wantErr == "") != (err == nil) {
@@ -383,8 +384,8 @@ func BenchmarkForwardAuthAssertion(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := testConfig("")
 			cfg.Assertion.Enabled, cfg.Assertion.Issuer, cfg.Assertion.Algorithm = true, "https://authgate.example.test", bc.alg
-			cfg.Assertion.KeyFile = "given-below"
-			keys, err := NewAssertionKeys(cfg.Assertion, bc.key, nil)
+			cfg.Assertion.KeyFiles = []string{"given-below"}
+			keys, err := NewAssertionKeys(cfg.Assertion, bc.key)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -171,7 +171,7 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	}
 	if cfg.Assertion.Enabled {
 		if h.keys == nil || h.keys.signer == nil {
-			return nil, errors.New("assertion.key_file: assertion.enabled is true but no signing key was loaded")
+			return nil, errors.New("assertion.key_files: assertion.enabled is true but no signing key was loaded")
 		}
 		h.assert = newAsserter(cfg.Assertion, *h.keys)
 		h.jwks, h.jwksPath = h.keys.JWKSHandler(), cfg.Assertion.JWKSPath

@@ -70,7 +70,7 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	}
 	defer os.RemoveAll(filepath.Dir(keyFile))
 	a := &cfg.Proxy.Assertion
-	a.Enabled, a.Issuer, a.Audience, a.KeyFile = true, "authgate-dev", "authgate-dev", keyFile
+	a.Enabled, a.Issuer, a.Audience, a.KeyFiles = true, "authgate-dev", "authgate-dev", []string{keyFile}
 	if err := applyEnv(&cfg, environ); err != nil {
 		printProblems(stderr, "environment", err)
 		return exitError{2}

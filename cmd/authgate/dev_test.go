@@ -92,7 +92,7 @@ func TestDev(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d with %s and no spoofed value", c.name, resp.StatusCode, body, c.status, c.want)
 		}
 	}
-	if !strings.Contains(out, "/.well-known/authgate/jwks.json") {
+	if !strings.Contains(out, "/.well-known/jwks.json") {
 		t.Errorf("authgate dev does not say where the assertion keys are:\n%s", out)
 	}
 	// Emulator mode needs no Google keys: ready without reaching them.

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -95,10 +96,10 @@ assertion:
   enabled: true
   issuer: https://authgate.example.test
   audience: platform-services
-  key_file: %q
+  key_files: [%q]
 `, upstream, writeTestSecret(t), writePEMKey(t, key)))
 	v, err := assertion.New(assertion.Config{
-		JWKSURL: "http://" + ag.public + "/.well-known/authgate/jwks.json",
+		JWKSURL: "http://" + ag.public + "/.well-known/jwks.json",
 		Issuer:  "https://authgate.example.test", Audience: "orders", Leeway: 5 * time.Second,
 	})
 	if err != nil {
@@ -163,7 +164,7 @@ func TestAssertionEndToEnd(t *testing.T) {
 	ag := startAssertionAuthgate(t, upstream.URL, app)
 	checkAssertionThrough(t, ag.public, app)
 	// The admin listener serves the same keys.
-	resp, err := http.Get("http://" + ag.admin + "/.well-known/authgate/jwks.json")
+	resp, err := http.Get("http://" + ag.admin + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,23 +189,35 @@ func TestAssertionNginx(t *testing.T) {
 }
 
 // TestCheckConfigAssertionKeys checks that check-config refuses a missing
-// key file and a key that does not fit the algorithm, naming the key.
+// key file, a weak key and a key that does not fit the algorithm, naming
+// the key.
 func TestCheckConfigAssertionKeys(t *testing.T) {
 	_, ed, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	secretFile := writeTestSecret(t)
-	edFile := writePEMKey(t, ed)
+	edFile, rsaFile, p256File := writePEMKey(t, ed), writePEMKey(t, rsaKey), writePEMKey(t, p256)
 	tests := []struct {
 		name     string
 		give     string
 		wantCode int
 		wantOut  string
 	}{
-		{"no key file", "  enabled: true\n  issuer: https://a.test\n", 2, "assertion.key_file: required when assertion.enabled is true: every replica must sign with the same key"},
-		{"Ed25519 key for ES256", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  key_file: %q\n", edFile), 2, "assertion.key_file: holds a EdDSA key, but assertion.algorithm is ES256"},
-		{"Ed25519 key for EdDSA", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  algorithm: EdDSA\n  key_file: %q\n", edFile), 0, ": ok"},
+		{"no key file", "  enabled: true\n  issuer: https://a.test\n", 2, "assertion.key_files: required when assertion.enabled is true: every replica must sign with the same key"},
+		{"Ed25519 key for ES256", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  key_files: [%q]\n", edFile), 2, "assertion.key_files[0]: " + edFile + ": holds an EdDSA key, but assertion.algorithm is ES256"},
+		{"RSA-1024 key", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  key_files: [%q]\n", rsaFile), 2, "assertion.key_files[0]: " + rsaFile + ": *rsa.PublicKey is not a P-256 ECDSA or Ed25519 key"},
+		{"RSA-1024 key to publish", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  key_files: [%q, %q]\n", p256File, rsaFile), 2, "assertion.key_files[1]: " + rsaFile + ": *rsa.PublicKey is not"},
+		{"Ed25519 key for EdDSA", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  algorithm: EdDSA\n  key_files: [%q]\n", edFile), 0, ": ok"},
+		{"rotation from ES256 to EdDSA", fmt.Sprintf("  enabled: true\n  issuer: https://a.test\n  algorithm: EdDSA\n  key_files: [%q, %q]\n", edFile, p256File), 0, ": ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
