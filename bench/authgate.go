@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authgate/authgate/assertion"
 )
 
 // buildAuthgate builds cmd/authgate as the Makefile does (static,
@@ -55,6 +57,13 @@ type agConfig struct {
 	redis       bool   // Redis as the shared tier
 	publicAddr  string // default 127.0.0.1:0
 	adminAddr   string
+	// usageOff turns the usage telemetry off (usage.enabled: false); it is
+	// on by default. usageFlush, when set, is its usage.flush_interval.
+	usageOff   bool
+	usageFlush time.Duration
+	// assertionKey, when set, turns the signed identity assertion on with
+	// this PEM key file.
+	assertionKey string
 }
 
 // fixture holds what every authgate instance shares.
@@ -130,7 +139,26 @@ cache:
     addrs: %s
     key_prefix: %q
 `, pub, adm, c.pprof, !c.noAccessLog, c.upstream, legacyIssuer, f.secretFile, projectID, f.keysURL, f.keysURL,
-		f.schema, localMaxTTL, redisAddrs, f.redisPrefix)
+		f.schema, localMaxTTL, redisAddrs, f.redisPrefix) + c.extraYAML()
+}
+
+// extraYAML is the part of the configuration that only some scenarios
+// write; the others keep the defaults.
+func (c agConfig) extraYAML() string {
+	var b strings.Builder
+	if c.usageOff || c.usageFlush > 0 {
+		b.WriteString("usage:\n")
+		if c.usageOff {
+			b.WriteString("  enabled: false\n")
+		}
+		if c.usageFlush > 0 {
+			fmt.Fprintf(&b, "  flush_interval: %s\n", c.usageFlush)
+		}
+	}
+	if c.assertionKey != "" {
+		fmt.Fprintf(&b, "assertion:\n  enabled: true\n  issuer: %q\n  audience: %q\n  key_files: [%q]\n", assertionIssuer, assertionAudience, c.assertionKey)
+	}
+	return b.String()
 }
 
 func cmpOr(a, b string) string {
@@ -384,4 +412,41 @@ next:
 		total += s.value
 	}
 	return total
+}
+
+// checkAssertion asks p about tok as a gateway would and verifies the
+// assertion of the answer against p's JWKS, so that fa-assert measures an
+// authgate that really signs.
+func checkAssertion(ctx context.Context, p *proc, tok string) error {
+	v, err := assertion.New(assertion.Config{
+		JWKSURL: "http://" + p.public + "/.well-known/jwks.json",
+		Issuer:  assertionIssuer, Audience: assertionAudience, Leeway: 5 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.public+"/auth", nil)
+	if err != nil {
+		return err
+	}
+	req.Host = faHost
+	for k, val := range map[string]string{
+		"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": appHost,
+		"X-Forwarded-Uri": appPath, "Authorization": "Bearer " + tok,
+	} {
+		req.Header.Set(k, val)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	resp.Body.Close()
+	c, err := v.Verify(ctx, resp.Header.Get(assertion.DefaultHeader))
+	if err != nil {
+		return fmt.Errorf("%s: the answer's assertion (status %d): %w", p.name, resp.StatusCode, err)
+	}
+	if c.Subject == "" {
+		return fmt.Errorf("%s: the assertion has no subject", p.name)
+	}
+	return nil
 }

@@ -57,18 +57,20 @@ func main() {
 
 // Scenario names, for -scenarios.
 const (
-	scFAHit   = "fa-hit"        // forward-auth, one hot RS256 Firebase token (in-process hit)
-	scFANoLog = "fa-nolog"      // fa-hit with the access log off: how much of the gap the log is
-	scFACold  = "fa-cold"       // forward-auth, a new token of a known user per request
-	scFAColdR = "fa-cold-redis" // fa-cold with Redis as the shared tier: the lookup and write a new token costs there
-	scFANew   = "fa-new"        // forward-auth, a new token of a new user per request
-	scFARedis = "fa-redis"      // forward-auth, hot token served from Redis
-	scProxy   = "proxy"         // reverse-proxy mode against a bare httputil.ReverseProxy
-	scRSS     = "rss"           // peak RSS with many distinct cached tokens
-	scStartup = "startup"       // exec to /readyz 200
+	scFAHit    = "fa-hit"        // forward-auth, one hot RS256 Firebase token (in-process hit)
+	scFANoLog  = "fa-nolog"      // fa-hit with the access log off: how much of the gap the log is
+	scFACold   = "fa-cold"       // forward-auth, a new token of a known user per request
+	scFAColdR  = "fa-cold-redis" // fa-cold with Redis as the shared tier: the lookup and write a new token costs there
+	scFANew    = "fa-new"        // forward-auth, a new token of a new user per request
+	scFARedis  = "fa-redis"      // forward-auth, hot token served from Redis
+	scFAAssert = "fa-assert"     // fa-hit with the signed identity assertion on, against fa-hit's configuration
+	scFAUsage  = "fa-usage"      // forward-auth, 256 hot tokens, Redis tier, usage telemetry on against off
+	scProxy    = "proxy"         // reverse-proxy mode against a bare httputil.ReverseProxy
+	scRSS      = "rss"           // peak RSS with many distinct cached tokens
+	scStartup  = "startup"       // exec to /readyz 200
 )
 
-var allScenarios = []string{scFAHit, scFANoLog, scFACold, scFAColdR, scFANew, scFARedis, scProxy, scRSS, scStartup}
+var allScenarios = []string{scFAHit, scFANoLog, scFAAssert, scFACold, scFAColdR, scFANew, scFARedis, scFAUsage, scProxy, scRSS, scStartup}
 
 type options struct {
 	duration    time.Duration

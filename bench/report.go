@@ -26,15 +26,19 @@ type pairResult struct {
 }
 
 var titles = map[string]string{
-	"floor":    "bare net/http answering 200 (floor)",
-	"revproxy": "bare httputil.ReverseProxy → upstream",
-	scFAHit:    "forward-auth, hot RS256 token (in-process hit)",
-	scFANoLog:  "the same with the access log off (diagnostic)",
-	scFACold:   "forward-auth, new RS256 token per request, known user",
-	scFAColdR:  "the same with Redis as the shared tier (lookup and write per token)",
-	scFANew:    "forward-auth, new RS256 token per request, new user (row insert)",
-	scFARedis:  "forward-auth, 256 hot tokens from Redis (in-process tier 5ms)",
-	scProxy:    "reverse proxy → upstream",
+	"floor":       "bare net/http answering 200 (floor)",
+	"revproxy":    "bare httputil.ReverseProxy → upstream",
+	scFAHit:       "forward-auth, hot RS256 token (in-process hit)",
+	scFANoLog:     "the same with the access log off (diagnostic)",
+	scFACold:      "forward-auth, new RS256 token per request, known user",
+	scFAColdR:     "the same with Redis as the shared tier (lookup and write per token)",
+	scFANew:       "forward-auth, new RS256 token per request, new user (row insert)",
+	scFARedis:     "forward-auth, 256 hot tokens from Redis (in-process tier 5ms)",
+	scProxy:       "reverse proxy → upstream",
+	scFAAssertOff: "fa-hit's configuration and token (assertion off)",
+	scFAAssert:    "the same with the signed identity assertion on (ES256)",
+	scFAUsageOff:  "forward-auth, 256 hot tokens, Redis tier, usage telemetry off",
+	scFAUsage:     "the same with usage telemetry on (flushed every 1s)",
 }
 
 func median(v []float64) float64 {
@@ -125,6 +129,16 @@ func (r *report) targets() []targetRow {
 	}
 	if r.allocs > 0 {
 		rows = append(rows, targetRow{"forward-auth hot token: allocations (BenchmarkForwardAuth/cache=hit/accesslog=on)", "≤ 10 per request", fmt.Sprintf("%d", r.allocs), r.allocs <= 10})
+	}
+	if p := r.pair(scFAAssert); p != nil {
+		cpu := median(p.ratios(cpuReq))
+		rows = append(rows, targetRow{"forward-auth hot token with the assertion on: CPU per request", "≤ 1.10× the same without (fa-hit)", fmt.Sprintf("%.2f×", cpu), cpu <= 1.10})
+	}
+	if p := r.pair(scFAUsage); p != nil {
+		cpu := median(p.ratios(cpuReq))
+		extra := median(p.column(1, counter(ctrTrips))) - median(p.column(0, counter(ctrTrips)))
+		rows = append(rows, targetRow{"usage telemetry: extra Redis round trips per request, off the request path",
+			"≤ 1", fmt.Sprintf("%.4f (CPU per request %.2f× telemetry off)", extra, cpu), extra <= 1})
 	}
 	if p := r.pair(scFACold); p != nil {
 		cpu := median(p.ratios(cpuReq))

@@ -48,8 +48,19 @@ func fixed(req []byte) requestFunc {
 	return func(dst []byte, _ int64) []byte { return append(dst, req...) }
 }
 
-// redisUsers is the number of hot tokens (and users) of fa-redis.
+// redisUsers is the number of hot tokens (and users) of fa-redis and
+// fa-usage.
 const redisUsers = 256
+
+// The bases of fa-assert and fa-usage: the same configuration with the
+// feature off.
+const (
+	scFAAssertOff = "fa-assert-off"
+	scFAUsageOff  = "fa-usage-off"
+)
+
+// usageFlush is usage.flush_interval in fa-usage.
+const usageFlush = time.Second
 
 // roundRobin sends the tokens of toks in turn, in forward-auth requests.
 func roundRobin(toks []string) requestFunc {
@@ -334,6 +345,68 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 				return nil, err
 			}
 			pairs = append(pairs, pairSpec{sc, floorTarget(tok), x})
+		case scFAAssert:
+			// fa-hit's configuration and token, with and without the
+			// assertion: the ratio is what signing (once per user and
+			// audience for three quarters of its lifetime) and the extra
+			// header cost on the hot path.
+			key := filepath.Join(s.dir, "assertion.pem")
+			if err := writeAssertionKey(key); err != nil {
+				return nil, err
+			}
+			off, err := s.startAuthgate(ctx, scFAAssertOff, agConfig{pprof: o.profile != ""})
+			if err != nil {
+				return nil, err
+			}
+			on, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != "", assertionKey: key})
+			if err != nil {
+				return nil, err
+			}
+			tok, err := hot("bench-" + sc)
+			if err != nil {
+				return nil, err
+			}
+			req := fixed(forwardAuthRequest(tok))
+			for _, p := range []*proc{off, on} {
+				if err := s.warm(ctx, p, req, 1); err != nil {
+					return nil, err
+				}
+			}
+			if err := checkAssertion(ctx, on, tok); err != nil {
+				return nil, err
+			}
+			pairs = append(pairs, pairSpec{sc,
+				&target{name: scFAAssertOff, p: off, authg: true, request: req},
+				&target{name: sc, p: on, authg: true, request: req}})
+		case scFAUsage:
+			// The usage telemetry on against off, with Redis as the shared
+			// tier its batches go to. redisUsers hot tokens of as many
+			// users, so that a flush carries that many distinct users;
+			// flushed every second, ten times the default rate, so that
+			// every run has flushes in it.
+			toks, err := s.sig.mintFirebase(redisUsers, func(i int) (string, time.Duration) {
+				return fmt.Sprintf("bench-usage-%d", i), time.Minute
+			})
+			if err != nil {
+				return nil, err
+			}
+			off, err := s.startAuthgate(ctx, scFAUsageOff, agConfig{redis: true, usageOff: true, pprof: o.profile != ""})
+			if err != nil {
+				return nil, err
+			}
+			on, err := s.startAuthgate(ctx, sc, agConfig{redis: true, usageFlush: usageFlush, pprof: o.profile != ""})
+			if err != nil {
+				return nil, err
+			}
+			req := roundRobin(toks)
+			for _, p := range []*proc{off, on} {
+				if err := s.warm(ctx, p, req, redisUsers); err != nil {
+					return nil, err
+				}
+			}
+			pairs = append(pairs, pairSpec{sc,
+				&target{name: scFAUsageOff, p: off, authg: true, request: req},
+				&target{name: sc, p: on, authg: true, request: req}})
 		case scProxy:
 			p, err := s.startAuthgate(ctx, sc, agConfig{upstream: "http://" + upstream.public, pprof: o.profile != ""})
 			if err != nil {

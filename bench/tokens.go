@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -28,7 +31,24 @@ const (
 	// legacySecret is the HS256 key of the legacy issuer (32 bytes or more).
 	legacySecret = "authgate-bench-hs256-secret-0123456789"
 	keyID        = "bench-key-1"
+	// The identity assertion of fa-assert.
+	assertionIssuer   = "https://authgate.bench.test"
+	assertionAudience = "bench-services"
 )
+
+// writeAssertionKey writes a new P-256 key (PKCS#8 PEM) for the
+// identity assertion to path.
+func writeAssertionKey(path string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate assertion key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("assertion key: %w", err)
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
 
 // signer mints Firebase ID tokens (RS256) with a key that the suite's key
 // server publishes, and legacy HS256 tokens.
