@@ -41,8 +41,8 @@ import (
 // notKubernetes are the YAML files under deploy/ that are no Kubernetes
 // manifest, each checked by its own test here or end to end elsewhere.
 var notKubernetes = map[string]string{
-	"envoy/envoy.yaml":      "Envoy bootstrap",
-	"envoy/envoy-grpc.yaml": "Envoy bootstrap (TestEnvoyGRPC)",
+	"envoy/envoy.yaml":      "Envoy bootstrap (TestEnvoyDecodesStrictly, TestEnvoyAssertion)",
+	"envoy/envoy-grpc.yaml": "Envoy bootstrap (TestEnvoyDecodesStrictly, TestEnvoyGRPC)",
 	"traefik/dynamic.yaml":  "Traefik file provider (TestTraefikDynamic, cmd/authgate e2e)",
 	"compose/compose.yaml":  "Compose file (TestCompose)",
 	"compose/authgate.yaml": "authgate configuration (TestCompose)",
