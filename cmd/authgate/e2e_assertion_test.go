@@ -132,6 +132,7 @@ func checkAssertionThrough(t *testing.T, addr string, app *assertionApp) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest("GET", "http://"+addr+tt.givePath, nil)
+			req.Host = exampleHost // the gateway examples' application host
 			for i := 0; i+1 < len(tt.giveHeader); i += 2 {
 				req.Header.Add(tt.giveHeader[i], tt.giveHeader[i+1])
 			}
@@ -186,6 +187,19 @@ func TestAssertionNginx(t *testing.T) {
 	ag := startAssertionAuthgate(t, "", app)
 	nginx := startNginx(t, nginxBin, ag.public, upstream.Listener.Addr().String())
 	checkAssertionThrough(t, nginx, app)
+}
+
+// TestAssertionCaddy runs the binary in forward-auth mode behind the Caddy
+// example: Caddy copies the assertion from the answer and drops the
+// client's.
+func TestAssertionCaddy(t *testing.T) {
+	caddyBin := findGateway(t, "caddy", envRequireCaddy, "scripts/install-caddy.sh")
+	app := &assertionApp{}
+	upstream := httptest.NewServer(app)
+	t.Cleanup(upstream.Close)
+	ag := startAssertionAuthgate(t, "", app)
+	caddy := startCaddy(t, caddyBin, ag.public, upstream.Listener.Addr().String())
+	checkAssertionThrough(t, caddy, app)
 }
 
 // TestCheckConfigAssertionKeys checks that check-config refuses a missing
