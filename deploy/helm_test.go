@@ -1,6 +1,11 @@
 package deploy_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"maps"
 	"os"
 	"path"
@@ -101,7 +106,10 @@ func checkRenderedConfig(t *testing.T, ms []manifest, cm *corev1.ConfigMap, moun
 			continue
 		}
 		for k, v := range s.StringData {
-			if v == placeholder {
+			switch {
+			case v == placeholder && strings.HasSuffix(k, ".pem"):
+				v = testAssertionKey(t)
+			case v == placeholder:
 				v = "deploy-test-secret-0123456789abcdef\n"
 			}
 			if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
@@ -111,6 +119,21 @@ func checkRenderedConfig(t *testing.T, ms []manifest, cm *corev1.ConfigMap, moun
 	}
 	cfg := strings.ReplaceAll(cm.Data[configKey], strings.TrimSuffix(mountPath, "/")+"/", dir+"/")
 	checkConfig(t, cm.Name, cfg)
+}
+
+// testAssertionKey returns a new P-256 key in PEM, as
+// openssl genpkey writes it.
+func testAssertionKey(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
 // TestHelmChart renders the chart with its default values, with every
