@@ -23,6 +23,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/usage"
 )
 
 // writeKey writes k as PEM (PKCS#8 for private keys, PKIX for public
@@ -366,9 +368,10 @@ func errString(err error) string {
 }
 
 // BenchmarkForwardAuthAssertion is BenchmarkForwardAuth's cache=hit case
-// with the assertion on: cached is the steady state (one user, the
-// assertion reused), sign signs on every request (the first request of a
-// user), for each algorithm.
+// (access log off) with the assertion off, as the base, and on: cached is
+// the steady state (one user, the assertion reused), sign signs on every
+// request (what the first request of a user, or of a user's audience,
+// costs), for each algorithm.
 func BenchmarkForwardAuthAssertion(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
@@ -376,6 +379,7 @@ func BenchmarkForwardAuthAssertion(b *testing.B) {
 		key   crypto.Signer
 		fresh bool
 	}{
+		{"off", "", nil, false},
 		{"ES256/cached", AlgES256, newP256(b), false},
 		{"ES256/sign", AlgES256, newP256(b), true},
 		{"EdDSA/cached", AlgEdDSA, newEd25519(b), false},
@@ -383,13 +387,21 @@ func BenchmarkForwardAuthAssertion(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := testConfig("")
-			cfg.Assertion.Enabled, cfg.Assertion.Issuer, cfg.Assertion.Algorithm = true, "https://authgate.example.test", bc.alg
-			cfg.Assertion.KeyFiles = []string{"given-below"}
-			keys, err := NewAssertionKeys(cfg.Assertion, bc.key)
+			var opts []Option
+			if bc.key != nil {
+				cfg.Assertion.Enabled, cfg.Assertion.Issuer, cfg.Assertion.Algorithm = true, "https://authgate.example.test", bc.alg
+				cfg.Assertion.KeyFiles = []string{"given-below"}
+				keys, err := NewAssertionKeys(cfg.Assertion, bc.key)
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts = append(opts, WithAssertionKeys(keys))
+			}
+			rec, err := usage.New(usage.DefaultConfig(), nil, routeNames(cfg), zap.NewNop(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			h, err := New(cfg, newVerifier(b), zap.NewNop(), prometheus.NewRegistry(), WithAssertionKeys(keys), WithAccessLog(false))
+			h, err := New(cfg, newVerifier(b), zap.NewNop(), prometheus.NewRegistry(), append(opts, WithAccessLog(false), WithUsage(rec))...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -408,8 +420,8 @@ func BenchmarkForwardAuthAssertion(b *testing.B) {
 				delete(r.Header, headerRequestID)
 				clear(w.h)
 				h.ServeHTTP(w, r)
-				if w.code != http.StatusOK || w.h.Get("X-User-Assertion") == "" {
-					b.Fatalf("status %d", w.code)
+				if w.code != http.StatusOK || (bc.key != nil) != (w.h.Get("X-User-Assertion") != "") {
+					b.Fatalf("status %d, assertion %q", w.code, w.h.Get("X-User-Assertion"))
 				}
 			}
 		})
