@@ -12,6 +12,7 @@
 //		Audience: "orders",
 //	})
 //	...
+//	go v.Run(ctx) // refreshes the keys in the background
 //	http.Handle("/", v.Middleware(ordersHandler))
 //
 // and in the handler:
@@ -30,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -72,7 +74,8 @@ type Config struct {
 	// Leeway is the clock skew allowed on exp and iat. Zero means none.
 	Leeway time.Duration
 	// MaxAge is how long fetched keys are used before they are fetched
-	// again. Zero means 5 minutes.
+	// again: by Run in the background, or without Run by the Verify that
+	// finds them older. Zero means 5 minutes.
 	MaxAge time.Duration
 	// MinRefreshInterval bounds how often an unknown kid may make the
 	// Verifier fetch the keys. Zero means 30 seconds.
@@ -94,6 +97,11 @@ var (
 // concurrent use.
 type Verifier struct {
 	cfg Config
+
+	// refresh asks Run to fetch the keys now; running says Run is there
+	// to ask.
+	refresh chan struct{}
+	running atomic.Bool
 
 	mu        sync.Mutex
 	keys      map[string]jose.JSONWebKey // by kid
@@ -131,7 +139,56 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Verifier{cfg: cfg}, nil
+	return &Verifier{cfg: cfg, refresh: make(chan struct{}, 1)}, nil
+}
+
+// Run fetches the keys, then keeps them fresh in the background until ctx
+// is done, so that no request waits for a fetch of keys it knows: it
+// fetches again when they are MaxAge old, and MinRefreshInterval after a
+// failed fetch. Only a kid that is not in the keys yet makes a Verify fetch
+// (at most once per MinRefreshInterval). Run returns nil when ctx is done;
+// run it at most once per Verifier.
+func (v *Verifier) Run(ctx context.Context) error {
+	v.running.Store(true)
+	defer v.running.Store(false)
+	for {
+		wait := v.cfg.MinRefreshInterval
+		if err := v.refetch(ctx); err == nil {
+			wait = v.cfg.MaxAge
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-v.refresh:
+			t.Stop()
+		}
+	}
+}
+
+// refetch fetches the keys and keeps them, unless another fetch was
+// started less than MinRefreshInterval ago (requests keep asking while the
+// keys are stale; a failing endpoint is not hammered).
+func (v *Verifier) refetch(ctx context.Context) error {
+	v.mu.Lock()
+	now := v.cfg.Now()
+	if !v.lastFetch.IsZero() && now.Sub(v.lastFetch) < v.cfg.MinRefreshInterval {
+		v.mu.Unlock()
+		return nil
+	}
+	v.lastFetch = now
+	v.mu.Unlock()
+	// Without the lock: requests go on with the keys they have.
+	keys, err := v.fetch(ctx)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.keys, v.fetched = keys, now
+	v.mu.Unlock()
+	return nil
 }
 
 // algorithms are the only ones authgate signs with; none and HMAC are
@@ -184,6 +241,14 @@ func (v *Verifier) key(ctx context.Context, kid string) (jose.JSONWebKey, error)
 	k, ok := v.keys[kid]
 	stale := v.fetched.IsZero() || now.Sub(v.fetched) >= v.cfg.MaxAge
 	if ok && !stale {
+		return k, nil
+	}
+	if ok && v.running.Load() {
+		// Run refreshes them; this request goes on with the key it has.
+		select {
+		case v.refresh <- struct{}{}:
+		default:
+		}
 		return k, nil
 	}
 	if !v.lastFetch.IsZero() && now.Sub(v.lastFetch) < v.cfg.MinRefreshInterval {

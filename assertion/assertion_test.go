@@ -1,6 +1,7 @@
 package assertion
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -10,6 +11,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,5 +210,84 @@ func TestMiddleware(t *testing.T) {
 				t.Errorf("status %d body %q, want %d %q", w.Code, w.Body.String(), tt.wantStatus, tt.wantBody)
 			}
 		})
+	}
+}
+
+// TestRunRefreshesInBackground checks that with Run, a request with a
+// known kid never waits for a fetch: keys older than MaxAge are still used
+// while Run fetches new ones, which a rotated-in kid is then found in.
+func TestRunRefreshesInBackground(t *testing.T) {
+	k := newTestKeys(t)
+	fetches := make(chan struct{}, 4)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	var block atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches <- struct{}{}
+		if block.Load() {
+			<-release
+		}
+		_ = json.NewEncoder(w).Encode(k.set.Load())
+	}))
+	t.Cleanup(srv.Close)
+	// Runs before srv.Close: a failing test does not leave it waiting.
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	now := time.Now().Truncate(time.Second)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	v, err := New(Config{JWKSURL: srv.URL, Issuer: testIssuer, Audience: testAudience, MaxAge: time.Minute,
+		MinRefreshInterval: time.Second, Now: func() time.Time { return *clock.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	<-fetches
+	waitKey(v, "ec-1") // the first fetch is done
+
+	// The keys are now older than MaxAge, and the endpoint hangs: the
+	// request is answered with the known key all the same.
+	later := now.Add(2 * time.Minute)
+	clock.Store(&later)
+	block.Store(true)
+	next, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := *k.set.Load()
+	set.Keys = append(set.Keys, jose.JSONWebKey{Key: next.Public(), KeyID: "ec-2", Algorithm: "ES256", Use: "sig"})
+	k.set.Store(&set)
+	if _, err := v.Verify(t.Context(), sign(t, jose.ES256, k.ec, "ec-1", claimsAt(later))); err != nil {
+		t.Fatalf("Verify with stale keys while Run refreshes: %v", err)
+	}
+	<-fetches // Run's refresh, asked for by the request
+	block.Store(false)
+	releaseOnce.Do(func() { close(release) })
+	// Once Run has the new set, the new kid is known without a fetch
+	// in the request.
+	waitKey(v, "ec-2")
+	if _, err := v.Verify(t.Context(), sign(t, jose.ES256, next, "ec-2", claimsAt(later))); err != nil {
+		t.Errorf("Verify with the rotated-in kid: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	if n := len(fetches); n != 0 {
+		t.Errorf("%d fetches after Run's refresh, want none", n)
+	}
+}
+
+// waitKey returns once v holds the key kid.
+func waitKey(v *Verifier, kid string) {
+	for {
+		v.mu.Lock()
+		_, ok := v.keys[kid]
+		v.mu.Unlock()
+		if ok {
+			return
+		}
+		runtime.Gosched()
 	}
 }

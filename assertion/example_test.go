@@ -1,6 +1,7 @@
 package assertion_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"net/http"
@@ -19,6 +20,8 @@ func ExampleVerifier_Middleware() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Keys refreshed in the background: no request waits for a fetch.
+	go func() { _ = v.Run(context.Background()) }()
 	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := assertion.FromContext(r.Context())
 		fmt.Fprintf(w, "orders of %s (%s)\n", c.Subject, c.UserType)
