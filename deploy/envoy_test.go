@@ -1,7 +1,10 @@
 package deploy_test
 
 import (
+	"bytes"
 	"cmp"
+	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"slices"
@@ -28,52 +31,81 @@ func decodeEnvoy(t *testing.T, file string) (*bootstrapv3.Bootstrap, []*hcmv3.Ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := yaml.YAMLToJSON(b)
+	boot, hcms, err := decodeEnvoyBytes(b)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
+	return boot, hcms
+}
+
+func decodeEnvoyBytes(b []byte) (*bootstrapv3.Bootstrap, []*hcmv3.HttpConnectionManager, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, nil, err
+	}
 	var boot bootstrapv3.Bootstrap
 	if err := protojson.Unmarshal(j, &boot); err != nil {
-		t.Fatalf("%s: %v", file, err)
+		return nil, nil, err
 	}
 	if err := boot.ValidateAll(); err != nil {
-		t.Fatalf("%s: %v", file, err)
+		return nil, nil, err
 	}
 	var hcms []*hcmv3.HttpConnectionManager
 	for _, l := range boot.GetStaticResources().GetListeners() {
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
 				var hcm hcmv3.HttpConnectionManager
-				if f.GetTypedConfig().MessageIs(&hcm) {
-					if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-						t.Fatalf("%s: %v", file, err)
-					}
-					if err := hcm.ValidateAll(); err != nil {
-						t.Fatalf("%s: %s: %v", file, f.GetName(), err)
-					}
-					hcms = append(hcms, &hcm)
+				if !f.GetTypedConfig().MessageIs(&hcm) {
+					continue
 				}
+				if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+					return nil, nil, err
+				}
+				if err := hcm.ValidateAll(); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", f.GetName(), err)
+				}
+				for _, hf := range hcm.GetHttpFilters() {
+					m, err := hf.GetTypedConfig().UnmarshalNew()
+					if err != nil {
+						return nil, nil, fmt.Errorf("http filter %s: %w", hf.GetName(), err)
+					}
+					if v, ok := m.(interface{ ValidateAll() error }); ok {
+						if err := v.ValidateAll(); err != nil {
+							return nil, nil, fmt.Errorf("http filter %s: %w", hf.GetName(), err)
+						}
+					}
+				}
+				hcms = append(hcms, &hcm)
 			}
 		}
 	}
 	if len(hcms) == 0 {
-		t.Fatalf("%s: no http_connection_manager", file)
+		return nil, nil, errors.New("no http_connection_manager")
 	}
-	return &boot, hcms
+	return &boot, hcms, nil
 }
 
 func TestEnvoyDecodesStrictly(t *testing.T) {
 	for _, f := range []string{"envoy/envoy.yaml", "envoy/envoy-grpc.yaml"} {
-		t.Run(f, func(t *testing.T) {
-			_, hcms := decodeEnvoy(t, f)
-			for _, hcm := range hcms {
-				for _, hf := range hcm.GetHttpFilters() {
-					if _, err := hf.GetTypedConfig().UnmarshalNew(); err != nil {
-						t.Errorf("http filter %s: %v", hf.GetName(), err)
-					}
-				}
-			}
-		})
+		t.Run(f, func(t *testing.T) { decodeEnvoy(t, f) })
+	}
+	// The decoding is strict: mistakes Envoy would refuse fail here too.
+	b, err := os.ReadFile("envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ old, new string }{
+		{"forward: true", "forwad: true"},                     // misspelt field in a typed_config
+		{"cache_duration: 300s", "cache_duration: 5 minutes"}, // not a duration
+		{"timeout: 1s", "timeout: -1s"},                       // refused by the API's validation rules
+		{"jwt_authn.v3.JwtAuthentication", "jwt_authn.v3.JwtAuth"},
+	} {
+		if !bytes.Contains(b, []byte(r.old)) {
+			t.Fatalf("envoy/envoy.yaml no longer contains %q; update the test", r.old)
+		}
+		if _, _, err := decodeEnvoyBytes(bytes.Replace(b, []byte(r.old), []byte(r.new), 1)); err == nil {
+			t.Errorf("envoy.yaml with %q in place of %q decodes", r.new, r.old)
+		}
 	}
 }
 
