@@ -128,7 +128,7 @@ type forwardAuthAssertion struct {
 	} `json:"routes"`
 }
 
-// TestEnvoyAssertion checks that deploy/envoy/envoy.yaml verifies
+// TestEnvoyAssertion checks that both Envoy examples verify
 // authgate's assertion as configs/forward-auth.yaml signs it: after
 // ext_authz (which puts authgate's header in place of a client's) and
 // before the router, from X-User-Assertion only, kept for the
@@ -150,10 +150,25 @@ func TestEnvoyAssertion(t *testing.T) {
 	}
 	header, jwksPath := cmp.Or(a.Header, "X-User-Assertion"), cmp.Or(a.JWKSPath, "/.well-known/jwks.json")
 
-	boot, hcms := decodeEnvoy(t, "envoy/envoy.yaml")
-	clusters := map[string]bool{}
+	for _, file := range []string{"envoy/envoy.yaml", "envoy/envoy-grpc.yaml"} {
+		t.Run(file, func(t *testing.T) { checkEnvoyAssertion(t, file, ag, header, jwksPath) })
+	}
+}
+
+// checkEnvoyAssertion is TestEnvoyAssertion for one Envoy bootstrap. Over
+// HTTP, ext_authz must copy authgate's header and the JWKS come from the
+// same cluster; over gRPC authgate sets the header itself and the JWKS
+// comes from a cluster on authgate's public port.
+func checkEnvoyAssertion(t *testing.T, file string, ag forwardAuthAssertion, header, jwksPath string) {
+	a := ag.Assertion
+	boot, hcms := decodeEnvoy(t, file)
+	clusterPort := map[string]uint32{}
 	for _, c := range boot.GetStaticResources().GetClusters() {
-		clusters[c.GetName()] = true
+		for _, e := range c.GetLoadAssignment().GetEndpoints() {
+			for _, lb := range e.GetLbEndpoints() {
+				clusterPort[c.GetName()] = lb.GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
+			}
+		}
 	}
 	var names []string
 	var authz extauthzv3.ExtAuthz
@@ -174,11 +189,12 @@ func TestEnvoyAssertion(t *testing.T) {
 	if want := []string{"envoy.filters.http.ext_authz", "envoy.filters.http.jwt_authn", "envoy.filters.http.router"}; !slices.Equal(names, want) {
 		t.Fatalf("http filters %v, want %v: jwt_authn must see the header ext_authz set", names, want)
 	}
+	overHTTP := authz.GetHttpService() != nil
 	copied := false
 	for _, m := range authz.GetHttpService().GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
 		copied = copied || m.GetExact() == "x-user-assertion"
 	}
-	if !copied {
+	if overHTTP && !copied {
 		t.Error("ext_authz does not copy x-user-assertion from authgate's answer")
 	}
 	if len(jwt.GetProviders()) != 1 {
@@ -208,7 +224,10 @@ func TestEnvoyAssertion(t *testing.T) {
 		if err != nil || u.Path != jwksPath || u.Port() != "8080" {
 			t.Errorf("provider %s: remote_jwks %q, want authgate's public port 8080 and path %s", name, hu.GetUri(), jwksPath)
 		}
-		if !clusters[hu.GetCluster()] || hu.GetCluster() != authz.GetHttpService().GetServerUri().GetCluster() {
+		if clusterPort[hu.GetCluster()] != 8080 {
+			t.Errorf("provider %s: JWKS cluster %q does not reach authgate's public port 8080", name, hu.GetCluster())
+		}
+		if overHTTP && hu.GetCluster() != authz.GetHttpService().GetServerUri().GetCluster() {
 			t.Errorf("provider %s: JWKS cluster %q, want ext_authz's authgate cluster", name, hu.GetCluster())
 		}
 	}
