@@ -23,4 +23,4 @@ fi
 echo "using $traefik"
 "$traefik" version || true
 
-TEST_REQUIRE_TRAEFIK=1 go test -race -count=1 -run '^TestTraefikForwardAuth$' -v "$@" ./cmd/authgate
+TEST_REQUIRE_TRAEFIK=1 go test -race -count=1 -run '^(TestTraefikForwardAuth|TestAssertionTraefik)$' -v "$@" ./cmd/authgate

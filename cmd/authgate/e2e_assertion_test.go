@@ -110,11 +110,17 @@ assertion:
 }
 
 // checkAssertionThrough sends requests to addr (authgate itself, or a
-// gateway in front of it) and checks what app verified.
+// gateway in front of it) over plain HTTP and checks what app verified.
 func checkAssertionThrough(t *testing.T, addr string, app *assertionApp) {
 	t.Helper()
+	checkAssertionAt(t, "http://"+addr, &http.Client{Timeout: 5 * time.Second}, app)
+}
+
+// checkAssertionAt is checkAssertionThrough for a base URL and a client of
+// the caller's (a gateway serving HTTPS).
+func checkAssertionAt(t *testing.T, base string, client *http.Client, app *assertionApp) {
+	t.Helper()
 	tok := verifytest.HMAC(t, jose.HS256, []byte(verifytest.Secret), verifytest.Claims("alice", time.Now()), nil)
-	client := &http.Client{Timeout: 5 * time.Second}
 	tests := []struct {
 		name       string
 		givePath   string
@@ -131,7 +137,7 @@ func checkAssertionThrough(t *testing.T, addr string, app *assertionApp) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", "http://"+addr+tt.givePath, nil)
+			req, _ := http.NewRequest("GET", base+tt.givePath, nil)
 			req.Host = exampleHost // the gateway examples' application host
 			for i := 0; i+1 < len(tt.giveHeader); i += 2 {
 				req.Header.Add(tt.giveHeader[i], tt.giveHeader[i+1])
@@ -200,6 +206,21 @@ func TestAssertionCaddy(t *testing.T) {
 	ag := startAssertionAuthgate(t, "", app)
 	caddy := startCaddy(t, caddyBin, ag.public, upstream.Listener.Addr().String())
 	checkAssertionThrough(t, caddy, app)
+}
+
+// TestAssertionTraefik runs the binary in forward-auth mode behind the
+// Traefik example (make e2e-traefik; Traefik is not built in CI): Traefik
+// copies the assertion from the answer (authResponseHeaders) and drops the
+// client's.
+func TestAssertionTraefik(t *testing.T) {
+	traefikBin := findGateway(t, "traefik", envRequireTraefik, "scripts/build-traefik.sh (about 25 minutes)")
+	app := &assertionApp{}
+	upstream := httptest.NewServer(app)
+	t.Cleanup(upstream.Close)
+	ag := startAssertionAuthgate(t, "", app)
+	client := gatewayClient(t)
+	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client)
+	checkAssertionAt(t, "https://"+addr, client, app)
 }
 
 // TestCheckConfigAssertionKeys checks that check-config refuses a missing
