@@ -53,6 +53,7 @@ type Option func(*options)
 type options struct {
 	cacheCfg cache.Config
 	rdb      *cache.Redis
+	local    *cache.Local
 	now      func() time.Time
 	clock    bool // now was injected
 	tp       trace.TracerProvider
@@ -69,6 +70,13 @@ type options struct {
 // Without it the rows are cached in-process with the cache defaults.
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cacheCfg, o.rdb = cfg, rdb }
+}
+
+// WithLocal puts the user-row cache's in-process tier in l, the process's
+// shared in-process tier (see cache.WithLocal). Without it the cache builds
+// its own, of cache.local_max_bytes.
+func WithLocal(l *cache.Local) Option {
+	return func(o *options) { o.local = l }
 }
 
 // WithTracerProvider turns tracing on: a user row that is not cached is
@@ -152,6 +160,9 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		}
 		if o.tp != nil {
 			copts = append(copts, cache.WithTracerProvider(o.tp))
+		}
+		if o.local != nil {
+			copts = append(copts, cache.WithLocal(o.local))
 		}
 		s.users, err = cache.New[User](o.cacheCfg, "users", o.rdb, cache.JSON[User]{}, log, reg, copts...)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +109,7 @@ type Verifier struct {
 	negTTL   time.Duration
 	tokens   *cache.Cache[Identity] // nil when the cache is off
 	negative *cache.Cache[string]   // reason of a recent failure
+	negLocal *cache.Local           // negative's own in-process tier
 	revoke   *revocation            // nil unless Firebase revocation is on
 	users    *cache.Cache[UserState]
 	tracer   trace.Tracer // nil when tracing is off
@@ -133,6 +135,7 @@ type options struct {
 	now     func() time.Time
 	cache   cache.Config
 	redis   *cache.Redis
+	local   *cache.Local
 	records UserRecords
 	tp      trace.TracerProvider
 	// claims are the claims kept in identities when trimClaims is set.
@@ -149,6 +152,14 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cache, o.redis = cfg, rdb }
 }
+
+// WithLocal puts the in-process tiers of the token cache and of the
+// Firebase user-record cache in l, the process's shared in-process tier
+// (see cache.WithLocal). Without it each builds its own, of
+// cache.local_max_bytes. The negative cache always has its own, bounded by
+// cache.negative_entries, so that a flood of bad tokens cannot evict
+// valid ones.
+func WithLocal(l *cache.Local) Option { return func(o *options) { o.local = l } }
 
 // WithTracerProvider turns tracing on: Verify records a span, with a child
 // span for a verification that the cache could not answer. Without it (or
@@ -222,16 +233,23 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if o.tp != nil {
 		cacheOpts = append(cacheOpts, cache.WithTracerProvider(o.tp))
 	}
+	sharedOpts := cacheOpts
+	if o.local != nil {
+		sharedOpts = append(slices.Clip(cacheOpts), cache.WithLocal(o.local))
+	}
 	if v.ttl > 0 {
-		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, cacheOpts...); err != nil {
+		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
 	if v.negTTL > 0 && cfg.Cache.NegativeEntries > 0 {
 		// In-process only, bounded apart from the shared tiers.
 		nc := o.cache
-		nc.LocalEntries, nc.LocalMaxTTL, nc.Redis = cfg.Cache.NegativeEntries, 0, cache.RedisConfig{}
-		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, cacheOpts...); err != nil {
+		nc.LocalMaxTTL, nc.Redis = 0, cache.RedisConfig{}
+		if v.negLocal, err = cache.NewLocalCount(cfg.Cache.NegativeEntries, log, cacheOpts...); err != nil {
+			return nil, fmt.Errorf("negative token cache: %w", err)
+		}
+		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, append(slices.Clip(cacheOpts), cache.WithLocal(v.negLocal))...); err != nil {
 			return nil, fmt.Errorf("negative token cache: %w", err)
 		}
 	}
@@ -239,7 +257,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		if o.records == nil {
 			return nil, errors.New("firebase.revocation: enabled but no Firebase Admin client was given")
 		}
-		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, cacheOpts...); err != nil {
+		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("user record cache: %w", err)
 		}
 		v.revoke = newRevocation(cfg.Firebase.Revocation, o.records, v.users)
@@ -568,7 +586,7 @@ func (v *Verifier) Close() error {
 		errs = append(errs, v.tokens.Close())
 	}
 	if v.negative != nil {
-		errs = append(errs, v.negative.Close())
+		errs = append(errs, v.negative.Close(), v.negLocal.Close())
 	}
 	if v.users != nil {
 		errs = append(errs, v.users.Close())
