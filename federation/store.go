@@ -33,8 +33,8 @@ const (
 type Store struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	users  *cache.Cache[User] // nil when Config.CacheTTL is negative
-	tracer trace.Tracer       // nil when tracing is off
+	users  *cache.Cache[packedUser] // nil when Config.CacheTTL is negative
+	tracer trace.Tracer             // nil when tracing is off
 	now    func() time.Time
 	log    *zap.Logger
 	m      *metrics
@@ -164,7 +164,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		if o.local != nil {
 			copts = append(copts, cache.WithLocal(o.local))
 		}
-		s.users, err = cache.New[User](o.cacheCfg, "users", o.rdb, cache.JSON[User]{}, log, reg, copts...)
+		s.users, err = cache.New[packedUser](o.cacheCfg, "users", o.rdb, packedJSON{}, log, reg, copts...)
 		if err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("user cache: %w", err)

@@ -107,10 +107,10 @@ type Verifier struct {
 	m        *verifyMetrics
 	ttl      time.Duration
 	negTTL   time.Duration
-	tokens   *cache.Cache[Identity] // nil when the cache is off
-	negative *cache.Cache[string]   // reason of a recent failure
-	negLocal *cache.Local           // negative's own in-process tier
-	revoke   *revocation            // nil unless Firebase revocation is on
+	tokens   *cache.Cache[packed] // nil when the cache is off
+	negative *cache.Cache[string] // reason of a recent failure
+	negLocal *cache.Local         // negative's own in-process tier
+	revoke   *revocation          // nil unless Firebase revocation is on
 	users    *cache.Cache[UserState]
 	tracer   trace.Tracer // nil when tracing is off
 	// maxTokenBytes refuses larger tokens before the cache key is hashed.
@@ -238,7 +238,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		sharedOpts = append(slices.Clip(cacheOpts), cache.WithLocal(o.local))
 	}
 	if v.ttl > 0 {
-		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, sharedOpts...); err != nil {
+		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[packed](packedJSON{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
@@ -346,8 +346,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 // caches the result. The closures a miss needs are only built on a miss,
 // so that a hit in the in-process tier allocates nothing for them.
 func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
-	if id, ok := v.tokens.GetLocal(key); ok {
-		return id, nil
+	if p, ok := v.tokens.GetLocal(key); ok {
+		return p.unpack(), nil
 	}
 	var also func() []*cache.Prefetch
 	if v.prefetch != nil {
@@ -360,16 +360,31 @@ func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *st
 			return nil
 		}
 	}
-	return v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (Identity, time.Duration, error) {
+	// The identity verified here is returned as it is; only later
+	// callers get it unpacked from the cache.
+	var loaded Identity
+	p, err := v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (packed, time.Duration, error) {
 		if cached != nil {
 			*cached = "miss"
 		}
 		id, err := v.verifyUncached(ctx, raw)
 		if err != nil {
-			return id, 0, err
+			return packed{}, 0, err
 		}
-		return id, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
+		loaded = id
+		p, ok := pack(id)
+		if !ok {
+			return p, 0, nil // too long to cache; verified all the same
+		}
+		return p, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
 	})
+	if err != nil {
+		return Identity{}, err
+	}
+	if loaded.Provider != "" {
+		return loaded, nil
+	}
+	return p.unpack(), nil
 }
 
 // ForgetUser drops the cached Firebase user record of uid, in Redis and in
