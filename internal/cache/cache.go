@@ -574,8 +574,8 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	if ttl <= 0 || c.local == nil {
 		return
 	}
-	it := &item[V]{v: v, ttl: ttl}
-	it.w = weigh(key, it)
+	it := &item[V]{v: v, key: key, ttl: ttl, space: c.space}
+	it.w = weigh(it)
 	c.local.set(c.space, key, it)
 }
 
@@ -584,11 +584,16 @@ func (c *Cache[V]) getLocal(key string) (*item[V], bool) {
 	if c.local == nil {
 		return nil, false
 	}
-	lv, ok := c.local.store.GetIfPresent(localKey{c.space, key})
+	lv, ok := c.local.get(c.space, key)
 	if !ok {
 		return nil, false
 	}
-	return lv.(*item[V]), true
+	// Another key with the same hash, maybe of a cache of another V.
+	it, ok := lv.(*item[V])
+	if !ok || it.space != c.space || it.key != key {
+		return nil, false
+	}
+	return it, true
 }
 
 // invalidateLocal drops keys from the in-process tier, if there is one.
@@ -597,7 +602,7 @@ func (c *Cache[V]) invalidateLocal(keys []string) {
 		return
 	}
 	for _, k := range keys {
-		c.local.store.Invalidate(localKey{c.space, k})
+		c.local.invalidate(c.space, k)
 	}
 }
 

@@ -421,7 +421,7 @@ func TestMetrics(t *testing.T) {
 	c.GetOrLoad(ctx, "bad", (&counter{err: errors.New("boom")}).load)
 
 	// One entry of key "k" and value "v": the estimate is the entry
-	// overhead, 8 bytes for each string and 32 for the item.
+	// overhead, 8 bytes for each string and 48 for the item.
 	want := `
 # HELP cache_evictions_total In-process entries evicted, or not admitted, to keep within cache.local_max_bytes (verify's negative cache: within cache.negative_entries), by cache.
 # TYPE cache_evictions_total counter

@@ -155,7 +155,7 @@ func TestRedisKeyAndTTL(t *testing.T) {
 	if _, ok := b.Get(ctx, "k"); !ok {
 		t.Fatal("b.Get = miss, want a Redis hit")
 	}
-	e, ok := b.local.store.GetEntryQuietly(localKey{b.space, "k"})
+	e, ok := b.local.store.GetEntryQuietly(b.local.hash(b.space, "k"))
 	if !ok || e.ExpiresAfter() > 2*time.Second {
 		t.Errorf("b's local copy expires after %v (present %t), want at most 2s (3s PTTL less 1s round trip)", e.ExpiresAfter(), ok)
 	}

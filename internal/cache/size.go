@@ -11,11 +11,11 @@ import (
 // value's headers), its hash-table slot and its share of the frequency
 // sketch and of the table's spare room. Measured with TestLocalHeapBudget
 // (the heap per entry of a full store, less the parts weigh counts).
-const entryOverhead = 150
+const entryOverhead = 134
 
-// weigh estimates the heap bytes an entry of key and it holds in a Local.
-func weigh[V any](key string, it *item[V]) uint32 {
-	n := entryOverhead + allocSize(len(key)) + allocSize(int(unsafe.Sizeof(*it))) + heapBytes(reflect.ValueOf(&it.v).Elem())
+// weigh estimates the heap bytes the entry it holds in a Local.
+func weigh[V any](it *item[V]) uint32 {
+	n := entryOverhead + allocSize(len(it.key)) + allocSize(int(unsafe.Sizeof(*it))) + heapBytes(reflect.ValueOf(&it.v).Elem())
 	return uint32(min(n, math.MaxUint32))
 }
 
