@@ -13,7 +13,7 @@ import (
 // packedUser is the cached form of a User: its own strings in one string,
 // the few values every row repeats (user type, status) shared, the times
 // as integers. A User is 256 bytes and up to seven strings of its own (as
-// pgx scans them); a packed one is 128 bytes and one string. Unpacking on
+// pgx scans them); a packed one is 112 bytes and one string. Unpacking on
 // a hit allocates nothing: the strings of the User are slices of s.
 type packedUser struct {
 	// s holds ID, FirebaseUID, Email, Username and LastSyncError, back to
