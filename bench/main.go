@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
 	fs.IntVar(&o.coldTokens, "cold-tokens", 4000, "tokens per measured run of fa-cold and fa-new (RS256, minted before the runs; a run ends when they are used up)")
 	fs.IntVar(&o.coldUsers, "cold-users", 256, "users whose new tokens fa-cold sends")
-	fs.IntVar(&o.rssTokens, "rss-tokens", 100_000, "distinct tokens (HS256 legacy, of as many users) cached for the rss scenario")
+	fs.IntVar(&o.rssTokens, "rss-tokens", 100_000, "distinct tokens (HS256 legacy, of as many users) cached for the rss scenario; 1000000 for the growth table's last row (about 5 minutes)")
 	fs.IntVar(&o.startups, "startups", 5, "starts measured by the startup scenario")
 	fs.StringVar(&o.profile, "profile", "", "directory: after the rounds, capture a CPU and an allocation profile of authgate from its admin listener during one extra run of each authgate scenario")
 	fs.BoolVar(&o.allocs, "allocs", true, "run the handler benchmark (BenchmarkForwardAuth cache=hit) for the allocation target")

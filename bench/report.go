@@ -160,7 +160,11 @@ func (r *report) targets() []targetRow {
 		rows = append(rows, targetRow{"reverse-proxy mode: throughput", "≥ 0.85× bare httputil.ReverseProxy", fmt.Sprintf("%.2f×", tput), tput >= 0.85})
 	}
 	if r.rss.tokens > 0 {
-		rows = append(rows, targetRow{fmt.Sprintf("peak RSS with %d distinct cached tokens", r.rss.tokens), "≤ 64 MiB", fmtMiB(float64(r.rss.peakRSS)), r.rss.peakRSS <= 64<<20})
+		limit, target := int64(64<<20), "≤ 64 MiB" // issue 13: 100 000 tokens
+		if r.rss.tokens > 100_000 {
+			limit, target = 400<<20, "≤ 400 MiB" // and 1 000 000
+		}
+		rows = append(rows, targetRow{fmt.Sprintf("peak RSS with %d distinct cached tokens", r.rss.tokens), target, fmtMiB(float64(r.rss.peakRSS)), r.rss.peakRSS <= limit})
 	}
 	if len(r.startup.times) > 0 {
 		med := r.startup.times[len(r.startup.times)/2]
@@ -257,8 +261,10 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	if r.rss.tokens > 0 {
-		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end (%s of it file-backed: the binary's pages), peak (`VmHWM`) %s. Both the token cache and the user-row cache then hold %d entries.\n\n",
-			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.fileRSS)), fmtMiB(float64(r.rss.peakRSS)), r.rss.tokens)
+		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end (%s of it file-backed: the binary's pages), peak (`VmHWM`) %s. The in-process entries are estimated at %s (`cache_local_bytes`, %.0f B per token and its user row), with %.0f evicted for `cache.local_max_bytes` (0: every token and row is held). CPU per request %s while the tokens were new; then the first %d tokens again: %s per request, %d of them answered from the in-process tier.\n\n",
+			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.fileRSS)), fmtMiB(float64(r.rss.peakRSS)),
+			fmtMiB(r.rss.cacheBytes), r.rss.cacheBytes/float64(r.rss.tokens), r.rss.evictions,
+			r.rss.fillCPU, r.rss.hitRequests, r.rss.hitCPU, r.rss.hits)
 	}
 	if len(r.startup.times) > 0 {
 		var parts []string

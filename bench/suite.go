@@ -728,6 +728,14 @@ type rssResult struct {
 	fileRSS       int64
 	verifications float64
 	elapsed       time.Duration
+	// cacheBytes is authgate's estimate of its in-process entries
+	// (cache_local_bytes), evictions what cache.local_max_bytes evicted.
+	cacheBytes, evictions float64
+	// fillCPU is CPU per request while the tokens were new; hitCPU over a
+	// second pass that sends the first hitRequests of them again, of
+	// which hits were answered from the in-process tier.
+	fillCPU, hitCPU   time.Duration
+	hitRequests, hits int64
 }
 
 // rssRun starts a fresh authgate and sends it rss-tokens distinct legacy
@@ -759,17 +767,42 @@ func (s *suite) rssRun(ctx context.Context) (rssResult, error) {
 	if err != nil {
 		return rssResult{}, err
 	}
-	lr := runLoad(ctx, loadSpec{addr: p.public, conns: s.o.conns, duration: 10 * time.Minute, limit: int64(n), request: eachToken(toks), wantStatus: http.StatusOK})
+	cpu0, err := cpuTime(p.pid())
+	if err != nil {
+		return rssResult{}, err
+	}
+	lr := runLoad(ctx, loadSpec{addr: p.public, conns: s.o.conns, duration: 30 * time.Minute, limit: int64(n), request: eachToken(toks), wantStatus: http.StatusOK})
 	if lr.errors > 0 {
 		return rssResult{}, fmt.Errorf("rss: %d errors, first: %v\n%s", lr.errors, lr.firstErr, p.tail())
 	}
-	hwm, rss, err := memStatus(p.pid())
+	cpu1, err := cpuTime(p.pid())
 	if err != nil {
 		return rssResult{}, err
 	}
 	after, err := scrape(ctx, p.admin)
 	if err != nil {
 		return rssResult{}, err
+	}
+	// Again, the first tokens: CPU per request with that many cached.
+	hitN := int64(min(n, 200_000))
+	hl := runLoad(ctx, loadSpec{addr: p.public, conns: s.o.conns, duration: 30 * time.Minute, limit: hitN, request: eachToken(toks), wantStatus: http.StatusOK})
+	if hl.errors > 0 {
+		return rssResult{}, fmt.Errorf("rss: second pass: %d errors, first: %v\n%s", hl.errors, hl.firstErr, p.tail())
+	}
+	cpu2, err := cpuTime(p.pid())
+	if err != nil {
+		return rssResult{}, err
+	}
+	hwm, rss, err := memStatus(p.pid())
+	if err != nil {
+		return rssResult{}, err
+	}
+	again, err := scrape(ctx, p.admin)
+	if err != nil {
+		return rssResult{}, err
+	}
+	localHits := func(m metrics) float64 {
+		return m.sum("authgate_cache_requests_total", "cache", "tokens", "tier", "local", "result", "hit")
 	}
 	if s.o.profile != "" {
 		if err := s.heapProfile(ctx, p); err != nil {
@@ -779,6 +812,12 @@ func (s *suite) rssRun(ctx context.Context) (rssResult, error) {
 	return rssResult{
 		tokens: n, startRSS: startRSS, peakRSS: hwm, rss: rss, fileRSS: fileRSS(p.pid()), elapsed: lr.elapsed,
 		verifications: after.sum("authgate_verify_total", "result", "ok") - before.sum("authgate_verify_total", "result", "ok"),
+		cacheBytes:    after.sum("authgate_cache_local_bytes"),
+		evictions:     after.sum("authgate_cache_evictions_total"),
+		fillCPU:       (cpu1 - cpu0) / time.Duration(max(lr.requests, 1)),
+		hitCPU:        (cpu2 - cpu1) / time.Duration(max(hl.requests, 1)),
+		hitRequests:   hl.requests,
+		hits:          int64(localHits(again) - localHits(after)),
 	}, nil
 }
 

@@ -157,14 +157,27 @@ func (s *Store) lookup(ctx context.Context, key string, res *result, load func(c
 		*res = r
 		return u, err
 	}
-	return s.users.GetOrLoad(ctx, key, func(ctx context.Context) (User, time.Duration, error) {
+	// The row loaded here is returned as it is; only later callers get
+	// it unpacked from the cache.
+	var loaded User
+	didLoad := false
+	p, err := s.users.GetOrLoad(ctx, key, func(ctx context.Context) (packedUser, time.Duration, error) {
 		u, r, err := load(ctx)
 		*res = r
-		if err != nil || u.ID == "" {
-			return u, 0, err
+		loaded, didLoad = u, true
+		if err != nil {
+			return packedUser{}, 0, err
 		}
-		return u, s.cfg.CacheTTL, nil
+		p, ok := packUser(u)
+		if !ok || u.ID == "" {
+			return p, 0, nil
+		}
+		return p, s.cfg.CacheTTL, nil
 	})
+	if didLoad {
+		return loaded, err
+	}
+	return p.unpack(), err
 }
 
 // traced wraps load in a federation.ensure_user span: the database work

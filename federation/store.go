@@ -33,8 +33,8 @@ const (
 type Store struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	users  *cache.Cache[User] // nil when Config.CacheTTL is negative
-	tracer trace.Tracer       // nil when tracing is off
+	users  *cache.Cache[packedUser] // nil when Config.CacheTTL is negative
+	tracer trace.Tracer             // nil when tracing is off
 	now    func() time.Time
 	log    *zap.Logger
 	m      *metrics
@@ -53,6 +53,7 @@ type Option func(*options)
 type options struct {
 	cacheCfg cache.Config
 	rdb      *cache.Redis
+	local    *cache.Local
 	now      func() time.Time
 	clock    bool // now was injected
 	tp       trace.TracerProvider
@@ -69,6 +70,13 @@ type options struct {
 // Without it the rows are cached in-process with the cache defaults.
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cacheCfg, o.rdb = cfg, rdb }
+}
+
+// WithLocal puts the user-row cache's in-process tier in l, the process's
+// shared in-process tier (see cache.WithLocal). Without it the cache builds
+// its own, of cache.local_max_bytes.
+func WithLocal(l *cache.Local) Option {
+	return func(o *options) { o.local = l }
 }
 
 // WithTracerProvider turns tracing on: a user row that is not cached is
@@ -153,7 +161,10 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		if o.tp != nil {
 			copts = append(copts, cache.WithTracerProvider(o.tp))
 		}
-		s.users, err = cache.New[User](o.cacheCfg, "users", o.rdb, cache.JSON[User]{}, log, reg, copts...)
+		if o.local != nil {
+			copts = append(copts, cache.WithLocal(o.local))
+		}
+		s.users, err = cache.New[packedUser](o.cacheCfg, "users", o.rdb, packedJSON{}, log, reg, copts...)
 		if err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("user cache: %w", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -106,9 +107,10 @@ type Verifier struct {
 	m        *verifyMetrics
 	ttl      time.Duration
 	negTTL   time.Duration
-	tokens   *cache.Cache[Identity] // nil when the cache is off
-	negative *cache.Cache[string]   // reason of a recent failure
-	revoke   *revocation            // nil unless Firebase revocation is on
+	tokens   *cache.Cache[packed] // nil when the cache is off
+	negative *cache.Cache[string] // reason of a recent failure
+	negLocal *cache.Local         // negative's own in-process tier
+	revoke   *revocation          // nil unless Firebase revocation is on
 	users    *cache.Cache[UserState]
 	tracer   trace.Tracer // nil when tracing is off
 	// maxTokenBytes refuses larger tokens before the cache key is hashed.
@@ -133,6 +135,7 @@ type options struct {
 	now     func() time.Time
 	cache   cache.Config
 	redis   *cache.Redis
+	local   *cache.Local
 	records UserRecords
 	tp      trace.TracerProvider
 	// claims are the claims kept in identities when trimClaims is set.
@@ -149,6 +152,14 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithCache(cfg cache.Config, rdb *cache.Redis) Option {
 	return func(o *options) { o.cache, o.redis = cfg, rdb }
 }
+
+// WithLocal puts the in-process tiers of the token cache and of the
+// Firebase user-record cache in l, the process's shared in-process tier
+// (see cache.WithLocal). Without it each builds its own, of
+// cache.local_max_bytes. The negative cache always has its own, bounded by
+// cache.negative_entries, so that a flood of bad tokens cannot evict
+// valid ones.
+func WithLocal(l *cache.Local) Option { return func(o *options) { o.local = l } }
 
 // WithTracerProvider turns tracing on: Verify records a span, with a child
 // span for a verification that the cache could not answer. Without it (or
@@ -222,16 +233,23 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	if o.tp != nil {
 		cacheOpts = append(cacheOpts, cache.WithTracerProvider(o.tp))
 	}
+	sharedOpts := cacheOpts
+	if o.local != nil {
+		sharedOpts = append(slices.Clip(cacheOpts), cache.WithLocal(o.local))
+	}
 	if v.ttl > 0 {
-		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[Identity](cache.JSON[Identity]{}), log, reg, cacheOpts...); err != nil {
+		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[packed](packedJSON{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
 	if v.negTTL > 0 && cfg.Cache.NegativeEntries > 0 {
 		// In-process only, bounded apart from the shared tiers.
 		nc := o.cache
-		nc.LocalEntries, nc.LocalMaxTTL, nc.Redis = cfg.Cache.NegativeEntries, 0, cache.RedisConfig{}
-		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, cacheOpts...); err != nil {
+		nc.LocalMaxTTL, nc.Redis = 0, cache.RedisConfig{}
+		if v.negLocal, err = cache.NewLocalCount(cfg.Cache.NegativeEntries, log, cacheOpts...); err != nil {
+			return nil, fmt.Errorf("negative token cache: %w", err)
+		}
+		if v.negative, err = cache.New[string](nc, "tokens_negative", nil, nil, log, reg, append(slices.Clip(cacheOpts), cache.WithLocal(v.negLocal))...); err != nil {
 			return nil, fmt.Errorf("negative token cache: %w", err)
 		}
 	}
@@ -239,7 +257,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		if o.records == nil {
 			return nil, errors.New("firebase.revocation: enabled but no Firebase Admin client was given")
 		}
-		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, cacheOpts...); err != nil {
+		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("user record cache: %w", err)
 		}
 		v.revoke = newRevocation(cfg.Firebase.Revocation, o.records, v.users)
@@ -328,8 +346,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 // caches the result. The closures a miss needs are only built on a miss,
 // so that a hit in the in-process tier allocates nothing for them.
 func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
-	if id, ok := v.tokens.GetLocal(key); ok {
-		return id, nil
+	if p, ok := v.tokens.GetLocal(key); ok {
+		return p.unpack(), nil
 	}
 	var also func() []*cache.Prefetch
 	if v.prefetch != nil {
@@ -342,16 +360,31 @@ func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *st
 			return nil
 		}
 	}
-	return v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (Identity, time.Duration, error) {
+	// The identity verified here is returned as it is; only later
+	// callers get it unpacked from the cache.
+	var loaded Identity
+	p, err := v.tokens.GetOrLoadWith(ctx, key, also, func(ctx context.Context) (packed, time.Duration, error) {
 		if cached != nil {
 			*cached = "miss"
 		}
 		id, err := v.verifyUncached(ctx, raw)
 		if err != nil {
-			return id, 0, err
+			return packed{}, 0, err
 		}
-		return id, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
+		loaded = id
+		p, ok := pack(id)
+		if !ok {
+			return p, 0, nil // too long to cache; verified all the same
+		}
+		return p, min(v.ttl, id.ExpiresAt.Sub(v.now())), nil
 	})
+	if err != nil {
+		return Identity{}, err
+	}
+	if loaded.Provider != "" {
+		return loaded, nil
+	}
+	return p.unpack(), nil
 }
 
 // ForgetUser drops the cached Firebase user record of uid, in Redis and in
@@ -568,7 +601,7 @@ func (v *Verifier) Close() error {
 		errs = append(errs, v.tokens.Close())
 	}
 	if v.negative != nil {
-		errs = append(errs, v.negative.Close())
+		errs = append(errs, v.negative.Close(), v.negLocal.Close())
 	}
 	if v.users != nil {
 		errs = append(errs, v.users.Close())

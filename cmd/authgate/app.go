@@ -77,6 +77,7 @@ func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption)
 	// In this order: each builder uses what the ones before it made.
 	for _, build := range []func(context.Context, Config, *wiring) error{
 		a.buildRedis,
+		a.buildLocalCache,
 		a.buildTracing,
 		a.buildRevocation,
 		a.buildVerifier,
@@ -137,6 +138,22 @@ func (a *app) buildRedis(_ context.Context, cfg Config, w *wiring) error {
 	// this replica's in-process tiers through it.
 	a.background = append(a.background, rdb.Run)
 	w.rdb = rdb
+	return nil
+}
+
+// buildLocalCache builds the in-process tier that every cache shares, so
+// that cache.local_max_bytes bounds them together.
+func (a *app) buildLocalCache(_ context.Context, cfg Config, w *wiring) error {
+	if cfg.Cache.LocalMaxBytes == 0 {
+		return nil
+	}
+	l, err := cache.NewLocal(cfg.Cache.LocalMaxBytes, a.log)
+	if err != nil {
+		return fmt.Errorf("cache: %w", configerr.Prefix("cache.", err))
+	}
+	a.addCloser("cache", func() { _ = l.Close() })
+	w.vopts = append(w.vopts, verify.WithLocal(l))
+	w.fopts = append(w.fopts, federation.WithLocal(l))
 	return nil
 }
 

@@ -65,7 +65,7 @@ func TestNewAppFailures(t *testing.T) {
 	tls := httptest.NewTLSServer(nil)
 	tls.Close()
 	cert := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tls.Certificate().Raw})))
-	built := []string{"federation", "verifier", "tracing", "redis"}
+	built := []string{"federation", "verifier", "tracing", "cache", "redis"}
 
 	tests := []struct {
 		name       string
@@ -79,13 +79,19 @@ func TestNewAppFailures(t *testing.T) {
 			wantErr: []string{"redis: cache.redis.password_file: open " + missing + ": no such file"},
 		},
 		{
+			name:       "in-process tier budget below its range",
+			give:       func(t *testing.T, cfg *Config) { cfg.Cache.LocalMaxBytes = 64 },
+			wantErr:    []string{"cache: cache.local_max_bytes: 64 is outside 1048576..1099511627776"},
+			wantClosed: []string{"redis"},
+		},
+		{
 			name: "tracing exporter refuses its variables",
 			give: func(t *testing.T, cfg *Config) {
 				// An http:// endpoint with a CA for TLS.
 				t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", cert)
 			},
 			wantErr:    []string{"tracing: otlp exporter (OTEL_EXPORTER_OTLP_* variables): insecure HTTP endpoint cannot use TLS"},
-			wantClosed: []string{"redis"},
+			wantClosed: []string{"cache", "redis"},
 		},
 		{
 			name: "firebase admin credentials missing for revocation",
@@ -98,7 +104,7 @@ func TestNewAppFailures(t *testing.T) {
 				"set verify.firebase.revocation.credentials_file to a service account key file, or GOOGLE_APPLICATION_CREDENTIALS,",
 				"the Auth Emulator (verify.firebase.emulator: true and FIREBASE_AUTH_EMULATOR_HOST)",
 			},
-			wantClosed: []string{"tracing", "redis"},
+			wantClosed: []string{"tracing", "cache", "redis"},
 		},
 		{
 			name: "firebase admin credentials file not JSON",
@@ -107,7 +113,7 @@ func TestNewAppFailures(t *testing.T) {
 				cfg.Verify.Firebase.Revocation.CredentialsFile = notJSON
 			},
 			wantErr:    []string{"firebase admin for revocation checks (verify.firebase.revocation.enabled): verify.firebase.revocation.credentials_file: credentials file " + notJSON + ": not JSON"},
-			wantClosed: []string{"tracing", "redis"},
+			wantClosed: []string{"tracing", "cache", "redis"},
 		},
 		{
 			name: "firebase admin credentials from an unreadable GOOGLE_APPLICATION_CREDENTIALS",
@@ -116,7 +122,7 @@ func TestNewAppFailures(t *testing.T) {
 				cfg.Verify.Firebase.Enabled, cfg.Verify.Firebase.Revocation.Enabled = true, true
 			},
 			wantErr:    []string{"firebase admin for revocation checks (verify.firebase.revocation.enabled): GOOGLE_APPLICATION_CREDENTIALS: credentials file " + missing + ": no such file"},
-			wantClosed: []string{"tracing", "redis"},
+			wantClosed: []string{"tracing", "cache", "redis"},
 		},
 		{
 			name: "verifier secret file missing",
@@ -124,7 +130,7 @@ func TestNewAppFailures(t *testing.T) {
 				cfg.Verify.Legacy.Secrets, cfg.Verify.Legacy.SecretFiles = nil, []string{missing}
 			},
 			wantErr:    []string{"verifier: verify.legacy.secret_files[0]: open ", "no such file"},
-			wantClosed: []string{"tracing", "redis"},
+			wantClosed: []string{"tracing", "cache", "redis"},
 		},
 		{
 			name: "federation database url file missing",
@@ -132,7 +138,7 @@ func TestNewAppFailures(t *testing.T) {
 				cfg.Federation.DatabaseURL, cfg.Federation.DatabaseURLFile = "", missing
 			},
 			wantErr:    []string{"federation: federation.database_url_file: "},
-			wantClosed: []string{"verifier", "tracing", "redis"},
+			wantClosed: []string{"verifier", "tracing", "cache", "redis"},
 		},
 		{
 			name: "firebase admin credentials missing for the federation worker",
@@ -226,7 +232,7 @@ func TestNewAppCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.close()
-	if want := []string{"federation", "verifier", "tracing", "redis"}; !slices.Equal(closed, want) {
+	if want := []string{"federation", "verifier", "tracing", "cache", "redis"}; !slices.Equal(closed, want) {
 		t.Errorf("close closed %q, want %q", closed, want)
 	}
 }

@@ -93,7 +93,7 @@ func zeroYAML(v reflect.Value) string {
 		return "0s"
 	case v.Kind() == reflect.Bool:
 		return "false"
-	case v.Kind() == reflect.Int, v.Kind() == reflect.Float64:
+	case v.Kind() == reflect.Int, v.Kind() == reflect.Int64, v.Kind() == reflect.Float64:
 		return "0"
 	case v.Kind() == reflect.String:
 		return `""`

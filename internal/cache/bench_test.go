@@ -51,7 +51,7 @@ func BenchmarkGetOrLoad(b *testing.B) {
 	b.Run("hit/redis", func(b *testing.B) {
 		c := newBench(b, testRedis(b))
 		warm(b, c)
-		run(b, c, time.Hour, func() { c.local.Invalidate(key) })
+		run(b, c, time.Hour, func() { c.invalidateLocal([]string{key}) })
 	})
 	b.Run("miss", func(b *testing.B) {
 		run(b, newBench(b, nil), 0, func() {})

@@ -27,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
@@ -56,7 +55,9 @@ type Codec[V any] interface {
 // concurrent use.
 type Cache[V any] struct {
 	name        string
-	local       *otter.Cache[string, item[V]] // nil: no in-process tier (local_entries 0)
+	local       *Local // nil: no in-process tier (local_max_bytes 0)
+	space       uint32 // this cache's part of local
+	ownLocal    bool   // local was built for this cache alone: Close closes it
 	rdb         *Redis
 	codec       Codec[V]
 	prefix      string // Redis key prefix: the configured one, name, ":"
@@ -77,13 +78,6 @@ type Cache[V any] struct {
 	unlisten func()
 }
 
-// item is an in-process entry; ttl is read by the expiry calculator when the
-// entry is written.
-type item[V any] struct {
-	v   V
-	ttl time.Duration
-}
-
 // Option adjusts a Cache or a Redis.
 type Option func(*options)
 
@@ -91,6 +85,7 @@ type options struct {
 	now    func() time.Time
 	custom bool // now is not time.Now
 	tp     trace.TracerProvider
+	local  *Local
 }
 
 func newOptions(opts []Option) options {
@@ -113,6 +108,15 @@ func WithClock(now func() time.Time) Option {
 // it nothing is traced.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) { o.tp = tp }
+}
+
+// WithLocal puts the cache's in-process tier in l, which other caches
+// share, so that one byte budget bounds them all; the process builds one
+// Local from Config.LocalMaxBytes and gives it to every cache. Without it
+// the cache builds a tier of its own of Config.LocalMaxBytes, and none when
+// that is 0. l's clock, not the cache's, drives in-process expiry.
+func WithLocal(l *Local) Option {
+	return func(o *options) { o.local = l }
 }
 
 // New builds the cache called name (lowercase letters, digits and
@@ -148,26 +152,19 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 			c.tracer = o.tp.Tracer("github.com/authgate/authgate/internal/cache")
 		}
 	}
-	if cfg.LocalEntries > 0 {
-		lo := &otter.Options[string, item[V]]{
-			MaximumSize: cfg.LocalEntries,
-			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
-				return e.Value.ttl
-			}),
-			Logger: otterLogger{c.log},
-		}
-		if o.custom {
-			lo.Clock = otterClock(o.now)
-		}
-		local, err := otter.New(lo)
-		if err != nil {
-			return nil, fmt.Errorf("cache %s: %w", name, err)
-		}
-		c.local = local
-	}
 	var err error
 	if c.m, err = newMetrics(reg, name, rdb != nil); err != nil {
 		return nil, err
+	}
+	c.local = o.local
+	if c.local == nil && cfg.LocalMaxBytes > 0 {
+		if c.local, err = NewLocal(cfg.LocalMaxBytes, log, opts...); err != nil {
+			return nil, fmt.Errorf("cache %s: %w", name, err)
+		}
+		c.ownLocal = true
+	}
+	if c.local != nil {
+		c.space = c.local.register(&space{bytes: c.m.localBytes, evictions: c.m.evictions})
 	}
 	if rdb != nil {
 		c.unlisten = rdb.listen(name, &listener{origin: c.origin, drop: c.dropLocal, clear: c.clearLocal})
@@ -382,8 +379,8 @@ func (c *Cache[V]) Check(ctx context.Context) error {
 // Redis, which may be shared. The cache keeps working; expired entries are
 // then removed by later writes.
 func (c *Cache[V]) Close() error {
-	if c.local != nil {
-		c.local.StopAllGoroutines()
+	if c.ownLocal {
+		c.local.Close()
 	}
 	if c.unlisten != nil {
 		c.unlisten()
@@ -406,7 +403,7 @@ func (c *Cache[V]) dropLocal(keys []string) {
 func (c *Cache[V]) clearLocal() {
 	c.flights.forgetAll()
 	if c.local != nil {
-		c.local.InvalidateAll()
+		c.local.clear(c.space)
 	}
 	c.changes.Add(1)
 }
@@ -577,15 +574,26 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	if ttl <= 0 || c.local == nil {
 		return
 	}
-	c.local.Set(key, item[V]{v: v, ttl: ttl})
+	it := &item[V]{v: v, key: key, ttl: ttl, space: c.space}
+	it.w = weigh(it)
+	c.local.set(c.space, key, it)
 }
 
 // getLocal looks key up in the in-process tier, if there is one.
-func (c *Cache[V]) getLocal(key string) (item[V], bool) {
+func (c *Cache[V]) getLocal(key string) (*item[V], bool) {
 	if c.local == nil {
-		return item[V]{}, false
+		return nil, false
 	}
-	return c.local.GetIfPresent(key)
+	lv, ok := c.local.get(c.space, key)
+	if !ok {
+		return nil, false
+	}
+	// Another key with the same hash, maybe of a cache of another V.
+	it, ok := lv.(*item[V])
+	if !ok || it.space != c.space || it.key != key {
+		return nil, false
+	}
+	return it, true
 }
 
 // invalidateLocal drops keys from the in-process tier, if there is one.
@@ -594,7 +602,7 @@ func (c *Cache[V]) invalidateLocal(keys []string) {
 		return
 	}
 	for _, k := range keys {
-		c.local.Invalidate(k)
+		c.local.invalidate(c.space, k)
 	}
 }
 
@@ -604,6 +612,8 @@ type metrics struct {
 	localHit, localMiss                           prometheus.Counter
 	redisHit, redisMiss, redisError, redisSkipped prometheus.Counter
 	loadOK, loadError                             prometheus.Counter
+	localBytes                                    prometheus.Gauge
+	evictions                                     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (metrics, error) {
@@ -616,6 +626,14 @@ func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (metrics
 		Name: "cache_loads_total",
 		Help: "Loads after a miss in every tier, by cache and result (ok, error).",
 	}, []string{"cache", "result"})
+	bytes := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cache_local_bytes",
+		Help: "Estimated heap held by each cache's in-process entries; the caches share cache.local_max_bytes.",
+	}, []string{"cache"})
+	evictions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cache_evictions_total",
+		Help: "In-process entries evicted, or not admitted, to keep within cache.local_max_bytes (verify's negative cache: within cache.negative_entries), by cache.",
+	}, []string{"cache"})
 	if reg != nil {
 		var err error
 		if requests, err = register(reg, requests); err != nil {
@@ -624,12 +642,20 @@ func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (metrics
 		if loads, err = register(reg, loads); err != nil {
 			return metrics{}, err
 		}
+		if bytes, err = register(reg, bytes); err != nil {
+			return metrics{}, err
+		}
+		if evictions, err = register(reg, evictions); err != nil {
+			return metrics{}, err
+		}
 	}
 	m := metrics{
-		localHit:  requests.WithLabelValues(name, "local", "hit"),
-		localMiss: requests.WithLabelValues(name, "local", "miss"),
-		loadOK:    loads.WithLabelValues(name, "ok"),
-		loadError: loads.WithLabelValues(name, "error"),
+		localHit:   requests.WithLabelValues(name, "local", "hit"),
+		localMiss:  requests.WithLabelValues(name, "local", "miss"),
+		loadOK:     loads.WithLabelValues(name, "ok"),
+		loadError:  loads.WithLabelValues(name, "error"),
+		localBytes: bytes.WithLabelValues(name),
+		evictions:  evictions.WithLabelValues(name),
 	}
 	if withRedis {
 		m.redisHit = requests.WithLabelValues(name, "redis", "hit")
@@ -642,18 +668,18 @@ func newMetrics(reg prometheus.Registerer, name string, withRedis bool) (metrics
 
 // register registers c, or returns the vector another cache registered
 // under the same name.
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	err := reg.Register(c)
 	if err == nil {
 		return c, nil
 	}
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+		if existing, ok := are.ExistingCollector.(C); ok {
 			return existing, nil
 		}
 	}
-	return nil, fmt.Errorf("register metrics: %w", err)
+	return c, fmt.Errorf("register metrics: %w", err)
 }
 
 func validName(s string) bool {

@@ -103,7 +103,7 @@ func TestGetOrLoadExpiry(t *testing.T) {
 		{name: "negative ttl is not cached", giveTTL: -time.Second, wantLoads: 2},
 		{name: "local_max_ttl caps ttl", giveMaxTTL: 5 * time.Second, giveTTL: 10 * time.Second, giveAdvance: 5 * time.Second, wantLoads: 2},
 		{name: "local_max_ttl above ttl", giveMaxTTL: time.Minute, giveTTL: 10 * time.Second, giveAdvance: 9 * time.Second, wantLoads: 1},
-		{name: "local_entries 0: no in-process tier", giveNoLocal: true, giveTTL: 10 * time.Second, wantLoads: 2},
+		{name: "local_max_bytes 0: no in-process tier", giveNoLocal: true, giveTTL: 10 * time.Second, wantLoads: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestGetOrLoadExpiry(t *testing.T) {
 			c := newLocal(t, configWith(func(c *Config) {
 				c.LocalMaxTTL = tt.giveMaxTTL
 				if tt.giveNoLocal {
-					c.LocalEntries = 0
+					c.LocalMaxBytes = 0
 				}
 			}), clk, nil)
 			l := &counter{v: "value", ttl: tt.giveTTL}
@@ -144,21 +144,6 @@ func TestGetOrLoadErrorIsNotCached(t *testing.T) {
 	}
 	if got := l.calls.Load(); got != 2 {
 		t.Errorf("loads = %d, want 2", got)
-	}
-}
-
-func TestLocalTierIsBounded(t *testing.T) {
-	const limit = 100
-	c := newLocal(t, configWith(func(c *Config) { c.LocalEntries = limit }), newFakeClock(), nil)
-	ctx := testContext(t)
-	for i := range 10 * limit {
-		if err := c.Set(ctx, fmt.Sprint(i), "v", time.Hour); err != nil {
-			t.Fatalf("Set: %v", err)
-		}
-	}
-	c.local.CleanUp()
-	if got := c.local.EstimatedSize(); got > limit {
-		t.Errorf("entries = %d, want at most %d", got, limit)
 	}
 }
 
@@ -435,13 +420,23 @@ func TestMetrics(t *testing.T) {
 	mustGetOrLoad(t, c, "k", l.load)
 	c.GetOrLoad(ctx, "bad", (&counter{err: errors.New("boom")}).load)
 
+	// One entry of key "k" and value "v": the estimate is the entry
+	// overhead, 8 bytes for each string and 48 for the item.
 	want := `
+# HELP cache_evictions_total In-process entries evicted, or not admitted, to keep within cache.local_max_bytes (verify's negative cache: within cache.negative_entries), by cache.
+# TYPE cache_evictions_total counter
+cache_evictions_total{cache="other"} 0
+cache_evictions_total{cache="test"} 0
 # HELP cache_loads_total Loads after a miss in every tier, by cache and result (ok, error).
 # TYPE cache_loads_total counter
 cache_loads_total{cache="other",result="error"} 0
 cache_loads_total{cache="other",result="ok"} 0
 cache_loads_total{cache="test",result="error"} 1
 cache_loads_total{cache="test",result="ok"} 1
+# HELP cache_local_bytes Estimated heap held by each cache's in-process entries; the caches share cache.local_max_bytes.
+# TYPE cache_local_bytes gauge
+cache_local_bytes{cache="other"} 0
+cache_local_bytes{cache="test"} 198
 # HELP cache_requests_total Cache lookups by cache, tier (local, redis) and result (hit, miss, error, skipped). Redis errors include failed writes; skipped counts lookups not sent to Redis during a failure back-off.
 # TYPE cache_requests_total counter
 cache_requests_total{cache="other",result="hit",tier="local"} 0
@@ -472,7 +467,7 @@ func TestNewRejects(t *testing.T) {
 		{name: "dash in name", giveName: "user-rows"},
 		{name: "leading digit", giveName: "1tokens"},
 		{name: "redis without codec", giveName: "tokens", giveRedis: rdb},
-		{name: "invalid config", giveCfg: Config{LocalEntries: -1}, giveName: "tokens"},
+		{name: "invalid config", giveCfg: Config{LocalMaxBytes: -1}, giveName: "tokens"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 // Defaults (see DefaultConfig), and bounds that catch unit mistakes.
 const (
-	defaultLocalEntries      = 100_000
+	defaultLocalMaxBytes     = 64 << 20
 	defaultLoadTimeout       = 10 * time.Second
 	defaultKeyPrefix         = "authgate:"
 	defaultDialTimeout       = time.Second
@@ -22,7 +22,6 @@ const (
 	defaultFailureBackoff    = time.Second
 	defaultFailureBackoffMax = 30 * time.Second
 
-	maxLocalEntries   = 100_000_000
 	maxLoadTimeout    = 5 * time.Minute
 	maxRedisTimeout   = time.Minute
 	maxRedisPoolSize  = 10_000
@@ -33,10 +32,16 @@ const (
 // "cache") is shared by all caches of the process; each cache is told apart
 // by its name.
 type Config struct {
-	// LocalEntries bounds the in-process tier of each cache, in entries.
-	// Default 100000; 0 means no in-process tier (every lookup goes to
-	// Redis, or to the loader without Redis).
-	LocalEntries int `yaml:"local_entries"`
+	// LocalMaxBytes bounds the in-process tiers of all caches together, in
+	// bytes of heap: one budget that verified tokens, user rows and
+	// Firebase user records share (see Local), estimated per entry. When
+	// it is reached, the least used entries of any cache are evicted
+	// (counted in cache_evictions_total). Default 64 MiB; 0 means no
+	// in-process tier (every lookup goes to Redis, or to the loader without
+	// Redis); otherwise 1 MiB to 1 TiB. It replaced local_entries, a count
+	// per cache, which bounded memory only as far as entries' sizes were
+	// known.
+	LocalMaxBytes int64 `yaml:"local_max_bytes"`
 	// LocalMaxTTL caps how long an entry may live in the in-process tier,
 	// whatever TTL it was stored with. An invalidation on one replica is
 	// published to the others (see Redis.Run), which drop their copies at
@@ -58,9 +63,9 @@ type Config struct {
 // operator writes over it is used as written.
 func DefaultConfig() Config {
 	return Config{
-		LocalEntries: defaultLocalEntries,
-		LoadTimeout:  defaultLoadTimeout,
-		Redis:        DefaultRedisConfig(),
+		LocalMaxBytes: defaultLocalMaxBytes,
+		LoadTimeout:   defaultLoadTimeout,
+		Redis:         DefaultRedisConfig(),
 	}
 }
 
@@ -68,8 +73,8 @@ func DefaultConfig() Config {
 // its key.
 func (c Config) Validate() error {
 	var errs []error
-	if c.LocalEntries < 0 || c.LocalEntries > maxLocalEntries {
-		errs = append(errs, fmt.Errorf("local_entries: %d is outside 0..%d (0 = no in-process tier)", c.LocalEntries, maxLocalEntries))
+	if c.LocalMaxBytes != 0 && (c.LocalMaxBytes < minLocalMaxBytes || c.LocalMaxBytes > maxLocalMaxBytes) {
+		errs = append(errs, fmt.Errorf("local_max_bytes: %d is outside %d..%d (1 MiB to 1 TiB; 0 = no in-process tier)", c.LocalMaxBytes, minLocalMaxBytes, maxLocalMaxBytes))
 	}
 	if c.LocalMaxTTL < 0 {
 		errs = append(errs, errors.New("local_max_ttl: must not be negative"))

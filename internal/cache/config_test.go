@@ -27,14 +27,14 @@ func TestConfigValidate(t *testing.T) {
 		}},
 		{name: "cluster", give: func(c *Config) { c.Redis.Addrs = []string{"n1:6379", "n2:6379"} }},
 		{name: "zeros that mean something", give: func(c *Config) {
-			c.LocalEntries, c.LocalMaxTTL = 0, 0
+			c.LocalMaxBytes, c.LocalMaxTTL = 0, 0
 			c.Redis.Addrs, c.Redis.KeyPrefix, c.Redis.PoolSize, c.Redis.FailureBackoff, c.Redis.FailureBackoffMax = one, "", 0, 0, 0
 		}},
 		{
 			name: "negative local settings",
-			give: func(c *Config) { c.LocalEntries, c.LocalMaxTTL, c.LoadTimeout = -1, -time.Second, -time.Second },
+			give: func(c *Config) { c.LocalMaxBytes, c.LocalMaxTTL, c.LoadTimeout = -1, -time.Second, -time.Second },
 			wantErrs: []string{
-				"local_entries: -1 is outside 0..100000000 (0 = no in-process tier)",
+				"local_max_bytes: -1 is outside 1048576..1099511627776 (1 MiB to 1 TiB; 0 = no in-process tier)",
 				"local_max_ttl: must not be negative",
 				"load_timeout: -1s is outside 1ns..5m0s",
 			},

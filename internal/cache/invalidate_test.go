@@ -52,7 +52,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func hasLocal(c *Cache[string], key string) bool {
-	_, ok := c.local.GetIfPresent(key)
+	_, ok := c.getLocal(key)
 	return ok
 }
 

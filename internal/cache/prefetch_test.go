@@ -85,7 +85,7 @@ func TestPrefetchDoesNotStoreAcrossAnInvalidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := users.local.GetIfPresent("uid:1"); ok {
+	if _, ok := users.getLocal("uid:1"); ok {
 		t.Error("the row read across an invalidation was stored in the in-process tier")
 	}
 	// Without an invalidation in between, the same lookup is stored.
@@ -95,7 +95,7 @@ func TestPrefetchDoesNotStoreAcrossAnInvalidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := users.local.GetIfPresent("uid:1"); !ok {
+	if _, ok := users.getLocal("uid:1"); !ok {
 		t.Error("a prefetched row was not stored in the in-process tier")
 	}
 }

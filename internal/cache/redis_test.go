@@ -155,7 +155,7 @@ func TestRedisKeyAndTTL(t *testing.T) {
 	if _, ok := b.Get(ctx, "k"); !ok {
 		t.Fatal("b.Get = miss, want a Redis hit")
 	}
-	e, ok := b.local.GetEntryQuietly("k")
+	e, ok := b.local.store.GetEntryQuietly(b.local.hash(b.space, "k"))
 	if !ok || e.ExpiresAfter() > 2*time.Second {
 		t.Errorf("b's local copy expires after %v (present %t), want at most 2s (3s PTTL less 1s round trip)", e.ExpiresAfter(), ok)
 	}
@@ -169,7 +169,7 @@ func TestRedisTTLBelowAMillisecondStaysLocal(t *testing.T) {
 	if n, err := rdb.client.Exists(ctx, c.prefix+"k").Result(); err != nil || n != 0 {
 		t.Errorf("EXISTS = %d, %v, want 0", n, err)
 	}
-	if _, ok := c.local.GetIfPresent("k"); !ok {
+	if _, ok := c.getLocal("k"); !ok {
 		t.Error("local tier lacks the entry")
 	}
 }
@@ -473,7 +473,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Error("the breaker is still open after a successful check")
 	}
 	// Redis is used again: "before" was stored while it was up.
-	c.local.Invalidate("before")
+	c.invalidateLocal([]string{"before"})
 	mustGetOrLoad(t, c, "before", l.load)
 	if got := testutil.ToFloat64(c.m.redisHit); got != 1 {
 		t.Errorf("redis hits = %v, want 1", got)

@@ -1,0 +1,55 @@
+package federation
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestPackUserRoundTrip(t *testing.T) {
+	at := time.Unix(1_700_000_000, 456)
+	tests := []struct {
+		name string
+		give User
+	}{
+		{name: "linked row", give: User{
+			ID: "3f1c0d6e-0000-4000-8000-000000000001", FirebaseUID: "uid1", Email: "a@example.com", Username: "a",
+			UserType: "user", IsActive: true, TokenBalance: 42, FederationStatus: StatusActive,
+			LastLogin: at, LastSyncedAt: at, SyncAttempts: 3, LastSyncError: "boom", CreatedAt: at, UpdatedAt: at.Add(time.Second),
+		}},
+		{name: "soft-deleted legacy row", give: User{ID: "3f1c0d6e-0000-4000-8000-000000000002", UserType: "admin", DeletedAt: at}},
+		{name: "unlinked, without id", give: User{Email: "b@example.com", FederationStatus: StatusFailed}},
+		{name: "zero", give: User{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok := packUser(tt.give)
+			if !ok {
+				t.Fatalf("packUser(%+v) = false", tt.give)
+			}
+			if got := p.unpack(); !reflect.DeepEqual(got, tt.give) {
+				t.Errorf("unpack(packUser(x)) = %+v, want %+v", got, tt.give)
+			}
+		})
+	}
+}
+
+func TestPackedUserJSONIsUserJSON(t *testing.T) {
+	u := User{ID: "3f1c0d6e-0000-4000-8000-000000000001", Email: "a@example.com", UserType: "user", IsActive: true, CreatedAt: time.Unix(1_700_000_000, 0).UTC()}
+	p, _ := packUser(u)
+	b, err := packedJSON{}.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := packedJSON{}.Unmarshal(b)
+	if got := back.unpack(); err != nil || got.ID != u.ID || got.Email != u.Email || !got.CreatedAt.Equal(u.CreatedAt) {
+		t.Errorf("Unmarshal(Marshal(x)) = %+v, %v, want %+v", got, err, u)
+	}
+}
+
+func TestPackedUserHitAllocatesNothing(t *testing.T) {
+	p, _ := packUser(User{ID: "id", Email: "e", UserType: "user", CreatedAt: time.Unix(1_700_000_000, 0)})
+	if n := testing.AllocsPerRun(100, func() { _ = p.unpack() }); n != 0 {
+		t.Errorf("unpack allocates %v times, want 0", n)
+	}
+}

@@ -1,0 +1,144 @@
+package verify
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+	"unique"
+
+	"github.com/authgate/authgate/internal/cache"
+)
+
+// packed is the cached form of an Identity: what varies per user in one
+// string, what repeats across users (provider, issuer, role) shared, the
+// times as integers. An Identity is 200 bytes and up to seven strings
+// of its own (decoded from JSON); a packed one is 112 bytes and one
+// string. Unpacking on a hit allocates nothing: the strings of the
+// Identity are slices of s.
+type packed struct {
+	// s holds Subject, FirebaseUID (empty when it equals Subject), Email
+	// and Name, back to back; ends are where each stops.
+	s    string
+	ends [3]uint16
+	// issuer and role are interned: the same few values for every user.
+	issuer, role string
+	claims       map[string]any // read-only, as Identity.Claims
+	// Unix nanoseconds; zeroTime for the zero time.
+	iat, exp, auth int64
+	provider       Provider
+	emailVerified  bool
+	uidIsSubject   bool // FirebaseUID is Subject, not stored twice
+}
+
+// zeroTime stands for time.Time{}, so that the zero packed value
+// unpacks to the zero value; the one instant it shadows is the Unix
+// epoch itself.
+const zeroTime = 0
+
+// maxPacked bounds the per-user strings of a packed identity; a longer
+// one (never seen in a real token) is not cached.
+const maxPacked = math.MaxUint16
+
+func packTime(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroTime
+	}
+	return t.UnixNano()
+}
+
+func unpackTime(n int64) time.Time {
+	if n == zeroTime {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// pack returns the cached form of id, and false when its strings are too
+// long to pack.
+func pack(id Identity) (packed, bool) {
+	uid, same := id.FirebaseUID, id.FirebaseUID == id.Subject && id.Subject != ""
+	if same {
+		uid = ""
+	}
+	n := len(id.Subject) + len(uid) + len(id.Email) + len(id.Name)
+	if n > maxPacked {
+		return packed{}, false
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(id.Subject)
+	e0 := b.Len()
+	b.WriteString(uid)
+	e1 := b.Len()
+	b.WriteString(id.Email)
+	e2 := b.Len()
+	b.WriteString(id.Name)
+	return packed{
+		s:             b.String(),
+		ends:          [3]uint16{uint16(e0), uint16(e1), uint16(e2)},
+		issuer:        intern(id.Issuer),
+		role:          intern(id.Role),
+		claims:        id.Claims,
+		iat:           packTime(id.IssuedAt),
+		exp:           packTime(id.ExpiresAt),
+		auth:          packTime(id.AuthTime),
+		provider:      Provider(intern(string(id.Provider))),
+		emailVerified: id.EmailVerified,
+		uidIsSubject:  same,
+	}, true
+}
+
+// unpack returns the Identity p was packed from.
+func (p packed) unpack() Identity {
+	id := Identity{
+		Provider:      p.provider,
+		Issuer:        p.issuer,
+		Subject:       p.s[:p.ends[0]],
+		FirebaseUID:   p.s[p.ends[0]:p.ends[1]],
+		Email:         p.s[p.ends[1]:p.ends[2]],
+		Name:          p.s[p.ends[2]:],
+		EmailVerified: p.emailVerified,
+		Role:          p.role,
+		IssuedAt:      unpackTime(p.iat),
+		ExpiresAt:     unpackTime(p.exp),
+		AuthTime:      unpackTime(p.auth),
+		Claims:        p.claims,
+	}
+	if p.uidIsSubject {
+		id.FirebaseUID = id.Subject
+	}
+	return id
+}
+
+// intern returns the canonical copy of s, shared by every caller.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}
+
+// packedJSON stores packed identities in Redis as the JSON of the
+// Identity, as earlier releases did, so that replicas of either kind
+// share entries.
+type packedJSON struct{}
+
+var _ cache.Codec[packed] = packedJSON{}
+
+func (packedJSON) Marshal(p packed) ([]byte, error) {
+	return json.Marshal(p.unpack())
+}
+
+func (packedJSON) Unmarshal(b []byte) (packed, error) {
+	id, err := cache.JSON[Identity]{}.Unmarshal(b)
+	if err != nil {
+		return packed{}, err
+	}
+	p, ok := pack(id)
+	if !ok {
+		return packed{}, errors.New("identity too long to cache")
+	}
+	return p, nil
+}
