@@ -318,15 +318,66 @@ func loadConfig(path string, environ []string) (Config, error) {
 	return cfg, errors.Join(envErr, cfg.Validate())
 }
 
+// removedKeys are keys of earlier releases that no longer exist, with what
+// replaced them: a file or variable that still sets one is refused with
+// this, not with the decoder's "field not found".
+var removedKeys = map[string]string{
+	"cache.local_entries": "removed: every in-process cache now shares one byte budget, cache.local_max_bytes",
+}
+
 // decodeYAML decodes strictly: an unknown key is an error, not a silent
 // default.
 func decodeYAML(b []byte, cfg *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		if err := refuseRemovedKeys(&doc, ""); err != nil {
+			return err
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
+}
+
+// refuseRemovedKeys names the first key of removedKeys that n sets, with
+// its line.
+func refuseRemovedKeys(n *yaml.Node, path string) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := refuseRemovedKeys(c, path); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if path != "" {
+				k = path + "." + k
+			}
+			if why, ok := removedKeys[k]; ok {
+				return fmt.Errorf("line %d: %s: %s", n.Content[i].Line, k, why)
+			}
+			if err := refuseRemovedKeys(n.Content[i+1], k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removedEnvKey returns the removed key that the variable name stood for,
+// and why it is gone.
+func removedEnvKey(name string) (path, why string) {
+	for k, why := range removedKeys {
+		if envPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k)) == name {
+			return k, why
+		}
+	}
+	return "", ""
 }
 
 // envKey is one config leaf reachable from the environment.
@@ -398,6 +449,10 @@ func applyEnv(cfg *Config, environ []string) error {
 	for _, name := range names {
 		k, ok := keys[name]
 		if !ok {
+			if path, why := removedEnvKey(name); path != "" {
+				errs = append(errs, fmt.Errorf("%s (%s): %s", name, path, why))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("%s: no such configuration key", name))
 			continue
 		}

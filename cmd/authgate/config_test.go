@@ -96,6 +96,19 @@ func TestLoadConfigProblems(t *testing.T) {
 			want:     []string{"upstrem"},
 		},
 		{
+			name:     "removed key in file",
+			giveYAML: minimalConfig + "cache:\n  local_entries: 1000\n",
+			want:     []string{"cache.local_entries: removed", "cache.local_max_bytes"},
+			wantNot:  []string{"not found in type"},
+		},
+		{
+			name:     "removed key in the environment",
+			giveYAML: minimalConfig,
+			giveEnv:  []string{"AUTHGATE_CACHE_LOCAL_ENTRIES=1000"},
+			want:     []string{"AUTHGATE_CACHE_LOCAL_ENTRIES (cache.local_entries): removed", "cache.local_max_bytes"},
+			wantNot:  []string{"no such configuration key"},
+		},
+		{
 			name:     "wrong type in file",
 			giveYAML: minimalConfig + "server:\n  shutdown_grace: soon\n",
 			want:     []string{"soon"},
