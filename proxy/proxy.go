@@ -197,6 +197,15 @@ func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.cur.Load().ServeHTTP(w, r)
 }
 
+// serveJWKS serves the JWKS of the configuration in use.
+func (hd *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if j := hd.cur.Load().jwks; j != nil {
+		j.ServeHTTP(w, r)
+		return
+	}
+	http.NotFound(w, r)
+}
+
 // build makes the handler of cfg (valid) with verifier v; prev, the
 // handler in use, lends what outlives a configuration.
 func (hd *Handler) build(cfg Config, v Verifier, prev *handler, opts []Option) (*handler, error) {
