@@ -17,6 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/authgate/authgate/internal/cache/cachetest"
 	"github.com/authgate/authgate/verify/verifytest"
 )
 
@@ -409,4 +410,53 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("%s = %v, want %d", seriesReloadsOK, got, reloads)
 	}
 	t.Logf("%d requests during %d reloads, 0 failed", sent.Load(), reloads)
+}
+
+// TestReloadSharedRedis runs two replicas sharing Redis, with their
+// secret mounted at different paths: a replica that rotated the secret
+// refuses a token that the other, still on the old secret, has just cached
+// in Redis; once both run the same configuration they share again.
+func TestReloadSharedRedis(t *testing.T) {
+	rcfg, _ := cachetest.Redis(t, "cmd")
+	f := newReloadFixture(t)
+	redisYAML := fmt.Sprintf("cache:\n  redis: {addrs: [%q], db: %d, key_prefix: %q}\n", rcfg.Addrs[0], rcfg.DB, rcfg.KeyPrefix)
+	replica := func(name string) (*e2eAuthgate, string, string) {
+		dir := filepath.Join(f.dir, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		secretFile := filepath.Join(dir, "legacy-secret")
+		e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
+		cfgPath := filepath.Join(dir, "authgate.yaml")
+		e2eWriteFile(t, cfgPath, f.yaml(reloadConfig{secretFile: secretFile, watch: "100ms", extra: redisYAML}))
+		return startAuthgateFile(t, cfgPath), secretFile, cfgPath
+	}
+	a, aSecret, _ := replica("a")
+	b, bSecret, _ := replica("b")
+	client := &http.Client{Timeout: 5 * time.Second}
+	oldTok := legacyToken(t, verifytest.Secret, "alice")
+	newTok := legacyToken(t, reloadSecretB, "bob")
+	const legacyOK = `authgate_verify_total{provider="legacy",result="ok"}`
+
+	e2eWriteFile(t, aSecret, reloadSecretB+"\n")
+	waitMetric(t, a, seriesGeneration, 2)
+	if got := getStatus(t, client, b, "/", oldTok); got != http.StatusOK {
+		t.Fatalf("b (old secret): GET / with the old secret's token = %d, want 200", got)
+	}
+	if got := getStatus(t, client, a, "/", oldTok); got != http.StatusUnauthorized {
+		t.Errorf("a (rotated): GET / with the old secret's token, cached in Redis by b = %d, want 401", got)
+	}
+
+	e2eWriteFile(t, bSecret, reloadSecretB+"\n")
+	waitMetric(t, b, seriesGeneration, 2)
+	if got := getStatus(t, client, a, "/", newTok); got != http.StatusOK {
+		t.Fatalf("a: GET / with the new secret's token = %d, want 200", got)
+	}
+	before := metricValue(t, b, legacyOK)
+	if got := getStatus(t, client, b, "/", newTok); got != http.StatusOK {
+		t.Fatalf("b: GET / with the new secret's token = %d, want 200", got)
+	}
+	if got := metricValue(t, b, legacyOK); got != before {
+		t.Errorf("b: %s went from %v to %v, want unchanged: a's verification, shared through Redis", legacyOK, before, got)
+	}
 }
