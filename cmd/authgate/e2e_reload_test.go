@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,5 +463,65 @@ func TestReloadSharedRedis(t *testing.T) {
 	}
 	if got := metricValue(t, b, legacyOK); got != before {
 		t.Errorf("b: %s went from %v to %v, want unchanged: a's verification, shared through Redis", legacyOK, before, got)
+	}
+}
+
+// jwksKids returns the kids of the JWKS at url.
+func jwksKids(t *testing.T, url string) []string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.KeyID)
+	}
+	slices.Sort(kids)
+	return kids
+}
+
+// TestReloadAssertionKey replaces the assertion signing key in its file:
+// both listeners publish the new key after the reload.
+func TestReloadAssertionKey(t *testing.T) {
+	f := newReloadFixture(t)
+	secretFile := filepath.Join(f.dir, "legacy-secret")
+	e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	keyFile := writePEMKey(t, newKey())
+	cfgPath := filepath.Join(f.dir, "authgate.yaml")
+	e2eWriteFile(t, cfgPath, f.yaml(reloadConfig{secretFile: secretFile, watch: "100ms",
+		extra: fmt.Sprintf("assertion: {enabled: true, issuer: https://authgate.example.test, key_file: %q}\n", keyFile)}))
+	ag := startAuthgateFile(t, cfgPath)
+	const path = "/.well-known/authgate/jwks.json"
+	before := jwksKids(t, "http://"+ag.admin+path)
+	if len(before) != 1 {
+		t.Fatalf("JWKS kids before the reload = %q, want one", before)
+	}
+
+	rotated := writePEMKey(t, newKey())
+	b, err := os.ReadFile(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2eWriteFile(t, keyFile, string(b))
+	waitMetric(t, ag, seriesGeneration, 2)
+	admin, public := jwksKids(t, "http://"+ag.admin+path), jwksKids(t, "http://"+ag.public+path)
+	if len(admin) != 1 || admin[0] == before[0] {
+		t.Errorf("admin JWKS kids after the reload = %q, want one other than %q", admin, before)
+	}
+	if !slices.Equal(public, admin) {
+		t.Errorf("public JWKS kids = %q, admin's = %q, want the same", public, admin)
 	}
 }
