@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ type app struct {
 	log      *zap.Logger
 	registry *prometheus.Registry
 	reg      prometheus.Registerer // registry, with the authgate_ prefix
+	// running is the configuration in use: newApp's, then a reload's.
+	running  atomic.Pointer[Config]
 	verifier *verify.Verifier
 	store    *federation.Store    // nil when federation is off
 	usage    *usagestats.Recorder // nil when usage.enabled is false
@@ -71,6 +74,7 @@ type wiring struct {
 // configuration key where one is at fault, and the cause.
 func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption) (*app, error) {
 	a := &app{log: log, registry: prometheus.NewRegistry()}
+	a.running.Store(&cfg)
 	for _, o := range opts {
 		o(a)
 	}
@@ -268,7 +272,12 @@ func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
 		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
 	}
 	if a.store != nil {
-		w.admin.Migration = newMigration(cfg, a.store, a.usage)
+		m := newMigration(cfg, a.store, a.usage)
+		m.Rules = func() (bool, []proxy.RouteConfig) {
+			c := a.running.Load()
+			return c.Verify.Legacy.Enabled, c.Proxy.Routes
+		}
+		w.admin.Migration = m
 	}
 	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.admin, a.log, w.reg)
 	if err != nil {

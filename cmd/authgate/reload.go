@@ -305,6 +305,10 @@ func (r *reloader) apply(ctx context.Context, next *Config, sums map[string]file
 	// the verifier (auth API, admin API, readiness) now too.
 	r.a.verifier.Use(g)
 	r.level.SetLevel(level)
+	if r.a.usage != nil {
+		r.a.usage.SetRoutes(routeNames(*next))
+	}
 	r.cur = *next
+	r.a.running.Store(next) // next is this reload's own, never written again
 	return kept, nil
 }
