@@ -61,9 +61,10 @@ type Config struct {
 type ReloadConfig struct {
 	// WatchInterval is how often the configuration file and every file it
 	// names (secrets, PEM keys) are read to see whether their content
-	// changed, which reloads. Reading through the path follows a
-	// Kubernetes ConfigMap or Secret mount's symlink swap. 0 turns
-	// watching off (SIGHUP only). Default 5s; 0, or 100ms to 1h.
+	// changed. A change reloads once it has held for one interval, so a
+	// file caught half-written is not loaded. Reading through the path
+	// follows a Kubernetes ConfigMap or Secret mount's symlink swap. 0
+	// turns watching off (SIGHUP only). Default 5s; 0, or 100ms to 1h.
 	WatchInterval time.Duration `yaml:"watch_interval"`
 }
 

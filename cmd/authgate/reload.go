@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -146,6 +147,11 @@ type reloader struct {
 	// sums are the watched files' content when last read for a reload,
 	// and curSums when the running configuration was loaded.
 	sums, curSums map[string]fileSum
+	// seen is what the watch read last when it differed from sums: a
+	// change reloads once it has held for a whole interval, so that a
+	// file caught half-written (by an editor or a script that does not
+	// rename into place) is not loaded.
+	seen map[string]fileSum
 }
 
 // newReloader registers the reload metrics; cfg is the configuration a
@@ -199,16 +205,17 @@ func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			r.reload(ctx, "signal")
 		case <-tick:
-			if r.changed() {
+			if r.settled() {
 				r.reload(ctx, "file")
 			}
 		}
 	}
 }
 
-// changed reports whether a watched file's content differs from when it
-// was last read for a reload.
-func (r *reloader) changed() bool {
+// settled reports whether the watched files' content differs from when
+// they were last read for a reload, and is what it was at the previous
+// tick.
+func (r *reloader) settled() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	paths := make([]string, 0, len(r.sums))
@@ -216,11 +223,15 @@ func (r *reloader) changed() bool {
 		paths = append(paths, p)
 	}
 	now := sumFiles(paths)
-	for p, s := range now {
-		if r.sums[p] != s {
-			return true
-		}
+	if maps.Equal(now, r.sums) {
+		r.seen = nil
+		return false
 	}
+	if maps.Equal(now, r.seen) {
+		r.seen = nil
+		return true
+	}
+	r.seen = now
 	return false
 }
 
