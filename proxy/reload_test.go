@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // TestReload serves a request on a route, reloads with the route made
@@ -75,5 +77,34 @@ func TestReloadInFlight(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest("GET", "http://svc/x", nil))
 	if w.Code != http.StatusForbidden {
 		t.Errorf("request after the reload = %d, want 403", w.Code)
+	}
+}
+
+// TestReloadExtAuthz checks that the ext_authz gRPC server decides with
+// the configuration of the moment: a route made public admits an
+// anonymous Check after the reload.
+func TestReloadExtAuthz(t *testing.T) {
+	h := newHandler(t, testConfig(""))
+	_, conn := startExtAuthz(t, h)
+	check := func() int32 {
+		resp, err := authv3.NewAuthorizationClient(conn).Check(t.Context(), checkRequest("GET", "svc", "/reports", nil))
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if resp.GetOkResponse() != nil {
+			return 200
+		}
+		return int32(resp.GetDeniedResponse().GetStatus().GetCode())
+	}
+	if got := check(); got != http.StatusUnauthorized {
+		t.Fatalf("anonymous Check of /reports before the reload = %d, want 401", got)
+	}
+	cfg := testConfig("")
+	cfg.Routes = append([]RouteConfig{{Name: "reports", Path: "/reports", Access: AccessPublic}}, slices.Clone(testRoutes)...)
+	if err := h.Reload(cfg); err != nil {
+		t.Fatalf("Reload() error = %v", err)
+	}
+	if got := check(); got != http.StatusOK {
+		t.Errorf("anonymous Check of /reports after the reload = %d, want 200", got)
 	}
 }
