@@ -3,7 +3,7 @@ package verify_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"regexp"
 	"strings"
@@ -391,11 +391,13 @@ func TestVerifyCacheRedisSharedBetweenReplicas(t *testing.T) {
 	}
 
 	// The Redis key is the configuration's namespace, then the SHA-256 of
-	// the token; neither key nor value holds the token or any of its parts.
+	// the token (base64url); neither key nor value holds the token or any
+	// of its parts.
 	sum := sha256.Sum256([]byte(tok))
+	digest := base64.RawURLEncoding.EncodeToString(sum[:])
 	keys := redisKeys(t, client, rcfg.KeyPrefix)
-	wantKey := rcfg.KeyPrefix + "tokens:<16 hex digits>." + hex.EncodeToString(sum[:])
-	if len(keys) != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(rcfg.KeyPrefix+"tokens:")+`[0-9a-f]{16}\.`+hex.EncodeToString(sum[:])+`$`).MatchString(keys[0]) {
+	wantKey := rcfg.KeyPrefix + "tokens:<16 hex digits>." + digest
+	if len(keys) != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(rcfg.KeyPrefix+"tokens:")+`[0-9a-f]{16}\.`+regexp.QuoteMeta(digest)+`$`).MatchString(keys[0]) {
 		t.Fatalf("redis keys = %q, want [%q]", keys, wantKey)
 	}
 	wantKey = keys[0]
