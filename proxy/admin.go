@@ -107,6 +107,13 @@ func WithAdminJWKS(path string, k AssertionKeys) AdminOption {
 	return func(a *Admin) { a.mux.Handle(path, k.JWKSHandler()) }
 }
 
+// WithAdminJWKSOf serves at path the JWKS that h serves at the time of
+// each request (404 while h has no assertion keys), so that keys a reload
+// brings are published on both listeners.
+func WithAdminJWKSOf(path string, h *Handler) AdminOption {
+	return func(a *Admin) { a.mux.Handle(path, http.HandlerFunc(h.serveJWKS)) }
+}
+
 // NewAdmin builds the admin handler. gatherer is served on /metrics.
 func NewAdmin(cfg AdminConfig, gatherer prometheus.Gatherer, checks []Check, opts ...AdminOption) *Admin {
 	a := &Admin{mux: http.NewServeMux(), checks: checks, timeout: cfg.CheckTimeout}

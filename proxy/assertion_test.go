@@ -415,7 +415,7 @@ func BenchmarkForwardAuthAssertion(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if bc.fresh {
-					clear(h.assert.cache)
+					clear(h.cur.Load().assert.cache)
 				}
 				delete(r.Header, headerRequestID)
 				clear(w.h)

@@ -48,7 +48,7 @@ func (e reportedError) Error() string { return string(e) }
 // handler. The identity headers were stripped and the request id set
 // before; the status, user and reason come back for the access log and
 // metrics.
-func (h *Handler) serveAuthAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
+func (h *handler) serveAuthAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
 	m := &mounted{clientIP: h.clientIP(r)}
 	r = r.WithContext(context.WithValue(r.Context(), mountedKey{}, m))
 	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
@@ -65,7 +65,7 @@ func (h *Handler) serveAuthAPI(w http.ResponseWriter, r *http.Request, out *outc
 
 // checkAuthPath refuses an auth API prefix that is not canonical or that
 // overlaps another endpoint, which would then shadow it.
-func (h *Handler) checkAuthPath() error {
+func (h *handler) checkAuthPath() error {
 	if h.authAPI == nil {
 		h.authPath = ""
 		return nil

@@ -91,7 +91,7 @@ func TestAuthAPIMounted(t *testing.T) {
 			t.Errorf("access log %s = %v, want %v", k, first[k], want)
 		}
 	}
-	if got := testutil.ToFloat64(h.metrics.requests[modeIndex(modeAuthAPI)][0][classIndex(401)]); got != 2 {
+	if got := testutil.ToFloat64(h.cur.Load().metrics.requests[modeIndex(modeAuthAPI)][0][classIndex(401)]); got != 2 {
 		t.Errorf("requests_total{mode=auth_api,code=4xx} = %v, want 2", got)
 	}
 }

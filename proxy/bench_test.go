@@ -262,7 +262,7 @@ func BenchmarkOriginalRequest(b *testing.B) {
 	r.Header.Set("X-Forwarded-Uri", "/api/v1/orders/42?page=2")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := h.originalRequest(r); err != nil {
+		if _, err := h.cur.Load().originalRequest(r); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -273,10 +273,11 @@ func BenchmarkOriginalRequest(b *testing.B) {
 // BenchmarkForwardAuth: metrics cannot be turned off, so their overhead is
 // measured on its own.
 func BenchmarkRequestMetrics(b *testing.B) {
-	m, err := newMetrics(prometheus.NewRegistry(), []string{"public", "default"})
+	v, err := newMetricVecs(prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
+	m := v.resolve([]string{"public", "default"})
 	b.ReportAllocs()
 	for b.Loop() {
 		m.observe(modeForwardAuth, 1, 200, 5*time.Microsecond)

@@ -11,7 +11,7 @@ import (
 // X-Forwarded-For that is not itself a trusted proxy. Entries left of that
 // one were written by the client and are not believed. The zero Addr means
 // the peer address could not be read.
-func (h *Handler) clientIP(r *http.Request) netip.Addr {
+func (h *handler) clientIP(r *http.Request) netip.Addr {
 	addr := peerAddr(r)
 	if !addr.IsValid() || !h.trustedAddr(addr) {
 		return addr
@@ -49,7 +49,7 @@ func peerAddr(r *http.Request) netip.Addr {
 }
 
 // trustedAddr reports whether a is in TrustedProxies.
-func (h *Handler) trustedAddr(a netip.Addr) bool {
+func (h *handler) trustedAddr(a netip.Addr) bool {
 	for _, p := range h.trusted {
 		if p.Contains(a) {
 			return true

@@ -43,8 +43,10 @@ const authzService = "envoy.service.auth.v3.Authorization"
 
 // NewExtAuthzServer builds the gRPC server of h's ext_authz_grpc
 // configuration. It listens nowhere until Serve.
+// Each Check is decided by the handler's configuration of the moment (see
+// Handler.Reload); the listener's own settings are those of h's at call.
 func NewExtAuthzServer(h *Handler) *ExtAuthzServer {
-	c := h.cfg.ExtAuthzGRPC
+	c := h.cur.Load().cfg.ExtAuthzGRPC
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(c.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(uint32(c.MaxConcurrentStreams)),
@@ -105,7 +107,7 @@ type extAuthz struct {
 // own failures included, is a CheckResponse; only a Check whose caller has
 // gone away gets a gRPC error.
 func (s extAuthz) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	resp := s.h.check(ctx, cr)
+	resp := s.h.cur.Load().check(ctx, cr)
 	if resp == nil {
 		return nil, status.Error(codes.Canceled, "canceled")
 	}
@@ -116,7 +118,7 @@ func (s extAuthz) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 // the peer must be a trusted proxy, the original method, host and path
 // come from the request's attributes, the token from its headers. It
 // returns nil when the caller went away.
-func (h *Handler) check(ctx context.Context, cr *authv3.CheckRequest) (resp *authv3.CheckResponse) {
+func (h *handler) check(ctx context.Context, cr *authv3.CheckRequest) (resp *authv3.CheckResponse) {
 	start := h.now()
 	hr := cr.GetAttributes().GetRequest().GetHttp()
 	hdr, names := checkHeaders(hr)
@@ -175,7 +177,7 @@ func (h *Handler) check(ctx context.Context, cr *authv3.CheckRequest) (resp *aut
 }
 
 // decideCheck reads the original request from hr and decides it.
-func (h *Handler) decideCheck(ctx context.Context, hr *authv3.AttributeContext_HttpRequest, hdr http.Header, out *outcome) (principal, bool) {
+func (h *handler) decideCheck(ctx context.Context, hr *authv3.AttributeContext_HttpRequest, hdr http.Header, out *outcome) (principal, bool) {
 	req, err := h.checkRequest(ctx, hr)
 	if err != nil {
 		out.status, out.err = statusFor(err), err
@@ -187,7 +189,7 @@ func (h *Handler) decideCheck(ctx context.Context, hr *authv3.AttributeContext_H
 // checkRequest reads the method, host and canonical path of the request
 // Envoy asks about. They are believed only from a peer in trusted_proxies,
 // as forward-auth's gateway headers are.
-func (h *Handler) checkRequest(ctx context.Context, hr *authv3.AttributeContext_HttpRequest) (request, error) {
+func (h *handler) checkRequest(ctx context.Context, hr *authv3.AttributeContext_HttpRequest) (request, error) {
 	if !h.grpcPeerTrusted(ctx) {
 		return request{}, errUntrustedPeer
 	}
@@ -203,7 +205,7 @@ func (h *Handler) checkRequest(ctx context.Context, hr *authv3.AttributeContext_
 }
 
 // grpcPeerTrusted reports whether the gRPC peer is in TrustedProxies.
-func (h *Handler) grpcPeerTrusted(ctx context.Context) bool {
+func (h *handler) grpcPeerTrusted(ctx context.Context) bool {
 	pr, ok := peer.FromContext(ctx)
 	if !ok || pr.Addr == nil || len(h.trusted) == 0 {
 		return false
@@ -252,7 +254,7 @@ func checkHeaders(hr *authv3.AttributeContext_HttpRequest) (http.Header, []strin
 // trace context in the original request's headers or, when there is none,
 // the one in the gRPC metadata (Envoy's span around the Check). Only called
 // with tracing on.
-func (h *Handler) startCheckSpan(ctx context.Context, hdr http.Header, method string) (context.Context, trace.Span) {
+func (h *handler) startCheckSpan(ctx context.Context, hdr http.Header, method string) (context.Context, trace.Span) {
 	if !trace.SpanContextFromContext(h.prop.Extract(context.Background(), propagation.HeaderCarrier(hdr))).IsValid() {
 		if md, ok := metadata.FromIncomingContext(ctx); ok {
 			mdHdr := http.Header{}
@@ -274,7 +276,7 @@ func (h *Handler) startCheckSpan(ctx context.Context, hdr http.Header, method st
 // upstream are further headers for the upstream request (the signed
 // assertion), client headers for the client's response (a warn route's
 // Deprecation, Sunset and Link); both may be nil.
-func (h *Handler) okResponse(vals *[numSlots]string, names []string, upstream, client http.Header) *authv3.CheckResponse {
+func (h *handler) okResponse(vals *[numSlots]string, names []string, upstream, client http.Header) *authv3.CheckResponse {
 	set := make([]*corev3.HeaderValueOption, 0, numSlots+len(upstream))
 	keep := make([]string, 0, numSlots+len(upstream))
 	for i, v := range vals {

@@ -151,7 +151,7 @@ func TestExtAuthzCheck(t *testing.T) {
 				}
 				got := okHeaders(t, resp)
 				// The full set, empty where unknown, as forward-auth answers.
-				for _, name := range h.ident.names {
+				for _, name := range h.cur.Load().ident.names {
 					if _, ok := got[strings.ToLower(name)]; !ok {
 						t.Errorf("OK response does not set %s", name)
 					}

@@ -20,7 +20,7 @@ import (
 // These are believed only from trusted_proxies. The answer is 200 with the
 // full identity header set, 401 or 403 for auth outcomes, 5xx for
 // authgate's own failures; never a redirect, never a read of the body.
-func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *outcome) {
+func (h *handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *outcome) {
 	req, err := h.originalRequest(r)
 	if err != nil {
 		out.status, out.err = statusFor(err), err
@@ -63,7 +63,7 @@ func (h *Handler) serveForwardAuth(w http.ResponseWriter, r *http.Request, out *
 // along, so a client may add a second header family (X-Original-URI next to
 // Traefik's X-Forwarded-Uri, say): when the families, or repeats of one
 // header, disagree, the request is refused rather than guessed at.
-func (h *Handler) originalRequest(r *http.Request) (request, error) {
+func (h *handler) originalRequest(r *http.Request) (request, error) {
 	if !h.peerTrusted(r) {
 		return request{}, errUntrustedPeer
 	}

@@ -92,7 +92,7 @@ func TestForwardAuth(t *testing.T) {
 			}
 			// A 200 always carries the whole set, empty where unknown,
 			// so a gateway copying them replaces any client value.
-			for _, name := range h.ident.names {
+			for _, name := range h.cur.Load().ident.names {
 				vals, ok := w.Header()[name]
 				if !ok || len(vals) != 1 {
 					t.Errorf("answer header %s = %q, want exactly one value", name, vals)

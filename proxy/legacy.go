@@ -56,6 +56,8 @@ type routeLegacy struct {
 	deprecation, sunsetHdr, link []string
 	// count[policy] counts legacy-authenticated requests.
 	count [len(legacyPolicies)]prometheus.Counter
+	// loaded is when the route's rules were first loaded.
+	loaded time.Time
 }
 
 // validateLegacy checks the legacy keys of route p.
@@ -95,14 +97,26 @@ func checkMigrationURL(s string) error {
 	return nil
 }
 
-// compileLegacy builds the routes' legacy policies; loaded is when the
-// rules were loaded, the Deprecation date of a warn route without
-// legacy_deprecated. Config is valid.
-func compileLegacy(cfg Config, loaded time.Time, reg prometheus.Registerer) ([]routeLegacy, error) {
+// newLegacyVec makes the legacy_requests_total series and registers
+// them with reg, if not nil.
+func newLegacyVec(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "legacy_requests_total",
 		Help: "Requests authenticated with a legacy token, by route and the legacy policy applied (deny includes sunset routes past their sunset).",
 	}, []string{"route", "policy"})
+	if reg != nil {
+		if err := reg.Register(vec); err != nil {
+			return nil, fmt.Errorf("register legacy metrics: %w", err)
+		}
+	}
+	return vec, nil
+}
+
+// compileLegacy builds the routes' legacy policies; loaded is when the
+// rules were loaded, the Deprecation date of a warn route without
+// legacy_deprecated, unless since has an earlier load of the route's name.
+// Config is valid.
+func compileLegacy(cfg Config, loaded time.Time, since map[string]time.Time, vec *prometheus.CounterVec) []routeLegacy {
 	out := make([]routeLegacy, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		l := &out[i]
@@ -110,7 +124,11 @@ func compileLegacy(cfg Config, loaded time.Time, reg prometheus.Registerer) ([]r
 		if l.policy == "" {
 			l.policy = LegacyAllow
 		}
-		dep := loaded
+		l.loaded = loaded
+		if t, ok := since[r.Name]; ok {
+			l.loaded = t
+		}
+		dep := l.loaded
 		if r.LegacyDeprecated != "" {
 			dep, _ = time.Parse(time.RFC3339, r.LegacyDeprecated)
 		}
@@ -131,12 +149,7 @@ func compileLegacy(cfg Config, loaded time.Time, reg prometheus.Registerer) ([]r
 			l.count[j] = vec.WithLabelValues(r.Name, string(p))
 		}
 	}
-	if reg != nil {
-		if err := reg.Register(vec); err != nil {
-			return nil, fmt.Errorf("register legacy metrics: %w", err)
-		}
-	}
-	return out, nil
+	return out
 }
 
 // admitLegacy applies the route's legacy policy to a verified identity at

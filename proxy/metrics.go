@@ -24,46 +24,67 @@ type metrics struct {
 	upstreamVec *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer, routes []string) (*metrics, error) {
-	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+// metricVecs are the request series of a Handler, registered once and
+// resolved for each configuration's routes.
+type metricVecs struct {
+	reqs   *prometheus.CounterVec
+	dur    *prometheus.HistogramVec
+	up     *prometheus.HistogramVec
+	legacy *prometheus.CounterVec
+}
+
+func newMetricVecs(reg prometheus.Registerer) (*metricVecs, error) {
+	v := &metricVecs{}
+	v.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "requests_total",
 		Help: "Requests on the public listener by mode, route and status class.",
 	}, []string{"mode", "route", "code"})
-	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	v.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "request_duration_seconds",
 		Help:    "Time from request to response on the public listener, by mode.",
 		Buckets: durationBins,
 	}, []string{"mode"})
-	up := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	v.up = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "upstream_request_duration_seconds",
 		Help:    "Time from forwarding a request to the upstream until its response ended, by route and status class.",
 		Buckets: durationBins,
 	}, []string{"route", "code"})
-	m := &metrics{upstreamVec: up}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{v.reqs, v.dur, v.up} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register proxy metrics: %w", err)
+			}
+		}
+	}
+	var err error
+	if v.legacy, err = newLegacyVec(reg); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// resolve makes the series of routes (their names, in order) so that the
+// hot path does no label lookups. A route a reload removed keeps its
+// series, at their last values.
+func (v *metricVecs) resolve(routes []string) *metrics {
+	m := &metrics{upstreamVec: v.up}
 	names := append([]string{"none"}, routes...)
 	m.upstream = make([][len(statusClass)]prometheus.Observer, len(names))
 	for ri, rn := range names {
 		for ci, c := range statusClass {
-			m.upstream[ri][ci] = up.WithLabelValues(rn, c)
+			m.upstream[ri][ci] = v.up.WithLabelValues(rn, c)
 		}
 	}
 	for mi, mode := range modes {
 		m.requests[mi] = make([][len(statusClass)]prometheus.Counter, len(names))
 		for ri, rn := range names {
 			for ci, c := range statusClass {
-				m.requests[mi][ri][ci] = reqs.WithLabelValues(mode, rn, c)
+				m.requests[mi][ri][ci] = v.reqs.WithLabelValues(mode, rn, c)
 			}
 		}
-		m.duration[mi] = dur.WithLabelValues(mode)
+		m.duration[mi] = v.dur.WithLabelValues(mode)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{reqs, dur, up} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register proxy metrics: %w", err)
-			}
-		}
-	}
-	return m, nil
+	return m
 }
 
 func modeIndex(mode string) int {

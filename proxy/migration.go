@@ -39,6 +39,10 @@ type Migration struct {
 	LegacyEnabled bool
 	// Routes are the route rules.
 	Routes []RouteConfig
+	// Rules, when set, gives verify.legacy.enabled and the route rules at
+	// each report, in place of LegacyEnabled and Routes: those of a
+	// reloaded configuration.
+	Rules func() (legacyEnabled bool, routes []RouteConfig)
 	// Now is time.Now unless a test sets it.
 	Now func() time.Time
 }
@@ -80,7 +84,11 @@ func (m *Migration) Report(ctx context.Context) (MigrationReport, error) {
 	if m.Now != nil {
 		now = m.Now
 	}
-	rep := MigrationReport{GeneratedAt: now().UTC().Truncate(time.Second), LegacyVerification: m.LegacyEnabled, LegacyRoutes: []LegacyRoute{}}
+	legacyEnabled, routes := m.LegacyEnabled, m.Routes
+	if m.Rules != nil {
+		legacyEnabled, routes = m.Rules()
+	}
+	rep := MigrationReport{GeneratedAt: now().UTC().Truncate(time.Second), LegacyVerification: legacyEnabled, LegacyRoutes: []LegacyRoute{}}
 	counts, err := m.Users.MigrationCounts(ctx, m.PasswordColumn)
 	if err != nil {
 		return MigrationReport{}, fmt.Errorf("migration report: %w", err)
@@ -109,8 +117,8 @@ func (m *Migration) Report(ctx context.Context) (MigrationReport, error) {
 			rep.TelemetryNote = "telemetry unavailable: " + err.Error()
 		}
 	}
-	if m.LegacyEnabled {
-		rep.LegacyRoutes = LegacyRoutes(m.Routes, now())
+	if legacyEnabled {
+		rep.LegacyRoutes = LegacyRoutes(routes, now())
 	}
 	return rep, nil
 }

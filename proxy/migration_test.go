@@ -129,3 +129,18 @@ func TestAdminMigrationOff(t *testing.T) {
 		t.Errorf("status = %d, want 404", w.Code)
 	}
 }
+
+// TestMigrationRules checks that a report reads the rules of the moment
+// when Rules is set, as after a reload.
+func TestMigrationRules(t *testing.T) {
+	routes := []RouteConfig{{Name: "old", Path: "/"}}
+	m := &Migration{Users: &fakeCounter{}, LegacyEnabled: true, Routes: routes,
+		Rules: func() (bool, []RouteConfig) { return true, []RouteConfig{{Name: "reloaded", Path: "/"}} }}
+	rep, err := m.Report(t.Context())
+	if err != nil {
+		t.Fatalf("Report() error = %v", err)
+	}
+	if len(rep.LegacyRoutes) != 1 || rep.LegacyRoutes[0].Name != "reloaded" {
+		t.Errorf("Report().LegacyRoutes = %+v, want the reloaded route only", rep.LegacyRoutes)
+	}
+}

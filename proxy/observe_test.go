@@ -130,7 +130,7 @@ requests_total{code="4xx",mode="forward_auth",route="admin"} 1
 		t.Errorf("unexpected non-zero series:\n%s", got)
 	}
 	// The two proxied requests were timed upstream; the refused ones were not.
-	if n := testutil.CollectAndCount(h.metrics.upstreamVec, "upstream_request_duration_seconds"); n != (len(testRoutes)+1)*len(statusClass) {
+	if n := testutil.CollectAndCount(h.cur.Load().metrics.upstreamVec, "upstream_request_duration_seconds"); n != (len(testRoutes)+1)*len(statusClass) {
 		t.Errorf("upstream_request_duration_seconds has %d series, want all pre-created", n)
 	}
 	if c := histogramCount(t, reg, "upstream_request_duration_seconds", map[string]string{"route": "default", "code": "2xx"}); c != 2 {

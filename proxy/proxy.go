@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +51,21 @@ type Usage interface {
 }
 
 // Handler serves the public listener. It is safe for concurrent use.
+//
+// Reload replaces its configuration while it serves: each request loads
+// the configuration of the moment once, and finishes under it.
 type Handler struct {
+	cur  atomic.Pointer[handler]
+	vecs *metricVecs
+	log  *zap.Logger
+	// opts are New's options, which every reload applies first.
+	opts []Option
+	mu   sync.Mutex // serialises Reload
+}
+
+// handler is one configuration of a Handler; it is not changed once
+// built.
+type handler struct {
 	cfg      Config
 	verifier Verifier
 	users    Users // nil when federation is off
@@ -88,20 +104,20 @@ type Handler struct {
 var _ http.Handler = (*Handler)(nil)
 
 // Option adjusts a Handler.
-type Option func(*Handler)
+type Option func(*handler)
 
 // WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+func WithClock(now func() time.Time) Option { return func(h *handler) { h.now = now } }
 
 // WithReadiness makes the token API's health endpoint report the same
 // dependency states as the admin listener's /readyz.
 func WithReadiness(ready func(ctx context.Context) Readiness) Option {
-	return func(h *Handler) { h.ready = ready }
+	return func(h *handler) { h.ready = ready }
 }
 
 // WithUsers turns federation on: X-User-Id becomes the platform user id and
 // the business fields come from the user row.
-func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
+func WithUsers(u Users) Option { return func(h *handler) { h.users = u } }
 
 // WithAuthAPI serves h, the auth API (see package authapi), under prefix
 // as the request mode auth_api: client-sent identity headers are stripped
@@ -111,21 +127,21 @@ func WithUsers(u Users) Option { return func(h *Handler) { h.users = u } }
 // ReportOutcome. prefix must be a canonical path that overlaps neither
 // forward_auth.path nor token_api.prefix.
 func WithAuthAPI(prefix string, h http.Handler) Option {
-	return func(hd *Handler) { hd.authPath, hd.authAPI = prefix, h }
+	return func(hd *handler) { hd.authPath, hd.authAPI = prefix, h }
 }
 
 // WithUsage records every request whose token verified (whatever the
 // route then decides) in u.
-func WithUsage(u Usage) Option { return func(h *Handler) { h.usage = u } }
+func WithUsage(u Usage) Option { return func(h *handler) { h.usage = u } }
 
 // WithAssertionKeys gives the keys of the signed identity assertion
 // (LoadAssertionKeys, or NewAssertionKeys with an ephemeral key in dev).
 // New fails when assertion.enabled is true without them.
-func WithAssertionKeys(k AssertionKeys) Option { return func(h *Handler) { h.keys = &k } }
+func WithAssertionKeys(k AssertionKeys) Option { return func(h *handler) { h.keys = &k } }
 
 // WithAccessLog turns the one-line-per-request access log on or off
 // (default on).
-func WithAccessLog(on bool) Option { return func(h *Handler) { h.access = on } }
+func WithAccessLog(on bool) Option { return func(h *handler) { h.access = on } }
 
 // New builds the public handler. reg receives the request metrics; it may be
 // nil.
@@ -133,21 +149,84 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	vecs, err := newMetricVecs(reg)
+	if err != nil {
+		return nil, err
+	}
+	hd := &Handler{vecs: vecs, log: log, opts: opts}
+	h, err := hd.build(cfg, v, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	hd.cur.Store(h)
+	return hd, nil
+}
+
+// WithVerifier replaces the verifier New was given, for Reload: a
+// verify.Generation, so that a request verifies under the issuers of the
+// configuration it started with.
+func WithVerifier(v Verifier) Option { return func(h *handler) { h.verifier = v } }
+
+// Reload builds the handler of cfg, with New's options and then opts, and
+// swaps it in: requests in flight finish under the configuration they
+// started with, new ones get cfg's. The metrics, request ids, rate limiter
+// state (while its configuration is unchanged) and the upstream's
+// connections (while transport is unchanged) carry over. On an error,
+// naming the key at fault, nothing changes.
+func (hd *Handler) Reload(cfg Config, opts ...Option) error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	prev := hd.cur.Load()
+	h, err := hd.build(cfg, prev.verifier, prev, opts)
+	if err != nil {
+		return err
+	}
+	hd.cur.Store(h)
+	if prev.rp != nil && (h.rp == nil || h.rp.Transport != prev.rp.Transport) {
+		// Requests in flight keep their connections; idle ones go.
+		prev.rp.Transport.(*http.Transport).CloseIdleConnections()
+	}
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd.cur.Load().ServeHTTP(w, r)
+}
+
+// serveJWKS serves the JWKS of the configuration in use.
+func (hd *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if j := hd.cur.Load().jwks; j != nil {
+		j.ServeHTTP(w, r)
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// build makes the handler of cfg (valid) with verifier v; prev, the
+// handler in use, lends what outlives a configuration.
+func (hd *Handler) build(cfg Config, v Verifier, prev *handler, opts []Option) (*handler, error) {
 	trusted, _ := parsePrefixes(cfg.TrustedProxies)
 	strip := cfg.StripHeaders
 	if cfg.Assertion.Enabled {
 		strip = append(slices.Clone(strip), cfg.Assertion.Header)
 	}
-	h := &Handler{
+	h := &handler{
 		cfg:      cfg,
 		verifier: v,
-		log:      log.Named("proxy"),
+		log:      hd.log.Named("proxy"),
 		now:      time.Now,
 		ident:    newIdentityHeaders(cfg.HeaderPrefix, strip),
 		routes:   compileRoutes(cfg.Routes),
 		trusted:  trusted,
 		ids:      newRequestIDs(),
 		access:   true,
+	}
+	if prev != nil {
+		h.ids = prev.ids
 	}
 	for _, r := range cfg.Routes {
 		if strings.ToLower(r.Path) != r.Path {
@@ -160,8 +239,15 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	if cfg.TokenAPI.Enabled {
 		h.apiPath = cfg.TokenAPI.Prefix
 		rl := cfg.TokenAPI.RateLimit
-		h.apiPerIP = ratelimit.New(rl.PerIP, rl.MaxKeys)
-		h.apiPerIdentity = ratelimit.New(rl.PerIdentity, rl.MaxKeys)
+		if prev != nil && prev.apiPerIP != nil && prev.cfg.TokenAPI.RateLimit == rl {
+			h.apiPerIP, h.apiPerIdentity = prev.apiPerIP, prev.apiPerIdentity
+		} else {
+			h.apiPerIP = ratelimit.New(rl.PerIP, rl.MaxKeys)
+			h.apiPerIdentity = ratelimit.New(rl.PerIdentity, rl.MaxKeys)
+		}
+	}
+	for _, o := range hd.opts {
+		o(h)
 	}
 	for _, o := range opts {
 		o(h)
@@ -181,7 +267,11 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	case upstreamEcho:
 		h.upstream = echoHandler{}
 	default:
-		rp, err := h.newReverseProxy()
+		var transport *http.Transport
+		if prev != nil && prev.rp != nil && prev.cfg.Transport == cfg.Transport {
+			transport = prev.rp.Transport.(*http.Transport)
+		}
+		rp, err := h.newReverseProxy(transport)
 		if err != nil {
 			return nil, err
 		}
@@ -191,17 +281,20 @@ func New(cfg Config, v Verifier, log *zap.Logger, reg prometheus.Registerer, opt
 	for i, r := range h.routes {
 		names[i] = r.name
 	}
-	m, err := newMetrics(reg, names)
-	if err != nil {
-		return nil, err
+	h.metrics = hd.vecs.resolve(names)
+	// A route's rules date from when it first appeared.
+	since := map[string]time.Time{}
+	if prev != nil {
+		for _, r := range prev.routes {
+			since[r.name] = r.legacy.loaded
+		}
 	}
-	h.metrics = m
-	legacy, err := compileLegacy(cfg, h.now(), reg)
-	if err != nil {
-		return nil, err
-	}
+	legacy := compileLegacy(cfg, h.now(), since, hd.vecs.legacy)
 	for i := range h.routes {
 		h.routes[i].legacy = legacy[i]
+	}
+	if prev != nil {
+		return h, nil // warned at start
 	}
 	if cfg.ForwardAuth.Enabled && len(trusted) == 0 {
 		h.log.Warn("forward-auth is enabled but trusted_proxies is empty: every forward-auth request will be refused until the gateway's address is listed")
@@ -233,8 +326,8 @@ type outcome struct {
 	err    error
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves r under h's configuration.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	// Whatever happens next, no client-sent identity header survives.
 	h.ident.strip(r.Header)
@@ -282,7 +375,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // mode picks the request mode from the path.
-func (h *Handler) mode(p string) string {
+func (h *handler) mode(p string) string {
 	switch {
 	case h.jwksPath != "" && p == h.jwksPath:
 		return modeJWKS
@@ -318,7 +411,7 @@ type principal struct {
 // decide runs the shared pipeline: route, token (from hdr, the original
 // request's headers), verification, user row, policy. It returns the principal and whether there is one (false when
 // anonymous or refused); out.status is the status to answer.
-func (h *Handler) decide(ctx context.Context, hdr http.Header, req request, out *outcome) (principal, bool) {
+func (h *handler) decide(ctx context.Context, hdr http.Header, req request, out *outcome) (principal, bool) {
 	out.path = req.path
 	route, err := h.matchRoute(req)
 	if err != nil {
@@ -370,7 +463,7 @@ func (h *Handler) decide(ctx context.Context, hdr http.Header, req request, out 
 }
 
 // resolve verifies the token and, with federation on, finds the user row.
-func (h *Handler) resolve(ctx context.Context, tok string) (principal, error) {
+func (h *handler) resolve(ctx context.Context, tok string) (principal, error) {
 	id, err := h.verifier.Verify(ctx, tok)
 	if err != nil {
 		return principal{}, err
@@ -412,7 +505,7 @@ func (p *principal) role() string {
 // do not; when the two readings pick different routes, the request is
 // ambiguous and refused, since authgate cannot know which the upstream
 // will make.
-func (h *Handler) matchRoute(req request) (int, error) {
+func (h *handler) matchRoute(req request) (int, error) {
 	i := h.firstRoute(req, req.path, false)
 	if lower := strings.ToLower(req.path); lower != req.path || h.upperPatterns {
 		if j := h.firstRoute(req, lower, true); j != i {
@@ -422,7 +515,7 @@ func (h *Handler) matchRoute(req request) (int, error) {
 	return i, nil
 }
 
-func (h *Handler) firstRoute(req request, p string, fold bool) int {
+func (h *handler) firstRoute(req request, p string, fold bool) int {
 	for i := range h.routes {
 		if h.routes[i].match(req.host, req.method, p, fold) {
 			return i
@@ -462,7 +555,7 @@ func identityValues(p *principal, known bool) [numSlots]string {
 // are on: for a principal, signed for the route's audience; for an anonymous
 // request, an empty value when full (forward-auth answers) so that a
 // gateway copying it replaces a client's.
-func (h *Handler) setAssertion(hdr http.Header, p *principal, known bool, vals *[numSlots]string, route int, full bool) error {
+func (h *handler) setAssertion(hdr http.Header, p *principal, known bool, vals *[numSlots]string, route int, full bool) error {
 	if h.assert == nil {
 		return nil
 	}
@@ -494,13 +587,13 @@ func firstNonEmpty(a, b string) string {
 }
 
 // peerTrusted reports whether the TCP peer is in TrustedProxies.
-func (h *Handler) peerTrusted(r *http.Request) bool {
+func (h *handler) peerTrusted(r *http.Request) bool {
 	return len(h.trusted) > 0 && h.trustedAddr(peerAddr(r))
 }
 
 // finish records the outcome in the metrics and the access log. path is
 // logged when policy judged no path.
-func (h *Handler) finish(method, path, reqID string, start time.Time, out *outcome) {
+func (h *handler) finish(method, path, reqID string, start time.Time, out *outcome) {
 	d := h.now().Sub(start)
 	route := "none"
 	if out.route >= 0 {

@@ -124,7 +124,7 @@ func TestClientIP(t *testing.T) {
 			r := httptest.NewRequest("GET", "http://svc/", nil)
 			r.RemoteAddr = tt.peer
 			r.Header["X-Forwarded-For"] = tt.xff
-			if got := h.clientIP(r); got.String() != tt.want {
+			if got := h.cur.Load().clientIP(r); got.String() != tt.want {
 				t.Errorf("clientIP = %s, want %s", got, tt.want)
 			}
 		})

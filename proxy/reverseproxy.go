@@ -24,24 +24,15 @@ var forwardingHeaders = []string{
 	"X-Original-Url", "X-Original-Host", "X-Original-Forwarded-For",
 }
 
-func (h *Handler) newReverseProxy() (*httputil.ReverseProxy, error) {
+// newReverseProxy makes the reverse proxy to the upstream, over transport,
+// or a new transport of h's configuration when it is nil.
+func (h *handler) newReverseProxy(transport *http.Transport) (*httputil.ReverseProxy, error) {
 	target, err := url.Parse(h.cfg.Upstream)
 	if err != nil {
 		return nil, err
 	}
-	tc := h.cfg.Transport
-	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		Proxy:                  nil, // never an environment proxy between sidecar and app
-		DialContext:            dialer.DialContext,
-		ForceAttemptHTTP2:      true,
-		TLSHandshakeTimeout:    tc.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  tc.ResponseHeaderTimeout,
-		IdleConnTimeout:        tc.IdleConnTimeout,
-		MaxIdleConns:           tc.MaxIdleConnsPerHost * 4,
-		MaxIdleConnsPerHost:    tc.MaxIdleConnsPerHost,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 1 << 20,
+	if transport == nil {
+		transport = newTransport(h.cfg.Transport)
 	}
 	return &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { h.rewrite(pr, target) },
@@ -54,6 +45,23 @@ func (h *Handler) newReverseProxy() (*httputil.ReverseProxy, error) {
 		ErrorLog:      zap.NewStdLog(h.log.Named("upstream")),
 		BufferPool:    &bufferPool{},
 	}, nil
+}
+
+// newTransport makes the upstream's connection pool.
+func newTransport(tc TransportConfig) *http.Transport {
+	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  nil, // never an environment proxy between sidecar and app
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		TLSHandshakeTimeout:    tc.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  tc.ResponseHeaderTimeout,
+		IdleConnTimeout:        tc.IdleConnTimeout,
+		MaxIdleConns:           tc.MaxIdleConnsPerHost * 4,
+		MaxIdleConnsPerHost:    tc.MaxIdleConnsPerHost,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
 }
 
 // bufferPool is an httputil.BufferPool of 32 KiB buffers: it lends the
@@ -79,7 +87,7 @@ func (b *bufferPool) Put(buf []byte) {
 // in the handler; this only rewrites URL and headers. It runs after
 // ReverseProxy removed hop-by-hop headers, so a client naming an identity
 // header in Connection cannot get authgate's value dropped.
-func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
+func (h *handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 	in, out := pr.In, pr.Out
 	trusted := h.peerTrusted(in)
 	pr.SetURL(target)
@@ -123,7 +131,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 
 // upstreamError answers 502 or 504 with no detail; the cause is logged once,
 // in the access log line.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var cause error
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -146,7 +154,7 @@ func isTimeout(err error) bool {
 }
 
 // serveProxy is reverse-proxy mode.
-func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcome) {
+func (h *handler) serveProxy(w http.ResponseWriter, r *http.Request, out *outcome) {
 	if h.upstream == nil {
 		out.status = http.StatusNotFound
 		writeError(w, out.status)

@@ -10,7 +10,7 @@ import (
 // there is none, and errAmbiguousToken when the request carries more than
 // one Authorization header, more than one token cookie, or different tokens
 // in the header and the cookie, since a backend might read the other one.
-func (h *Handler) extractToken(hdr http.Header) (string, error) {
+func (h *handler) extractToken(hdr http.Header) (string, error) {
 	var tok string
 	switch auth := hdr["Authorization"]; len(auth) {
 	case 0:

@@ -43,7 +43,7 @@ type tokenAPIResponse struct {
 // serveTokenAPI serves the original service's /v1/token endpoints for its
 // existing clients. They verify a token; route rules do not apply, since
 // the request is about the token, not about a resource.
-func (h *Handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
+func (h *handler) serveTokenAPI(w http.ResponseWriter, r *http.Request, out *outcome) {
 	switch strings.TrimPrefix(r.URL.Path, h.apiPath) {
 	case "/verify":
 		if !allowMethod(w, r, http.MethodPost, out) || !h.tokenAPIAllow(w, out, h.apiPerIP, h.clientIP(r).String()) {
@@ -116,7 +116,7 @@ func publicReadiness(res Readiness) Readiness {
 	return out
 }
 
-func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *outcome, tok string) {
+func (h *handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *outcome, tok string) {
 	p, err := h.resolve(r.Context(), tok)
 	out.userID = p.userID()
 	if err != nil {
@@ -156,7 +156,7 @@ func (h *Handler) tokenAPIVerify(w http.ResponseWriter, r *http.Request, out *ou
 
 // tokenAPIAllow takes one request from key's bucket in l and, when it is
 // empty, answers 429 with Retry-After and returns false.
-func (h *Handler) tokenAPIAllow(w http.ResponseWriter, out *outcome, l *ratelimit.Limiter, key string) bool {
+func (h *handler) tokenAPIAllow(w http.ResponseWriter, out *outcome, l *ratelimit.Limiter, key string) bool {
 	ok, wait := l.Allow(key)
 	if !ok {
 		w.Header()["Retry-After"] = []string{strconv.Itoa(int(wait / time.Second))}
@@ -168,7 +168,7 @@ func (h *Handler) tokenAPIAllow(w http.ResponseWriter, out *outcome, l *ratelimi
 var jsonType = []string{"application/json"}
 
 // tokenAPIAnswer writes the token API's one JSON shape.
-func (h *Handler) tokenAPIAnswer(w http.ResponseWriter, out *outcome, status int, code, msg string, err error, user ...*tokenUser) {
+func (h *handler) tokenAPIAnswer(w http.ResponseWriter, out *outcome, status int, code, msg string, err error, user ...*tokenUser) {
 	out.status = status
 	if out.err == nil {
 		out.err = err

@@ -21,7 +21,7 @@ const tracerName = "github.com/authgate/authgate/proxy"
 // option (or with a nil tp) tracing is off, costs nothing, and a client's
 // trace headers reach the upstream untouched.
 func WithTracerProvider(tp trace.TracerProvider, prop propagation.TextMapPropagator) Option {
-	return func(h *Handler) {
+	return func(h *handler) {
 		if tp == nil {
 			h.tracer, h.prop = nil, nil
 			return
@@ -45,14 +45,14 @@ var spanNames = map[string]string{
 // startRequest starts the request's server span, the client's trace (if
 // any) as its parent, and returns r carrying it. Only called with tracing
 // on.
-func (h *Handler) startRequest(r *http.Request, mode string) (*http.Request, trace.Span) {
+func (h *handler) startRequest(r *http.Request, mode string) (*http.Request, trace.Span) {
 	ctx, span := h.startSpan(r.Context(), r.Header, mode, r.Method)
 	return r.WithContext(ctx), span
 }
 
 // startSpan starts the server span of a request with headers hdr, whose
 // trace (if any) is its parent. Only called with tracing on.
-func (h *Handler) startSpan(ctx context.Context, hdr http.Header, mode, method string) (context.Context, trace.Span) {
+func (h *handler) startSpan(ctx context.Context, hdr http.Header, mode, method string) (context.Context, trace.Span) {
 	ctx = h.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
 	return h.tracer.Start(ctx, spanNames[mode],
 		trace.WithSpanKind(trace.SpanKindServer),
@@ -65,7 +65,7 @@ func (h *Handler) startSpan(ctx context.Context, hdr http.Header, mode, method s
 // endRequest records the outcome on the server span and ends it. Only
 // what is in closed sets goes on a span: never a token, an email, a user
 // id or the query.
-func (h *Handler) endRequest(span trace.Span, out *outcome) {
+func (h *handler) endRequest(span trace.Span, out *outcome) {
 	route := "none"
 	if out.route >= 0 {
 		route = h.routes[out.route].name
@@ -85,7 +85,7 @@ func (h *Handler) endRequest(span trace.Span, out *outcome) {
 
 // startUpstream starts the client span around the call to the upstream.
 // Only called with tracing on.
-func (h *Handler) startUpstream(r *http.Request, route int) (*http.Request, trace.Span) {
+func (h *handler) startUpstream(r *http.Request, route int) (*http.Request, trace.Span) {
 	name := "none"
 	if route >= 0 {
 		name = h.routes[route].name
@@ -107,7 +107,7 @@ func endUpstream(span trace.Span, status int) {
 // injectTrace writes the current span's context into the outbound headers,
 // replacing whatever the client sent: the upstream's parent is authgate's
 // upstream span, in the client's trace.
-func (h *Handler) injectTrace(ctx context.Context, hdr http.Header) {
+func (h *handler) injectTrace(ctx context.Context, hdr http.Header) {
 	for _, f := range h.prop.Fields() {
 		delete(hdr, http.CanonicalHeaderKey(f))
 	}

@@ -3,12 +3,14 @@ package verify_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
-	"github.com/authgate/authgate/internal/configtest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/configtest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -388,14 +390,17 @@ func TestVerifyCacheRedisSharedBetweenReplicas(t *testing.T) {
 		t.Errorf("b: local hits = %v, redis hits = %v, want 1 and 1", hit, redisHit)
 	}
 
-	// The Redis key is the SHA-256 of the token; neither key nor value
-	// holds the token or any of its parts.
+	// The Redis key is the configuration's namespace, then the SHA-256 of
+	// the token (base64url); neither key nor value holds the token or any
+	// of its parts.
 	sum := sha256.Sum256([]byte(tok))
-	wantKey := rcfg.KeyPrefix + "tokens:" + hex.EncodeToString(sum[:])
+	digest := base64.RawURLEncoding.EncodeToString(sum[:])
 	keys := redisKeys(t, client, rcfg.KeyPrefix)
-	if len(keys) != 1 || keys[0] != wantKey {
+	wantKey := rcfg.KeyPrefix + "tokens:<16 hex digits>." + digest
+	if len(keys) != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(rcfg.KeyPrefix+"tokens:")+`[0-9a-f]{16}\.`+regexp.QuoteMeta(digest)+`$`).MatchString(keys[0]) {
 		t.Fatalf("redis keys = %q, want [%q]", keys, wantKey)
 	}
+	wantKey = keys[0]
 	val, err := client.Get(t.Context(), wantKey).Result()
 	if err != nil {
 		t.Fatalf("GET %s: %v", wantKey, err)

@@ -152,7 +152,6 @@ func newKeySet(name string, cfg KeySetConfig, now func() time.Time, log *zap.Log
 			ok:     m.keyRefresh.WithLabelValues(name, "ok"),
 			failed: m.keyRefresh.WithLabelValues(name, "error"),
 		}
-		m.keyAge.WithLabelValues(name) // series exists from the start
 	}
 	return k
 }

@@ -226,12 +226,19 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	secrets, _ := cfg.loadSecrets() // Validate read them already
+	// Validate read the files already, but a reload may meet a file that
+	// changed since: what is used is what is read here.
+	secrets, err := cfg.loadSecrets()
+	if err != nil {
+		return nil, err
+	}
 	v := &legacyVerifier{cfg: cfg}
 	for _, s := range secrets {
 		v.secrets = append(v.secrets, s.value)
 	}
-	v.publicKeys, _ = cfg.loadPublicKeys()
+	if v.publicKeys, err = cfg.loadPublicKeys(); err != nil {
+		return nil, err
+	}
 	if cfg.JWKS.URL != "" {
 		v.jwks = newKeys("legacy", cfg.JWKS)
 	}

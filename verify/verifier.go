@@ -2,7 +2,11 @@ package verify
 
 import (
 	"context"
+	"crypto/pbkdf2"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -99,9 +104,15 @@ type issuer interface {
 // results. The issuer is chosen by the token's unverified iss claim; only
 // that issuer's keys and algorithms are then used. It is safe for
 // concurrent use.
+//
+// The issuers, their keys and secrets are a Generation, which Prepare and
+// Use replace while the Verifier serves (a configuration reload); the
+// caches, the revocation checks and the metrics belong to the Verifier and
+// outlive generations.
 type Verifier struct {
-	issuers  []namedIssuer
-	keySets  []*keySet
+	gen atomic.Pointer[Generation]
+	// reloaded tells Run that Use swapped the generation.
+	reloaded chan struct{}
 	now      func() time.Time
 	log      *zap.Logger
 	m        *verifyMetrics
@@ -113,14 +124,32 @@ type Verifier struct {
 	revoke   *revocation          // nil unless Firebase revocation is on
 	users    *cache.Cache[UserState]
 	tracer   trace.Tracer // nil when tracing is off
+	// trimClaims is set by WithClaims: identities keep only the claims
+	// their generation names.
+	trimClaims bool
+	// prefetch names the user-row lookup to pipeline with a token's.
+	prefetch func(Identity) *cache.Prefetch
+}
+
+// Generation is one configuration of a Verifier's issuers: their keys,
+// secrets and claims. It is immutable, and safe for concurrent use; a
+// request that holds one verifies under it to the end, even when the
+// Verifier has moved on to another.
+type Generation struct {
+	v       *Verifier
+	issuers []namedIssuer
+	keySets []*keySet
 	// maxTokenBytes refuses larger tokens before the cache key is hashed.
 	maxTokenBytes int
 	// keepClaims, when trimClaims is set, are the only claims kept in an
 	// identity's Claims.
 	keepClaims []string
-	trimClaims bool
-	// prefetch names the user-row lookup to pipeline with a token's.
-	prefetch func(Identity) *cache.Prefetch
+	// ns starts every cache key of this generation: a fingerprint of what
+	// makes a token valid (issuers, secrets, keys, kept claims). A
+	// generation that would judge a token differently reads none of the
+	// entries of another, in this replica or in Redis, while replicas
+	// with the same configuration share theirs.
+	ns [nsLen]byte
 }
 
 type namedIssuer struct {
@@ -202,8 +231,8 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	for _, f := range opts {
 		f(&o)
 	}
-	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL, maxTokenBytes: cfg.MaxTokenBytes}
-	v.keepClaims, v.trimClaims, v.prefetch = o.claims, o.trimClaims, o.prefetch
+	v := &Verifier{now: o.now, log: log.Named("verify"), ttl: cfg.Cache.TTL, negTTL: cfg.Cache.NegativeTTL, reloaded: make(chan struct{}, 1)}
+	v.trimClaims, v.prefetch = o.trimClaims, o.prefetch
 	if o.tp != nil {
 		v.tracer = o.tp.Tracer("github.com/authgate/authgate/verify")
 	}
@@ -212,23 +241,14 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		return nil, err
 	}
 	v.m = m
-	newKeys := func(name string, c KeySetConfig) *keySet {
-		k := newKeySet(name, c, v.now, v.log, m)
-		v.keySets = append(v.keySets, k)
-		return k
+	if cfg.Firebase.Enabled && cfg.Firebase.Revocation.Enabled && o.records == nil {
+		return nil, errors.New("firebase.revocation: enabled but no Firebase Admin client was given")
 	}
-	if cfg.Firebase.Enabled {
-		for _, is := range firebaseIssuers(cfg.Firebase, newKeys) {
-			v.issuers = append(v.issuers, namedIssuer{ProviderFirebase, is})
-		}
+	g, err := v.newGeneration(cfg, o.claims, nil)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Legacy.Enabled {
-		l, err := newLegacy(cfg.Legacy, newKeys)
-		if err != nil {
-			return nil, configerr.Prefix("legacy.", err)
-		}
-		v.issuers = append(v.issuers, namedIssuer{ProviderLegacy, l})
-	}
+	v.gen.Store(g)
 	cacheOpts := []cache.Option{cache.WithClock(v.now)}
 	if o.tp != nil {
 		cacheOpts = append(cacheOpts, cache.WithTracerProvider(o.tp))
@@ -254,9 +274,6 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		}
 	}
 	if cfg.Firebase.Enabled && cfg.Firebase.Revocation.Enabled {
-		if o.records == nil {
-			return nil, errors.New("firebase.revocation: enabled but no Firebase Admin client was given")
-		}
 		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, sharedOpts...); err != nil {
 			return nil, fmt.Errorf("user record cache: %w", err)
 		}
@@ -265,24 +282,181 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 	return v, nil
 }
 
-// cacheKey is the SHA-256 of the token: the token itself is never stored.
-func cacheKey(raw string) string {
+// newGeneration builds the issuers of cfg, reusing prev's key sets (and so
+// their keys) where their configuration is unchanged.
+func (v *Verifier) newGeneration(cfg Config, claims []string, prev *Generation) (*Generation, error) {
+	g := &Generation{v: v, maxTokenBytes: cfg.MaxTokenBytes, keepClaims: slices.Clone(claims)}
+	old := map[string]*keySet{}
+	if prev != nil {
+		for _, k := range prev.keySets {
+			old[k.name] = k
+		}
+	}
+	newKeys := func(name string, c KeySetConfig) *keySet {
+		k := old[name]
+		if k == nil || k.cfg != c {
+			k = newKeySet(name, c, v.now, v.log, v.m)
+		}
+		g.keySets = append(g.keySets, k)
+		return k
+	}
+	var legacy *legacyVerifier
+	if cfg.Firebase.Enabled {
+		for _, is := range firebaseIssuers(cfg.Firebase, newKeys) {
+			g.issuers = append(g.issuers, namedIssuer{ProviderFirebase, is})
+		}
+	}
+	if cfg.Legacy.Enabled {
+		l, err := newLegacy(cfg.Legacy, newKeys)
+		if err != nil {
+			return nil, configerr.Prefix("legacy.", err)
+		}
+		legacy = l
+		g.issuers = append(g.issuers, namedIssuer{ProviderLegacy, l})
+	}
+	ns, err := fingerprint(cfg, legacy, g.keepClaims, v.trimClaims)
+	if err != nil {
+		return nil, err
+	}
+	g.ns = ns
+	return g, nil
+}
+
+// Prepare builds, without using it yet, the generation of cfg: its
+// issuers, their secrets and key files read now, and claims in place of
+// the names given to WithClaims (ignored without it). Key sets whose
+// configuration is unchanged keep their keys. cfg.Cache and
+// cfg.Firebase.Revocation keep the values New was given: the caches and
+// the Firebase Admin client outlive generations. The error names the key
+// at fault; nothing changes then.
+func (v *Verifier) Prepare(cfg Config, claims []string) (*Generation, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Firebase.Enabled && cfg.Firebase.Revocation.Enabled && v.revoke == nil {
+		return nil, errors.New("firebase.revocation.enabled: revocation checks were off at start; turning them on needs a restart")
+	}
+	return v.newGeneration(cfg, claims, v.gen.Load())
+}
+
+// Use makes g, from Prepare, the generation that Verify and the readiness
+// checks use, and that Run refreshes the keys of. Verifications already
+// under way finish under the generation they started with. Cached results
+// of another generation are not read any more (see Generation.ns).
+func (v *Verifier) Use(g *Generation) {
+	if g.v != v {
+		panic("verify: Use of another Verifier's generation")
+	}
+	v.gen.Store(g)
+	select {
+	case v.reloaded <- struct{}{}:
+	default: // Run has a wake-up pending already
+	}
+}
+
+// Current returns the generation in use.
+func (v *Verifier) Current() *Generation { return v.gen.Load() }
+
+// Prefetch fetches the keys of g's key sets that have none yet, so that
+// requests under g do not wait for them. It returns the first error.
+func (g *Generation) Prefetch(ctx context.Context) error {
+	var errs []error
+	for _, k := range g.keySets {
+		if k.snap.Load() != nil {
+			continue
+		}
+		if err := k.refresh(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s keys: %w", k.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nsLen is the length of a generation's cache key prefix: 16 hex digits
+// of the fingerprint, then a dot.
+const nsLen = 17
+
+// fingerprint hashes what decides whether a token is valid and what its
+// cached identity holds: the issuers' configuration, the legacy secrets
+// and public keys as read, and the kept claim names. The cache
+// configuration is left out: it changes how long, not what, is cached.
+// Secrets go in through PBKDF2, so that the prefix, which Redis shows,
+// is no quick test of a guessed secret.
+func fingerprint(cfg Config, legacy *legacyVerifier, claims []string, trim bool) ([nsLen]byte, error) {
+	var out [nsLen]byte
+	cfg.Cache = CacheConfig{}
+	cfg.Firebase.Revocation = RevocationConfig{}
+	cfg.MaxTokenBytes = 0
+	// The secrets and keys themselves go in below, not where they were
+	// read from: replicas that mount them elsewhere still share.
+	cfg.Legacy.Secrets, cfg.Legacy.SecretFiles, cfg.Legacy.PublicKeyFiles = nil, nil, nil
+	h := sha256.New()
+	// secret.Secret marshals redacted: the values go in below.
+	if err := json.NewEncoder(h).Encode(struct {
+		Cfg    Config
+		Claims []string
+		Trim   bool
+	}{cfg, claims, trim}); err != nil {
+		return out, fmt.Errorf("fingerprint: %w", err)
+	}
+	if legacy != nil {
+		if len(legacy.secrets) > 0 {
+			var all []byte
+			for _, s := range legacy.secrets {
+				all = binary.BigEndian.AppendUint32(all, uint32(len(s)))
+				all = append(all, s...)
+			}
+			k, err := pbkdf2.Key(sha256.New, string(all), []byte("authgate verify cache namespace"), 4096, 32)
+			if err != nil {
+				return out, fmt.Errorf("fingerprint: %w", err)
+			}
+			h.Write(k)
+		}
+		for _, pk := range legacy.publicKeys {
+			der, err := x509.MarshalPKIXPublicKey(pk)
+			if err != nil {
+				return out, fmt.Errorf("fingerprint: %w", err)
+			}
+			h.Write(der)
+		}
+	}
+	sum := h.Sum(nil)
+	hex.Encode(out[:nsLen-1], sum[:(nsLen-1)/2])
+	out[nsLen-1] = '.'
+	return out, nil
+}
+
+// cacheKey is the generation's prefix, then the SHA-256 of the token in
+// unpadded base64url: the token itself is never stored. 60 bytes, which
+// the allocator rounds to the 64 that the hex digest alone took.
+func (g *Generation) cacheKey(raw string) string {
 	// Hashing the string's bytes in place saves copying the token; Sum256
 	// neither keeps nor modifies them.
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	// Encoded into an array on the stack: one allocation, the string's.
-	var buf [2 * sha256.Size]byte
-	hex.Encode(buf[:], sum[:])
+	var buf [nsLen + sumLen]byte
+	copy(buf[:], g.ns[:])
+	base64.RawURLEncoding.Encode(buf[nsLen:], sum[:])
 	return string(buf[:])
 }
+
+// sumLen is the length of a SHA-256 in unpadded base64url.
+const sumLen = (8*sha256.Size + 5) / 6
 
 // Verify checks token and returns the identity it proves. Errors wrap one of
 // the package's sentinel errors. A token verified before is answered from
 // the cache; revocation (when on) is checked on every call against the
 // cached user record.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	return v.gen.Load().Verify(ctx, raw)
+}
+
+// Verify is Verifier.Verify under generation g, whichever generation the
+// Verifier uses now.
+func (g *Generation) Verify(ctx context.Context, raw string) (Identity, error) {
+	v := g.v
 	if v.tracer == nil {
-		return v.verify(ctx, raw, nil)
+		return g.verify(ctx, raw, nil)
 	}
 	ctx, span := v.tracer.Start(ctx, "verify.Verify")
 	defer span.End()
@@ -290,7 +464,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if v.tokens == nil {
 		cached = "off"
 	}
-	id, err := v.verify(ctx, raw, &cached)
+	id, err := g.verify(ctx, raw, &cached)
 	// Closed sets only: never the token, the subject or the email.
 	span.SetAttributes(
 		attribute.String("verify.result", Reason(err)),
@@ -304,26 +478,27 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 
 // verify is Verify; cached, when not nil, is set to "miss" when the token
 // was verified rather than answered from the cache.
-func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Identity, error) {
-	if len(raw) == 0 || len(raw) > v.maxTokenBytes {
+func (g *Generation) verify(ctx context.Context, raw string, cached *string) (Identity, error) {
+	v := g.v
+	if len(raw) == 0 || len(raw) > g.maxTokenBytes {
 		return Identity{}, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
 	}
 	var id Identity
 	var err error
 	if v.tokens == nil {
-		id, err = v.verifyUncached(ctx, raw)
+		id, err = g.verifyUncached(ctx, raw)
 	} else {
-		key := cacheKey(raw)
+		key := g.cacheKey(raw)
 		if v.negative != nil {
 			if reason, ok := v.negative.Get(ctx, key); ok {
 				return Identity{}, errorForReason(reason)
 			}
 		}
-		id, err = v.cachedOrLoad(ctx, key, raw, cached)
+		id, err = g.cachedOrLoad(ctx, key, raw, cached)
 		if err == nil && !v.now().Before(id.ExpiresAt) {
 			// A cached entry can only be this old through clock skew
 			// between replicas; verify again, with the issuer's leeway.
-			id, err = v.verifyUncached(ctx, raw)
+			id, err = g.verifyUncached(ctx, raw)
 		}
 		if err != nil && v.negative != nil && cacheableFailure(err) {
 			v.negative.SetLocal(key, Reason(err), v.negTTL)
@@ -345,14 +520,15 @@ func (v *Verifier) verify(ctx context.Context, raw string, cached *string) (Iden
 // cachedOrLoad answers key from the token cache, or verifies raw and
 // caches the result. The closures a miss needs are only built on a miss,
 // so that a hit in the in-process tier allocates nothing for them.
-func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
+func (g *Generation) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
+	v := g.v
 	if p, ok := v.tokens.GetLocal(key); ok {
 		return p.unpack(), nil
 	}
 	var also func() []*cache.Prefetch
 	if v.prefetch != nil {
 		also = func() []*cache.Prefetch {
-			if id, ok := v.peek(raw); ok {
+			if id, ok := g.peek(raw); ok {
 				if p := v.prefetch(id); p != nil {
 					return []*cache.Prefetch{p}
 				}
@@ -367,7 +543,7 @@ func (v *Verifier) cachedOrLoad(ctx context.Context, key, raw string, cached *st
 		if cached != nil {
 			*cached = "miss"
 		}
-		id, err := v.verifyUncached(ctx, raw)
+		id, err := g.verifyUncached(ctx, raw)
 		if err != nil {
 			return packed{}, 0, err
 		}
@@ -439,7 +615,8 @@ func errorForReason(reason string) error {
 }
 
 // verifyUncached parses the token, picks its issuer and verifies it.
-func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, error) {
+func (g *Generation) verifyUncached(ctx context.Context, raw string) (Identity, error) {
+	v := g.v
 	if v.tracer != nil {
 		var span trace.Span
 		ctx, span = v.tracer.Start(ctx, "verify.verify_uncached")
@@ -451,13 +628,13 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, er
 		v.m.total.WithLabelValues("none", Reason(err)).Inc()
 		return Identity{}, err
 	}
-	for _, is := range v.issuers {
+	for _, is := range g.issuers {
 		if !is.owns(t) {
 			continue
 		}
 		id, err := is.verify(ctx, t, start)
 		if err == nil && v.trimClaims {
-			id.Claims = pickClaims(id.Claims, v.keepClaims)
+			id.Claims = pickClaims(id.Claims, g.keepClaims)
 		}
 		v.m.total.WithLabelValues(string(is.provider), Reason(err)).Inc()
 		v.m.duration.WithLabelValues(string(is.provider)).Observe(v.now().Sub(start).Seconds())
@@ -470,7 +647,7 @@ func (v *Verifier) verifyUncached(ctx context.Context, raw string) (Identity, er
 // peek reads the provider and subject of raw without verifying anything,
 // for WithUserPrefetch. It decodes only the payload's iss and the issuer's
 // subject claim.
-func (v *Verifier) peek(raw string) (Identity, bool) {
+func (g *Generation) peek(raw string) (Identity, bool) {
 	_, rest, _ := strings.Cut(raw, ".")
 	p, _, ok := strings.Cut(rest, ".")
 	if !ok {
@@ -490,7 +667,7 @@ func (v *Verifier) peek(raw string) (Identity, bool) {
 		_ = json.Unmarshal(iss, &s)
 		t.claims["iss"] = s
 	}
-	for _, is := range v.issuers {
+	for _, is := range g.issuers {
 		if !is.owns(t) {
 			continue
 		}
@@ -522,26 +699,48 @@ func pickClaims(all map[string]any, names []string) map[string]any {
 	return out
 }
 
-// Run fetches every key set now and refreshes each in the background as its
-// max-age runs out, until ctx is done. It returns nil then.
+// Run fetches the keys of every key set of the generation in use now and
+// refreshes each in the background as its max-age runs out, until ctx is
+// done; it returns nil then. After Use, it refreshes the new generation's
+// key sets: those the new generation kept go on as they were.
 func (v *Verifier) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, k := range v.keySets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			k.run(ctx, sleepCtx)
-		}()
+	defer wg.Wait()
+	running := map[*keySet]context.CancelFunc{}
+	for {
+		keep := map[*keySet]bool{}
+		for _, k := range v.gen.Load().keySets {
+			keep[k] = true
+			if running[k] != nil {
+				continue
+			}
+			kctx, cancel := context.WithCancel(ctx)
+			running[k] = cancel
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k.run(kctx, sleepCtx)
+			}()
+		}
+		for k, cancel := range running {
+			if !keep[k] {
+				cancel()
+				delete(running, k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-v.reloaded:
+		}
 	}
-	wg.Wait()
-	return nil
 }
 
 // Prefetch fetches every key set once, so that the first requests do not
 // wait for keys. It returns the first error.
 func (v *Verifier) Prefetch(ctx context.Context) error {
 	var errs []error
-	for _, k := range v.keySets {
+	for _, k := range v.gen.Load().keySets {
 		if err := k.refresh(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s keys: %w", k.name, err))
 		}
@@ -565,7 +764,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // check.
 func (v *Verifier) Check(ctx context.Context) error {
 	var errs []error
-	for _, k := range v.keySets {
+	for _, k := range v.gen.Load().keySets {
 		if err := k.check(); err != nil && !errors.Is(err, errDegraded) {
 			errs = append(errs, err)
 		}
@@ -577,7 +776,7 @@ func (v *Verifier) Check(ctx context.Context) error {
 // endpoint fails: authgate still verifies, but health says degraded.
 func (v *Verifier) KeysFresh(ctx context.Context) error {
 	var errs []error
-	for _, k := range v.keySets {
+	for _, k := range v.gen.Load().keySets {
 		if err := k.check(); err != nil {
 			errs = append(errs, err)
 		}
@@ -614,7 +813,7 @@ type verifyMetrics struct {
 	total      *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	keyRefresh *prometheus.CounterVec
-	keyAge     *prometheus.GaugeVec
+	keyAge     *prometheus.Desc
 	v          *Verifier
 }
 
@@ -633,10 +832,7 @@ func newVerifyMetrics(reg prometheus.Registerer, v *Verifier) (*verifyMetrics, e
 		Name: "key_refresh_total",
 		Help: "Key set fetches by key set and result.",
 	}, []string{"keyset", "result"})
-	m.keyAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "key_age_seconds",
-		Help: "Age of the keys in use, by key set.",
-	}, []string{"keyset"})
+	m.keyAge = prometheus.NewDesc("key_age_seconds", "Age of the keys in use, by key set.", []string{"keyset"}, nil)
 	for _, p := range []Provider{ProviderLegacy, ProviderFirebase} {
 		m.duration.WithLabelValues(string(p))
 	}
@@ -655,14 +851,14 @@ func newVerifyMetrics(reg prometheus.Registerer, v *Verifier) (*verifyMetrics, e
 	return m, nil
 }
 
-// keyAgeCollector sets the key age gauges when scraped.
+// keyAgeCollector reports the age of the keys of the generation in use
+// when scraped: a key set that a reload removed has no series.
 type keyAgeCollector struct{ m *verifyMetrics }
 
-func (c keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { c.m.keyAge.Describe(ch) }
+func (c keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.keyAge }
 
 func (c keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, k := range c.m.v.keySets {
-		c.m.keyAge.WithLabelValues(k.name).Set(k.age())
+	for _, k := range c.m.v.gen.Load().keySets {
+		ch <- prometheus.MustNewConstMetric(c.m.keyAge, prometheus.GaugeValue, k.age(), k.name)
 	}
-	c.m.keyAge.Collect(ch)
 }

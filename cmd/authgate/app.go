@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ import (
 type app struct {
 	log      *zap.Logger
 	registry *prometheus.Registry
+	reg      prometheus.Registerer // registry, with the authgate_ prefix
+	// running is the configuration in use: newApp's, then a reload's.
+	running  atomic.Pointer[Config]
 	verifier *verify.Verifier
 	store    *federation.Store    // nil when federation is off
 	usage    *usagestats.Recorder // nil when usage.enabled is false
@@ -70,10 +74,12 @@ type wiring struct {
 // configuration key where one is at fault, and the cause.
 func newApp(ctx context.Context, cfg Config, log *zap.Logger, opts ...appOption) (*app, error) {
 	a := &app{log: log, registry: prometheus.NewRegistry()}
+	a.running.Store(&cfg)
 	for _, o := range opts {
 		o(a)
 	}
-	w := &wiring{reg: a.registerProcessMetrics()}
+	a.reg = a.registerProcessMetrics()
+	w := &wiring{reg: a.reg}
 	// In this order: each builder uses what the ones before it made.
 	for _, build := range []func(context.Context, Config, *wiring) error{
 		a.buildRedis,
@@ -283,7 +289,12 @@ func (a *app) buildAdminAPI(_ context.Context, cfg Config, w *wiring) error {
 		return fmt.Errorf("admin api: %w", configerr.Prefix("server.admin.", err))
 	}
 	if a.store != nil {
-		w.admin.Migration = newMigration(cfg, a.store, a.usage)
+		m := newMigration(cfg, a.store, a.usage)
+		m.Rules = func() (bool, []proxy.RouteConfig) {
+			c := a.running.Load()
+			return c.Verify.Legacy.Enabled, c.Proxy.Routes
+		}
+		w.admin.Migration = m
 	}
 	api, err := proxy.NewAdminAPI(cfg.Server.Admin.AdminConfig, w.admin, a.log, w.reg)
 	if err != nil {
@@ -321,21 +332,27 @@ func (a *app) buildAssertion(_ context.Context, cfg Config, w *wiring) error {
 		return fmt.Errorf("assertion: %w", err)
 	}
 	w.popts = append(w.popts, proxy.WithAssertionKeys(keys))
-	w.aopts = append(w.aopts, proxy.WithAdminJWKS(cfg.Proxy.Assertion.JWKSPath, keys))
 	return nil
 }
 
 // buildProxy builds the admin listener's handler, with the readiness
 // checks of what was built before, and the public handler.
 func (a *app) buildProxy(_ context.Context, cfg Config, w *wiring) error {
-	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, a.readinessChecks(cfg, w), w.aopts...)
-	w.popts = append(w.popts, proxy.WithAccessLog(cfg.Log.AccessLog), proxy.WithReadiness(a.admin.Ready))
+	// The token API's health endpoint reports /readyz's checks; the admin
+	// listener is built right after.
+	ready := func(ctx context.Context) proxy.Readiness { return a.admin.Ready(ctx) }
+	w.popts = append(w.popts, proxy.WithAccessLog(cfg.Log.AccessLog), proxy.WithReadiness(ready))
 	h, err := proxy.New(cfg.Proxy, a.verifier, a.log, w.reg, w.popts...)
 	if err != nil {
 		// The proxy's keys sit at the top level of the file.
 		return fmt.Errorf("proxy: %w", err)
 	}
 	a.handler = h
+	if cfg.Proxy.Assertion.Enabled {
+		// The keys of the configuration in use, reloaded or not.
+		w.aopts = append(w.aopts, proxy.WithAdminJWKSOf(cfg.Proxy.Assertion.JWKSPath, h))
+	}
+	a.admin = proxy.NewAdmin(cfg.Server.Admin.AdminConfig, a.registry, a.readinessChecks(cfg, w), w.aopts...)
 	return nil
 }
 

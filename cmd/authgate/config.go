@@ -53,6 +53,26 @@ type Config struct {
 	// Usage counts which token provider authenticates requests, for the
 	// migration report (GET /admin/migration) and metrics.
 	Usage usagestats.Config `yaml:"usage"`
+	// Reload configures how serve notices a changed configuration.
+	Reload ReloadConfig `yaml:"reload"`
+}
+
+// ReloadConfig configures configuration reloads. SIGHUP always reloads.
+type ReloadConfig struct {
+	// WatchInterval is how often the configuration file and every file it
+	// names (secrets, PEM keys) are read to see whether their content
+	// changed. A change reloads once it has held for one interval, so a
+	// file caught half-written is not loaded. Reading through the path
+	// follows a Kubernetes ConfigMap or Secret mount's symlink swap. 0
+	// turns watching off (SIGHUP only). Default 5s; 0, or 100ms to 1h.
+	WatchInterval time.Duration `yaml:"watch_interval"`
+}
+
+func (c ReloadConfig) validate() error {
+	if d := c.WatchInterval; d != 0 && (d < 100*time.Millisecond || d > time.Hour) {
+		return fmt.Errorf("watch_interval: %s is outside 100ms..1h (0 turns watching off)", d)
+	}
+	return nil
 }
 
 // TracingConfig turns OpenTelemetry tracing on. Where spans go (endpoint,
@@ -168,6 +188,7 @@ func defaultConfig() Config {
 		Tracing:    TracingConfig{ServiceName: "authgate", SampleRatio: 0.1},
 		AuthAPI:    authapi.DefaultConfig(),
 		Usage:      usagestats.DefaultConfig(),
+		Reload:     ReloadConfig{WatchInterval: 5 * time.Second},
 	}
 }
 
@@ -228,6 +249,7 @@ func (c Config) Validate() error {
 		configerr.Prefix("federation.", c.Federation.Validate()),
 		configerr.Prefix("cache.", c.Cache.Validate()),
 		configerr.Prefix("tracing.", c.Tracing.validate()),
+		configerr.Prefix("reload.", c.Reload.validate()),
 		configerr.Prefix("auth_api.", c.AuthAPI.Validate()))
 	if c.Usage.Enabled {
 		errs = append(errs, configerr.Prefix("usage.", c.Usage.Validate()))

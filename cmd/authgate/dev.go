@@ -115,7 +115,7 @@ X-User-Assertion is signed with an ephemeral ES256 key, new at every start
   curl -s http://%[1]s%[4]s
 
 `, public, admin, tok, cfg.Proxy.Assertion.JWKSPath)
-	})
+	}, "")
 }
 
 // devAssertionKey writes a new P-256 key to a private temporary directory

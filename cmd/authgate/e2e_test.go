@@ -203,9 +203,15 @@ type e2eAuthgate struct {
 // and waits until /readyz answers 200.
 func startAuthgate(t *testing.T, cfg string) *e2eAuthgate {
 	t.Helper()
-	bin := authgateBinary(t)
 	path := filepath.Join(t.TempDir(), "authgate.yaml")
 	e2eWriteFile(t, path, cfg)
+	return startAuthgateFile(t, path)
+}
+
+// startAuthgateFile is startAuthgate with the configuration file at path.
+func startAuthgateFile(t *testing.T, path string) *e2eAuthgate {
+	t.Helper()
+	bin := authgateBinary(t)
 	cmd := exec.Command(bin, "serve", "--config", path)
 	cmd.Env = e2eEnv()
 	p := startProcess(t, "authgate", cmd)

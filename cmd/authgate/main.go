@@ -141,7 +141,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		case "migrate":
 			return migrate(ctx, cfg, stdout, stderr)
 		}
-		return serve(ctx, cfg, environ, stderr, nil)
+		return serve(ctx, cfg, environ, stderr, nil, *path)
 	case "migrate-users":
 		return migrateUsers(ctx, args, environ, stdout, stderr)
 	case "dev":
@@ -188,10 +188,17 @@ func printProblems(w io.Writer, path string, err error) {
 // newLogger builds the logger and the function that flushes it for the
 // last time; call that before exit.
 func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, func(), error) {
-	lvl, err := zapcore.ParseLevel(cfg.Level)
+	log, _, flush, err := newLeveledLogger(cfg, out)
+	return log, flush, err
+}
+
+// newLeveledLogger is newLogger, with the level that a reload changes.
+func newLeveledLogger(cfg LogConfig, out io.Writer) (*zap.Logger, zap.AtomicLevel, func(), error) {
+	l, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
-		return nil, nil, err
+		return nil, zap.AtomicLevel{}, nil, err
 	}
+	lvl := zap.NewAtomicLevelAt(l)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "ts"
 	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
@@ -203,11 +210,11 @@ func newLogger(cfg LogConfig, out io.Writer) (*zap.Logger, func(), error) {
 	errOut := zapcore.Lock(zapcore.AddSync(out))
 	if cfg.BufferBytes <= 0 {
 		log := zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl), zap.ErrorOutput(errOut))
-		return log, func() { _ = log.Sync() }, nil
+		return log, lvl, func() { _ = log.Sync() }, nil
 	}
 	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(out), Size: cfg.BufferBytes, FlushInterval: cfg.FlushInterval}
 	core := flushAbove{Core: zapcore.NewCore(enc, ws, lvl), level: zapcore.WarnLevel}
-	return zap.New(core, zap.ErrorOutput(errOut)), func() { _ = ws.Stop() }, nil
+	return zap.New(core, zap.ErrorOutput(errOut)), lvl, func() { _ = ws.Stop() }, nil
 }
 
 // flushAbove writes lines at level and above through at once, so that a
@@ -252,12 +259,14 @@ func lookupEnv(environ []string, key string) string {
 
 // serve runs authgate until ctx is done, then shuts down gracefully. ready,
 // when not nil, receives the bound HTTP addresses once every listener
-// accepts (the ext_authz_grpc one is in the "listening" log line).
-func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, ready func(public, admin net.Addr)) error {
+// accepts (the ext_authz_grpc one is in the "listening" log line). path,
+// when not "", is the file cfg was read from: SIGHUP and changes to it (or
+// to a file it names) reload it.
+func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, ready func(public, admin net.Addr), path string) error {
 	if host := lookupEnv(environ, emulatorEnv); host != "" && !(cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator) {
 		return fmt.Errorf("%s is set (%q) but verify.firebase.emulator is not enabled: the Firebase SDK skips signature checks against the emulator, so authgate refuses to start; unset it, or enable emulator mode for development", emulatorEnv, host)
 	}
-	log, flush, err := newLogger(cfg.Log, logOut)
+	log, level, flush, err := newLeveledLogger(cfg.Log, logOut)
 	if err != nil {
 		return err
 	}
@@ -275,6 +284,17 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		stopBackground()
 		a.close()
 	}()
+	if path != "" {
+		rl, err := newReloader(path, environ, cfg, a, level, a.reg)
+		if err != nil {
+			return err
+		}
+		// Caught from here on: SIGHUP's default is to end the process.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		a.background = append(a.background, func(ctx context.Context) error { return rl.watch(ctx, hup) })
+	}
 	a.prefetch(ctx)
 	a.startBackground(bgCtx)
 

@@ -16,8 +16,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,7 +100,8 @@ type Recorder struct {
 	cfg    Config
 	store  store
 	shared bool
-	routes []string
+	// routes are the route names that Stats reports on.
+	routes atomic.Pointer[[]string]
 	now    func() time.Time
 	log    *zap.Logger
 
@@ -137,13 +140,13 @@ func New(cfg Config, rdb *cache.Redis, routes []string, log *zap.Logger, reg pro
 	}
 	r := &Recorder{
 		cfg:      cfg,
-		routes:   routes,
 		now:      time.Now,
 		log:      log.Named("usage"),
 		pending:  map[entry]int64{},
 		spare:    map[entry]int64{},
 		overflow: map[routeKey]int64{},
 	}
+	r.SetRoutes(routes)
 	if rdb != nil {
 		r.store, r.shared = rdb, true
 	} else {
@@ -384,6 +387,13 @@ type Stats struct {
 	LastLegacySeen *time.Time `json:"last_legacy_seen"`
 }
 
+// SetRoutes replaces the route names that Stats reports on, for a
+// reloaded configuration. Safe for concurrent use.
+func (r *Recorder) SetRoutes(routes []string) {
+	routes = slices.Clone(routes)
+	r.routes.Store(&routes)
+}
+
 // Stats reads the windows from the store (one round trip), per route too
 // when routes is set. It does not flush.
 func (r *Recorder) Stats(ctx context.Context, routes bool) (Stats, error) {
@@ -393,7 +403,7 @@ func (r *Recorder) Stats(ctx context.Context, routes bool) (Stats, error) {
 	now := r.now()
 	scopes := []string{""}
 	if routes {
-		scopes = append(scopes, r.routes...)
+		scopes = append(scopes, *r.routes.Load()...)
 	}
 	var days [maxWindow]string
 	for i := range days {

@@ -3,6 +3,7 @@ package usage
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -223,4 +224,25 @@ func BenchmarkRecord(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestSetRoutes checks that Stats reports on the routes of the last
+// SetRoutes, as after a configuration reload.
+func TestSetRoutes(t *testing.T) {
+	r, err := New(DefaultConfig(), nil, []string{"api"}, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetRoutes([]string{"web", "admin"})
+	st, err := r.Stats(t.Context(), true)
+	if err != nil {
+		t.Fatalf("Stats() error = %v", err)
+	}
+	var got []string
+	for _, rs := range st.Routes {
+		got = append(got, rs.Route)
+	}
+	if want := []string{"web", "admin"}; !slices.Equal(got, want) {
+		t.Errorf("Stats().Routes = %q, want %q", got, want)
+	}
 }
