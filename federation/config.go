@@ -24,6 +24,7 @@ const (
 	defaultLastLoginInterval = 5 * time.Minute
 	defaultCacheTTL          = time.Minute
 	defaultPendingMax        = 10_000
+	defaultLastLoginMax      = 100_000
 	defaultIdempotencyTTL    = 24 * time.Hour
 
 	maxConns            = 1000
@@ -100,6 +101,12 @@ type Config struct {
 	// most; writes are batched. Default 5m; 0 writes it on every request
 	// (still batched); negative turns last_login tracking off.
 	LastLoginInterval time.Duration `yaml:"last_login_interval"`
+	// LastLoginMax bounds the last_login writes waiting for the next
+	// flush (they pile up while PostgreSQL is unreachable); writes beyond
+	// it are dropped and counted in last_login_dropped_total, and the
+	// user's next request after last_login_interval schedules them again.
+	// Default 100000; 1 to 10000000.
+	LastLoginMax int `yaml:"last_login_max"`
 	// CacheTTL is how long a user row is cached, by user id and by Firebase
 	// uid. Changes made through this package invalidate it at once; other
 	// replicas' in-process copies expire per cache.local_max_ttl. Default
@@ -137,6 +144,7 @@ func DefaultConfig() Config {
 		OnUnavailable:     PolicyAllow,
 		OnEmailConflict:   PolicyDeny,
 		LastLoginInterval: defaultLastLoginInterval,
+		LastLoginMax:      defaultLastLoginMax,
 		CacheTTL:          defaultCacheTTL,
 		PendingMax:        defaultPendingMax,
 		IdempotencyTTL:    defaultIdempotencyTTL,
@@ -184,6 +192,9 @@ func (c Config) Validate() error {
 	}
 	if c.PendingMax < 0 || c.PendingMax > maxPendingMax {
 		errs = append(errs, fmt.Errorf("pending_max: %d is outside 0..%d (0 = remember none)", c.PendingMax, maxPendingMax))
+	}
+	if c.LastLoginMax < 1 || c.LastLoginMax > maxPendingMax {
+		errs = append(errs, fmt.Errorf("last_login_max: %d is outside 1..%d (a negative last_login_interval turns tracking off)", c.LastLoginMax, maxPendingMax))
 	}
 	if c.IdempotencyTTL < minIdempotencyTTL || c.IdempotencyTTL > maxIdempotencyTTL {
 		errs = append(errs, fmt.Errorf("idempotency_ttl: %s is outside %s..%s", c.IdempotencyTTL, minIdempotencyTTL, maxIdempotencyTTL))

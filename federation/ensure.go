@@ -372,9 +372,14 @@ func (s *Store) touch(u User) {
 	}
 	s.logins.seen.Store(u.ID, now)
 	s.logins.mu.Lock()
-	s.logins.dirty[u.ID] = now
+	s.keepLogin(u.ID, now)
 	s.logins.mu.Unlock()
 }
+
+// flushChunk is the most rows one last_login statement writes: a backlog
+// built up during an outage goes out as many short statements, each well
+// inside query_timeout, rather than one that grows with every failure.
+const flushChunk = 1000
 
 // flushLogins writes the scheduled last_login values in one statement, and
 // forgets schedules older than the interval. A failed batch is kept for
@@ -409,33 +414,53 @@ func (s *Store) flushLogins(ctx context.Context) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	ats := make([]time.Time, len(ids))
-	for i, id := range ids {
-		ats[i] = batch[id]
+	ats := make([]time.Time, 0, min(len(ids), flushChunk))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), flushChunk)]
+		ats = ats[:0]
+		for _, id := range chunk {
+			ats = append(ats, batch[id])
+		}
+		var n int64
+		err := s.withConn(ctx, func(ctx context.Context, q querier) error {
+			tag, err := q.Exec(ctx, sqlFlushLogins, chunk, ats, s.cfg.LastLoginInterval.Microseconds())
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			// This chunk and the rest wait for the next flush.
+			s.logins.mu.Lock()
+			for _, id := range ids {
+				s.keepLogin(id, batch[id])
+			}
+			s.logins.mu.Unlock()
+			s.log.Warn("last_login not written, retrying later", zap.Int("users", len(ids)), zap.Error(err))
+			return
+		}
+		s.m.lastLoginWrites.Add(float64(n))
+		ids = ids[len(chunk):]
 	}
-	var n int64
-	err := s.withConn(ctx, func(ctx context.Context, q querier) error {
-		tag, err := q.Exec(ctx, sqlFlushLogins, ids, ats, s.cfg.LastLoginInterval.Microseconds())
-		n = tag.RowsAffected()
-		return err
-	})
-	if err != nil {
-		s.logins.mu.Lock()
-		s.keepLogins(batch)
-		s.logins.mu.Unlock()
-		s.log.Warn("last_login not written, retrying later", zap.Int("users", len(batch)), zap.Error(err))
-		return
-	}
-	s.m.lastLoginWrites.Add(float64(n))
 }
 
 // keepLogins puts an unwritten batch back, behind any later login.
 // s.logins.mu must be held.
 func (s *Store) keepLogins(batch map[string]time.Time) {
 	for id, at := range batch {
-		if cur, ok := s.logins.dirty[id]; !ok || cur.Before(at) {
-			s.logins.dirty[id] = at
-		}
+		s.keepLogin(id, at)
+	}
+}
+
+// keepLogin schedules a last_login write of at for id, unless a later one
+// is scheduled, and drops it when last_login_max are waiting already.
+// s.logins.mu must be held.
+func (s *Store) keepLogin(id string, at time.Time) {
+	cur, ok := s.logins.dirty[id]
+	switch {
+	case ok && !cur.Before(at):
+	case !ok && len(s.logins.dirty) >= s.cfg.LastLoginMax:
+		s.m.loginsDropped.Inc()
+	default:
+		s.logins.dirty[id] = at
 	}
 }
 

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -465,6 +466,52 @@ func TestEnsureUserLastLoginBatched(t *testing.T) {
 	f.s.flushLogins(ctx)
 	if n := testutil.ToFloat64(f.s.m.lastLoginWrites); n != 2 {
 		t.Errorf("last_login_writes_total = %v after the next interval, want 2", n)
+	}
+}
+
+// TestLastLoginBacklogBounded: a backlog of last_login writes larger than
+// one statement's chunk is written in full, in statements of flushChunk
+// rows; writes beyond last_login_max are dropped and counted, and the
+// user's next request after the interval schedules them again.
+func TestLastLoginBacklogBounded(t *testing.T) {
+	const users, max = 2*flushChunk + 200, 2*flushChunk + 100
+	f := newFixture(t, fixtureOpts{config: func(c *Config) { c.LastLoginMax = max; c.CacheTTL = -1 }})
+	ctx := testContext(t)
+	var ids []string
+	for i := range users {
+		u, err := f.s.EnsureUser(ctx, firebaseID(fmt.Sprintf("uid-backlog-%d", i), fmt.Sprintf("backlog%d@example.com", i), true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	if n := testutil.ToFloat64(f.s.m.loginsDropped); n != users-max {
+		t.Errorf("last_login_dropped_total = %v, want %d (%d logins, last_login_max %d)", n, users-max, users, max)
+	}
+	before := f.queries.n.Load()
+	f.s.flushLogins(ctx)
+	if n := testutil.ToFloat64(f.s.m.lastLoginWrites); n != max {
+		t.Errorf("last_login_writes_total = %v, want %d", n, max)
+	}
+	if n := f.queries.n.Load() - before; n != 3 {
+		t.Errorf("flush sent %d statements for %d rows, want 3 of at most %d", n, max, flushChunk)
+	}
+	if n := f.count(t, "SELECT count(*) FROM users WHERE last_login IS NOT NULL"); n != max {
+		t.Errorf("rows with last_login = %d, want %d", n, max)
+	}
+
+	// After the interval a dropped user's next request is written.
+	f.clock.Add(f.s.cfg.LastLoginInterval)
+	if _, err := f.s.EnsureUser(ctx, firebaseID(fmt.Sprintf("uid-backlog-%d", users-1), fmt.Sprintf("backlog%d@example.com", users-1), true)); err != nil {
+		t.Fatal(err)
+	}
+	f.s.flushLogins(ctx)
+	row, err := f.s.Repo().FindByID(ctx, ids[users-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.LastLogin.IsZero() {
+		t.Error("a dropped user's last_login is still unset after its next request")
 	}
 }
 

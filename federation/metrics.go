@@ -34,6 +34,7 @@ type metrics struct {
 	lastLoginWrites prometheus.Counter
 	skipped         prometheus.Counter
 	pendingDropped  prometheus.Counter
+	loginsDropped   prometheus.Counter
 	workerRuns      [numRunResults]prometheus.Counter
 	workerRows      [numRowResults]prometheus.Counter
 }
@@ -53,6 +54,10 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "user_store_skipped_total",
 			Help: "Requests that did not try PostgreSQL because it failed recently (circuit breaker open).",
+		}),
+		loginsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "last_login_dropped_total",
+			Help: "last_login writes dropped because last_login_max were already waiting (PostgreSQL unreachable or slow).",
 		}),
 		pendingDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "users_pending_dropped_total",
@@ -99,7 +104,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		Name: "users_pending",
 		Help: "Identities served during an outage whose rows wait to be created.",
 	}, func() float64 { return float64(s.wait.len()) })
-	for _, c := range []prometheus.Collector{upserts, m.lastLoginWrites, m.skipped, m.pendingDropped, available, pending, newPoolCollector(s.pool)} {
+	for _, c := range []prometheus.Collector{upserts, m.lastLoginWrites, m.loginsDropped, m.skipped, m.pendingDropped, available, pending, newPoolCollector(s.pool)} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register federation metrics: %w", err)
 		}

@@ -72,7 +72,7 @@ var zeroRefused = []string{
 	"verify.firebase.session_cookies.keys.default_max_age",
 	"verify.max_token_bytes",
 	"federation.database_url", "federation.schema", "federation.max_conns", "federation.acquire_timeout",
-	"federation.query_timeout", "federation.idempotency_ttl", "federation.on_unavailable", "federation.on_email_conflict",
+	"federation.query_timeout", "federation.last_login_max", "federation.idempotency_ttl", "federation.on_unavailable", "federation.on_email_conflict",
 	"federation.worker.interval", "federation.worker.batch_size", "federation.worker.max_attempts",
 	"federation.worker.backoff_base", "federation.worker.backoff_max",
 	"cache.load_timeout", "cache.redis.failure_backoff_max", // below failure_backoff
