@@ -225,10 +225,12 @@ func podAnnotations(t *testing.T, vals map[string]any) (map[string]string, strin
 	return ann, secretVol, created
 }
 
-// TestHelmChecksums checks that a change of the configuration or of a
-// Secret the chart creates changes the pod template (so "helm upgrade"
-// rolls the pods, as authgate has no hot reload yet), that nothing else
-// does, and that an existing Secret is mounted and not created.
+// TestHelmChecksums checks that a change of a configuration key that
+// authgate reads only at start, or of a Secret the chart creates, changes
+// the pod template (so "helm upgrade" rolls the pods); that a change
+// authgate reloads by itself (routes, issuers, log level, ...) and
+// nothing else does; and that an existing Secret is mounted and not
+// created.
 func TestHelmChecksums(t *testing.T) {
 	base, _, _ := podAnnotations(t, nil)
 	tests := []struct {
@@ -240,9 +242,88 @@ func TestHelmChecksums(t *testing.T) {
 		wantNoSecretA bool
 	}{
 		{
-			name:        "config change",
-			give:        map[string]any{"config": map[string]any{"log": map[string]any{"level": "debug"}}},
+			name:        "restart key: shutdown grace",
+			give:        map[string]any{"config": map[string]any{"server": map[string]any{"shutdown_grace": "30s"}}},
 			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: log format",
+			give:        map[string]any{"config": map[string]any{"log": map[string]any{"format": "console"}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: federation pool",
+			give:        map[string]any{"config": map[string]any{"federation": map[string]any{"max_conns": 20}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: cache budget",
+			give:        map[string]any{"config": map[string]any{"cache": map[string]any{"local_max_bytes": 1048576}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: token cache",
+			give:        map[string]any{"config": map[string]any{"verify": map[string]any{"cache": map[string]any{"ttl": "1m"}}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: firebase project",
+			give:        map[string]any{"config": map[string]any{"verify": map[string]any{"firebase": map[string]any{"project_id": "other"}}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: assertion on",
+			give:        map[string]any{"config": map[string]any{"assertion": map[string]any{"enabled": true}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "restart key: grpc listener",
+			give:        map[string]any{"config": map[string]any{"ext_authz_grpc": map[string]any{"addr": ":9191"}}},
+			wantChanged: []string{"checksum/config"},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "reloaded key: log level",
+			give:        map[string]any{"config": map[string]any{"log": map[string]any{"level": "debug"}}},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "reloaded key: routes",
+			give:        map[string]any{"config": map[string]any{"routes": []any{map[string]any{"name": "default", "path": "/"}}}},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "reloaded key: trusted proxies",
+			give:        map[string]any{"config": map[string]any{"trusted_proxies": []any{"10.0.0.0/8"}}},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "reloaded key: legacy issuer",
+			give:        map[string]any{"config": map[string]any{"verify": map[string]any{"legacy": map[string]any{"issuer": "https://other.example.com"}}}},
+			wantSecret:  "rel-authgate",
+			wantCreated: true,
+		},
+		{
+			name:        "reloaded key: assertion issuer",
+			give:        map[string]any{"config": map[string]any{"assertion": map[string]any{"issuer": "https://other.example.com"}}},
 			wantSecret:  "rel-authgate",
 			wantCreated: true,
 		},

@@ -23,7 +23,9 @@ import (
 // restartKeys are the key paths (and prefixes, ending in ".") that serve
 // reads once: listeners, connection pools and clients, and what was built
 // on them. A reload keeps their running values and names those that
-// changed in a warning.
+// changed in a warning. The Helm chart's "authgate.restartConfig"
+// (deploy/helm/authgate/templates/_helpers.tpl) rolls the pods on a change
+// of these keys only: keep the two in step.
 var restartKeys = []string{
 	"server.",                                              // listeners, the admin API
 	"log.format", "log.buffer_bytes", "log.flush_interval", // the log sink

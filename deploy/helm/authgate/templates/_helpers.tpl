@@ -55,10 +55,30 @@ authgate reads both only at start (there is no hot reload yet).
 */}}
 {{- define "authgate.checksums" -}}
 {{- $v := include "authgate.v" . | fromYaml -}}
-checksum/config: {{ toYaml $v.config | sha256sum }}
+checksum/config: {{ include "authgate.restartConfig" $v.config | sha256sum }}
 {{- if not $v.secret.existingSecret }}
 checksum/secret: {{ toYaml $v.secret.data | sha256sum }}
 {{- end }}
+{{- end }}
+
+{{/*
+The part of the configuration that authgate reads only at start: the keys
+of restartKeys in cmd/authgate/reload.go (keep the two in step). Only a
+change here rolls the pods; authgate reloads the rest of the mounted file
+by itself once the kubelet has updated the ConfigMap.
+*/}}
+{{- define "authgate.restartConfig" -}}
+{{- $c := . | default dict -}}
+{{- $verify := get $c "verify" | default dict -}}
+{{- $firebase := get $verify "firebase" | default dict -}}
+{{- toYaml (dict
+  "top" (pick $c "server" "federation" "cache" "tracing" "auth_api" "usage")
+  "log" (pick (get $c "log" | default dict) "format" "buffer_bytes" "flush_interval")
+  "ext_authz_grpc" (pick (get $c "ext_authz_grpc" | default dict) "addr" "max_recv_msg_size" "max_concurrent_streams")
+  "assertion" (pick (get $c "assertion" | default dict) "enabled" "jwks_path")
+  "verify_cache" (get $verify "cache" | default dict)
+  "firebase" (pick $firebase "project_id" "revocation")
+) -}}
 {{- end }}
 
 {{/*
