@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math"
 	"strings"
-	"time"
-	"unique"
 
 	"github.com/authgate/authgate/internal/cache"
 )
@@ -22,30 +20,11 @@ type packedUser struct {
 	ends                      [4]uint16
 	userType                  string // interned
 	status                    Status // interned
-	lastLogin, lastSynced     int64  // Unix nanoseconds; zeroTime for the zero time
+	lastLogin, lastSynced     int64  // Unix nanoseconds; 0 for the zero time (cache.PackTime)
 	created, updated, deleted int64
 	tokenBalance              int64
 	syncAttempts              int32
 	isActive                  bool
-}
-
-// zeroTime stands for time.Time{}, so that the zero packed value
-// unpacks to the zero value; the one instant it shadows is the Unix
-// epoch itself.
-const zeroTime = 0
-
-func packTime(t time.Time) int64 {
-	if t.IsZero() {
-		return zeroTime
-	}
-	return t.UnixNano()
-}
-
-func unpackTime(n int64) time.Time {
-	if n == zeroTime {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }
 
 // packUser returns the cached form of u, and false when it cannot hold it
@@ -66,13 +45,13 @@ func packUser(u User) (packedUser, bool) {
 	return packedUser{
 		s:            b.String(),
 		ends:         ends,
-		userType:     intern(u.UserType),
-		status:       Status(intern(string(u.FederationStatus))),
-		lastLogin:    packTime(u.LastLogin),
-		lastSynced:   packTime(u.LastSyncedAt),
-		created:      packTime(u.CreatedAt),
-		updated:      packTime(u.UpdatedAt),
-		deleted:      packTime(u.DeletedAt),
+		userType:     cache.Intern(u.UserType),
+		status:       Status(cache.Intern(string(u.FederationStatus))),
+		lastLogin:    cache.PackTime(u.LastLogin),
+		lastSynced:   cache.PackTime(u.LastSyncedAt),
+		created:      cache.PackTime(u.CreatedAt),
+		updated:      cache.PackTime(u.UpdatedAt),
+		deleted:      cache.PackTime(u.DeletedAt),
 		tokenBalance: u.TokenBalance,
 		syncAttempts: int32(u.SyncAttempts),
 		isActive:     u.IsActive,
@@ -90,22 +69,14 @@ func (p packedUser) unpack() User {
 		IsActive:         p.isActive,
 		TokenBalance:     p.tokenBalance,
 		FederationStatus: p.status,
-		LastLogin:        unpackTime(p.lastLogin),
-		LastSyncedAt:     unpackTime(p.lastSynced),
+		LastLogin:        cache.UnpackTime(p.lastLogin),
+		LastSyncedAt:     cache.UnpackTime(p.lastSynced),
 		SyncAttempts:     int(p.syncAttempts),
 		LastSyncError:    p.s[p.ends[3]:],
-		CreatedAt:        unpackTime(p.created),
-		UpdatedAt:        unpackTime(p.updated),
-		DeletedAt:        unpackTime(p.deleted),
+		CreatedAt:        cache.UnpackTime(p.created),
+		UpdatedAt:        cache.UnpackTime(p.updated),
+		DeletedAt:        cache.UnpackTime(p.deleted),
 	}
-}
-
-// intern returns the canonical copy of s, shared by every caller.
-func intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
 }
 
 // packedJSON stores packed rows in Redis as the JSON of the User, as

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"math"
 	"strings"
-	"time"
-	"unique"
 
 	"github.com/authgate/authgate/internal/cache"
 )
@@ -25,35 +23,16 @@ type packed struct {
 	// issuer and role are interned: the same few values for every user.
 	issuer, role string
 	claims       map[string]any // read-only, as Identity.Claims
-	// Unix nanoseconds; zeroTime for the zero time.
+	// Unix nanoseconds; 0 for the zero time (cache.PackTime).
 	iat, exp, auth int64
 	provider       Provider
 	emailVerified  bool
 	uidIsSubject   bool // FirebaseUID is Subject, not stored twice
 }
 
-// zeroTime stands for time.Time{}, so that the zero packed value
-// unpacks to the zero value; the one instant it shadows is the Unix
-// epoch itself.
-const zeroTime = 0
-
 // maxPacked bounds the per-user strings of a packed identity; a longer
 // one (never seen in a real token) is not cached.
 const maxPacked = math.MaxUint16
-
-func packTime(t time.Time) int64 {
-	if t.IsZero() {
-		return zeroTime
-	}
-	return t.UnixNano()
-}
-
-func unpackTime(n int64) time.Time {
-	if n == zeroTime {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
 
 // pack returns the cached form of id, and false when its strings are too
 // long to pack.
@@ -78,13 +57,13 @@ func pack(id Identity) (packed, bool) {
 	return packed{
 		s:             b.String(),
 		ends:          [3]uint16{uint16(e0), uint16(e1), uint16(e2)},
-		issuer:        intern(id.Issuer),
-		role:          intern(id.Role),
+		issuer:        cache.Intern(id.Issuer),
+		role:          cache.Intern(id.Role),
 		claims:        id.Claims,
-		iat:           packTime(id.IssuedAt),
-		exp:           packTime(id.ExpiresAt),
-		auth:          packTime(id.AuthTime),
-		provider:      Provider(intern(string(id.Provider))),
+		iat:           cache.PackTime(id.IssuedAt),
+		exp:           cache.PackTime(id.ExpiresAt),
+		auth:          cache.PackTime(id.AuthTime),
+		provider:      Provider(cache.Intern(string(id.Provider))),
 		emailVerified: id.EmailVerified,
 		uidIsSubject:  same,
 	}, true
@@ -101,23 +80,15 @@ func (p packed) unpack() Identity {
 		Name:          p.s[p.ends[2]:],
 		EmailVerified: p.emailVerified,
 		Role:          p.role,
-		IssuedAt:      unpackTime(p.iat),
-		ExpiresAt:     unpackTime(p.exp),
-		AuthTime:      unpackTime(p.auth),
+		IssuedAt:      cache.UnpackTime(p.iat),
+		ExpiresAt:     cache.UnpackTime(p.exp),
+		AuthTime:      cache.UnpackTime(p.auth),
 		Claims:        p.claims,
 	}
 	if p.uidIsSubject {
 		id.FirebaseUID = id.Subject
 	}
 	return id
-}
-
-// intern returns the canonical copy of s, shared by every caller.
-func intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
 }
 
 // packedJSON stores packed identities in Redis as the JSON of the

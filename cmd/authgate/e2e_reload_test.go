@@ -55,6 +55,18 @@ func newReloadFixture(t *testing.T) *reloadFixture {
 	return f
 }
 
+// start writes the legacy secret and a configuration with reload.watch_interval
+// watch, and runs the binary on it.
+func (f *reloadFixture) start(t *testing.T, watch string) (reloadConfig, string, *e2eAuthgate) {
+	t.Helper()
+	secretFile := filepath.Join(f.dir, "legacy-secret")
+	e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
+	cfgPath := filepath.Join(f.dir, "authgate.yaml")
+	cfg := reloadConfig{secretFile: secretFile, watch: watch}
+	e2eWriteFile(t, cfgPath, f.yaml(cfg))
+	return cfg, cfgPath, startAuthgateFile(t, cfgPath)
+}
+
 // reloadConfig is the configuration of the reload tests: a legacy issuer
 // whose secret is in secretFile, Firebase when firebase is set, a route
 // /reports (public when public is set), and more YAML at the end.
@@ -163,12 +175,7 @@ func waitMetric(t *testing.T, ag *e2eAuthgate, series string, want float64) {
 // with watching off, only the signal reloads.
 func TestReloadSIGHUP(t *testing.T) {
 	f := newReloadFixture(t)
-	secretFile := filepath.Join(f.dir, "legacy-secret")
-	e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
-	cfgPath := filepath.Join(f.dir, "authgate.yaml")
-	cfg := reloadConfig{secretFile: secretFile, watch: "0s"}
-	e2eWriteFile(t, cfgPath, f.yaml(cfg))
-	ag := startAuthgateFile(t, cfgPath)
+	cfg, cfgPath, ag := f.start(t, "0s")
 	client := &http.Client{Timeout: 5 * time.Second}
 
 	oldTok := legacyToken(t, verifytest.Secret, "alice")
@@ -184,7 +191,7 @@ func TestReloadSIGHUP(t *testing.T) {
 	cfg.public = true
 	cfg.extra = "" // keys below
 	e2eWriteFile(t, cfgPath, strings.Replace(f.yaml(cfg), "shutdown_grace: 5s", "shutdown_grace: 6s", 1))
-	e2eWriteFile(t, secretFile, reloadSecretB+"\n")
+	e2eWriteFile(t, cfg.secretFile, reloadSecretB+"\n")
 	if got := metricValue(t, ag, seriesGeneration); got != 1 {
 		t.Fatalf("%s before SIGHUP = %v, want 1 (watching is off)", seriesGeneration, got)
 	}
@@ -297,12 +304,7 @@ func TestReloadKubernetesMount(t *testing.T) {
 // key; fixing the file then reloads.
 func TestReloadBrokenFile(t *testing.T) {
 	f := newReloadFixture(t)
-	secretFile := filepath.Join(f.dir, "legacy-secret")
-	e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
-	cfgPath := filepath.Join(f.dir, "authgate.yaml")
-	cfg := reloadConfig{secretFile: secretFile, watch: "100ms"}
-	e2eWriteFile(t, cfgPath, f.yaml(cfg))
-	ag := startAuthgateFile(t, cfgPath)
+	cfg, cfgPath, ag := f.start(t, "100ms")
 	client := &http.Client{Timeout: 5 * time.Second}
 	tok := legacyToken(t, verifytest.Secret, "alice")
 
@@ -353,12 +355,7 @@ func TestReloadBrokenFile(t *testing.T) {
 // with a token valid under every configuration: none may fail.
 func TestReloadUnderLoad(t *testing.T) {
 	f := newReloadFixture(t)
-	secretFile := filepath.Join(f.dir, "legacy-secret")
-	e2eWriteFile(t, secretFile, verifytest.Secret+"\n")
-	cfgPath := filepath.Join(f.dir, "authgate.yaml")
-	cfg := reloadConfig{secretFile: secretFile, watch: "0s"}
-	e2eWriteFile(t, cfgPath, f.yaml(cfg))
-	ag := startAuthgateFile(t, cfgPath)
+	cfg, cfgPath, ag := f.start(t, "0s")
 	tok := legacyToken(t, verifytest.Secret, "alice")
 
 	var sent, failed atomic.Int64
