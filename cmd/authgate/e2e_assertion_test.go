@@ -219,7 +219,9 @@ func TestAssertionTraefik(t *testing.T) {
 	t.Cleanup(upstream.Close)
 	ag := startAssertionAuthgate(t, "", app)
 	client := gatewayClient(t)
-	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client)
+	// The upstream refuses a request without an assertion: an anonymous
+	// one on the public route gets its 401 once Traefik routes.
+	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client, http.StatusUnauthorized)
 	checkAssertionAt(t, "https://"+addr, client, app)
 }
 

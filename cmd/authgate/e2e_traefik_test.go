@@ -44,8 +44,9 @@ func traefikDynamic(t *testing.T, example, authgateAddr, app string) string {
 
 // startTraefik runs bin with deploy/traefik/dynamic.yaml (file provider)
 // and an entry point "websecure" on a loopback port, and returns that
-// address once the router answers.
-func startTraefik(t *testing.T, bin, authgateAddr, app string, client *http.Client) string {
+// address once the router answers /public/x with ready (what app answers
+// an anonymous request there).
+func startTraefik(t *testing.T, bin, authgateAddr, app string, client *http.Client, ready int) string {
 	t.Helper()
 	example, err := os.ReadFile(traefikExample)
 	if err != nil {
@@ -84,7 +85,7 @@ providers:
 				_ = c.Close()
 				// The file provider's routers arrive a moment after the
 				// entry point opens; until then Traefik answers 404.
-				waitGateway(t, client, p, "https://"+listen+"/public/x", http.StatusOK, 15*time.Second)
+				waitGateway(t, client, p, "https://"+listen+"/public/x", ready, 15*time.Second)
 				return listen
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -116,7 +117,7 @@ func TestTraefikForwardAuth(t *testing.T) {
 	t.Cleanup(upstream.Close)
 	ag := startForwardAuthgate(t)
 	client := gatewayClient(t)
-	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client)
+	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client, http.StatusOK)
 	app.take()
 
 	tok := newGatewayTokens(t)
