@@ -255,7 +255,7 @@ func (r *report) markdown() string {
 				continue
 			}
 			x, sig := p.column(sideX, cpuReq), p.column(sideSig, cpuReq)
-			w("%s against the RS256 floor (the same requests to a bare net/http handler that verifies the token's RSA-2048 signature with crypto/rsa and answers 200; no JOSE header, no claims, no cache), in the same rounds: CPU per request %s× the RS256 floor's, which is %s× the floor's. Of %s per request, the bare RS256 verification and answer are %s.\n\n",
+			w("%s against the RS256 floor (the same requests to a bare net/http handler that verifies the token's RSA-2048 signature with crypto/rsa and answers 200; no JOSE header, no claims, no cache), in the same rounds: CPU per request ÷ the RS256 floor's %s; the RS256 floor's ÷ the floor's %s. Of %s per request, the bare RS256 verification and answer are %s.\n\n",
 				p.spec.scenario, fmtRange(p.ratiosOf(sideX, sideSig, cpuReq), "%.2f"), fmtRange(p.ratiosOf(sideSig, sideBase, cpuReq), "%.2f"),
 				fmt.Sprintf("%.1f µs", median(x)/1e3), fmt.Sprintf("%.1f µs", median(sig)/1e3))
 		}
