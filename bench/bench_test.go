@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,65 @@ func TestTokens(t *testing.T) {
 			t.Fatalf("mintFirebase: %q is not a new compact JWS", tok)
 		}
 		seen[tok] = true
+	}
+}
+
+// TestRS256Handler checks that the RS256 floor verifies: it answers 200
+// only to a token the suite's key signed.
+func TestRS256Handler(t *testing.T) {
+	s, err := newSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := newSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(cert, s.cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := readRSAKey(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.firebase("u", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.firebase("u", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same signing input with the other key's signature, and the
+	// valid signature under another payload.
+	dot := strings.LastIndexByte(tok, '.')
+	otherSig := tok[:dot] + foreign[strings.LastIndexByte(foreign, '.'):]
+	parts := strings.Split(tok, ".")
+	tampered := parts[0] + "." + parts[1][:len(parts[1])-2] + "AA." + parts[2]
+	tests := []struct {
+		name       string
+		giveAuth   string
+		wantStatus int
+	}{
+		{"valid", "Bearer " + tok, http.StatusOK},
+		{"other key", "Bearer " + foreign, http.StatusUnauthorized},
+		{"other key's signature", "Bearer " + otherSig, http.StatusUnauthorized},
+		{"payload changed", "Bearer " + tampered, http.StatusUnauthorized},
+		{"signature not base64url", "Bearer " + tok[:dot] + ".!!", http.StatusUnauthorized},
+		{"no signature", "Bearer " + tok[:dot] + ".", http.StatusUnauthorized},
+		{"no dot", "Bearer abc", http.StatusUnauthorized},
+		{"no bearer", "", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/auth", nil)
+			req.Header.Set("Authorization", tt.giveAuth)
+			rec := httptest.NewRecorder()
+			rs256Handler(key)(rec, req)
+			if rec.Code != tt.wantStatus {
+				t.Errorf("rs256Handler(%.40q...) = %d, want %d", tt.giveAuth, rec.Code, tt.wantStatus)
+			}
+		})
 	}
 }

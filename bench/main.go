@@ -1,17 +1,18 @@
 // Command bench is authgate's load benchmark suite. It builds the authgate
 // binary, starts it with the production configuration next to a bare
-// net/http server (the floor), a trivial upstream and a bare
-// httputil.ReverseProxy, all on 127.0.0.1, and drives each with a
-// closed-loop load generator over keep-alive connections. Runs are
-// interleaved (floor, X, floor, X, ... over several rounds) and every ratio
-// is taken against the floor measured in the same round. It prints a
+// net/http server (the floor), a trivial upstream, a bare
+// httputil.ReverseProxy and, for fa-cold, a bare RS256 verifier (the RS256
+// floor), all on 127.0.0.1, and drives each with a closed-loop load
+// generator over keep-alive connections. Runs are interleaved (floor, X,
+// floor, X, ... over several rounds) and every ratio is taken against the
+// floor measured in the same round. It prints a
 // Markdown report with the targets of issue 6; see BENCHMARKS.md.
 //
 // Usage:
 //
 //	go run ./bench [flags]          the suite (a few minutes)
 //	go run ./bench -smoke           a few seconds; fails on errors, not on numbers
-//	go run ./bench floor|upstream|revproxy [-upstream URL]
+//	go run ./bench floor|upstream|revproxy|rs256 [-upstream URL] [-cert PEM]
 //	                                one of the suite's own servers
 //
 // The production configuration is the one issue 6 names: metrics, JSON
@@ -38,7 +39,7 @@ import (
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case cmdFloor, cmdUpstream, cmdRevProxy:
+		case cmdFloor, cmdUpstream, cmdRevProxy, cmdRS256:
 			if err := runServer(os.Args[1], os.Args[2:]); err != nil {
 				fmt.Fprintln(os.Stderr, "bench:", err)
 				os.Exit(1)

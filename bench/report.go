@@ -22,12 +22,13 @@ type report struct {
 
 type pairResult struct {
 	spec   pairSpec
-	rounds [][2]runStat // base, x
+	rounds [][]runStat // base, x, then sig if the pair has one
 }
 
 var titles = map[string]string{
 	"floor":       "bare net/http answering 200 (floor)",
 	"revproxy":    "bare httputil.ReverseProxy → upstream",
+	cmdRS256:      "bare net/http verifying the token's RS256 signature, 200 (RS256 floor)",
 	scFAHit:       "forward-auth, hot RS256 token (in-process hit)",
 	scFANoLog:     "the same with the access log off (diagnostic)",
 	scFACold:      "forward-auth, new RS256 token per request, known user",
@@ -54,7 +55,14 @@ func median(v []float64) float64 {
 	}
 }
 
-// column extracts one number per round from base (0) or x (1).
+// Sides of a round.
+const (
+	sideBase = iota
+	sideX
+	sideSig
+)
+
+// column extracts one number per round from base, x or sig.
 func (p *pairResult) column(side int, f func(runStat) float64) []float64 {
 	out := make([]float64, len(p.rounds))
 	for i, r := range p.rounds {
@@ -65,11 +73,25 @@ func (p *pairResult) column(side int, f func(runStat) float64) []float64 {
 
 // ratios returns x/base of f per round.
 func (p *pairResult) ratios(f func(runStat) float64) []float64 {
+	return p.ratiosOf(sideX, sideBase, f)
+}
+
+// ratiosOf returns f of side num over f of side den, per round.
+func (p *pairResult) ratiosOf(num, den int, f func(runStat) float64) []float64 {
 	out := make([]float64, len(p.rounds))
 	for i, r := range p.rounds {
-		out[i] = f(r[1]) / f(r[0])
+		out[i] = f(r[num]) / f(r[den])
 	}
 	return out
+}
+
+// fmtRounds formats v in round order.
+func fmtRounds(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 func rps(r runStat) float64    { return r.rps }
@@ -211,11 +233,15 @@ func (r *report) markdown() string {
 			if len(p.rounds) == 0 {
 				continue
 			}
-			for side, t := range []*target{p.spec.base, p.spec.x} {
+			sides := []*target{p.spec.base, p.spec.x}
+			if p.spec.sig != nil {
+				sides = append(sides, p.spec.sig)
+			}
+			for side, t := range sides {
 				ratioR, ratioC := "base", "base"
-				if side == 1 {
-					ratioR = fmtRange(p.ratios(rps), "%.2f")
-					ratioC = fmtRange(p.ratios(cpuReq), "%.2f")
+				if side != sideBase {
+					ratioR = fmtRange(p.ratiosOf(side, sideBase, rps), "%.2f")
+					ratioC = fmtRange(p.ratiosOf(side, sideBase, cpuReq), "%.2f")
 				}
 				w("| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", p.spec.scenario, titles[t.name],
 					median(p.column(side, rps)), fmtDur(median(p.column(side, p50))), fmtDur(median(p.column(side, p99))),
@@ -224,17 +250,23 @@ func (r *report) markdown() string {
 		}
 		w("\n")
 
+		for _, p := range r.pairs {
+			if p.spec.sig == nil || len(p.rounds) == 0 {
+				continue
+			}
+			x, sig := p.column(sideX, cpuReq), p.column(sideSig, cpuReq)
+			w("%s against the RS256 floor (the same requests to a bare net/http handler that verifies the token's RSA-2048 signature with crypto/rsa and answers 200; no JOSE header, no claims, no cache), in the same rounds: CPU per request ÷ the RS256 floor's %s; the RS256 floor's ÷ the floor's %s. Of %s per request, the bare RS256 verification and answer are %s.\n\n",
+				p.spec.scenario, fmtRange(p.ratiosOf(sideX, sideSig, cpuReq), "%.2f"), fmtRange(p.ratiosOf(sideSig, sideBase, cpuReq), "%.2f"),
+				fmt.Sprintf("%.1f µs", median(x)/1e3), fmt.Sprintf("%.1f µs", median(sig)/1e3))
+		}
+
 		w("Per-round CPU/request ratios (X ÷ base, in round order):\n\n")
 		for _, p := range r.pairs {
-			var parts []string
-			for _, v := range p.ratios(cpuReq) {
-				parts = append(parts, fmt.Sprintf("%.2f", v))
+			w("- %s: CPU %s; req/s %s", p.spec.scenario, fmtRounds(p.ratios(cpuReq)), fmtRounds(p.ratios(rps)))
+			if p.spec.sig != nil {
+				w("; CPU ÷ RS256 floor %s", fmtRounds(p.ratiosOf(sideX, sideSig, cpuReq)))
 			}
-			var tp []string
-			for _, v := range p.ratios(rps) {
-				tp = append(tp, fmt.Sprintf("%.2f", v))
-			}
-			w("- %s: CPU %s; req/s %s\n", p.spec.scenario, strings.Join(parts, " "), strings.Join(tp, " "))
+			w("\n")
 		}
 		w("\n")
 

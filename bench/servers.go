@@ -4,7 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -29,6 +36,7 @@ const (
 	cmdFloor    = "floor"    // bare net/http answering 200
 	cmdUpstream = "upstream" // the trivial upstream behind both proxies
 	cmdRevProxy = "revproxy" // bare httputil.ReverseProxy in front of -upstream
+	cmdRS256    = "rs256"    // bare net/http verifying the bearer token's RS256 signature, then 200
 )
 
 var (
@@ -42,12 +50,58 @@ func okHandler(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(okBody)
 }
 
+// rs256Handler is the RS256 floor: it verifies the signature of the
+// bearer token (a compact JWS) with key, RSASSA-PKCS1-v1_5 over the
+// SHA-256 of the signing input as crypto/rsa does it, and answers 200 "ok",
+// or 401 if the signature does not verify. It parses neither the JOSE
+// header nor the claims: what it costs over the floor is the signature
+// check alone.
+func rs256Handler(key *rsa.PublicKey) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		dot := strings.LastIndexByte(tok, '.')
+		if !ok || dot < 0 {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(tok[dot+1:])
+		digest := sha256.Sum256([]byte(tok[:dot]))
+		if err != nil || rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], sig) != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		okHandler(w, r)
+	}
+}
+
+// readRSAKey reads the RSA public key of the PEM certificate at path.
+func readRSAKey(path string) (*rsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := c.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: the key is %T, not RSA", path, c.PublicKey)
+	}
+	return key, nil
+}
+
 // runServer is the entry point of a server sub-command. It listens on a
 // free loopback port, logs the address in the same JSON line authgate
 // writes, and serves until SIGTERM or SIGINT.
 func runServer(name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	upstream := fs.String("upstream", "", "revproxy: the upstream URL")
+	cert := fs.String("cert", "", "rs256: PEM file of the certificate whose RSA key signs the tokens")
 	withPprof := fs.Bool("pprof", false, "serve /debug/pprof/ on a second loopback listener (its address is the admin_addr of the listening line)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -56,6 +110,12 @@ func runServer(name string, args []string) error {
 	switch name {
 	case cmdFloor, cmdUpstream:
 		h = http.HandlerFunc(okHandler)
+	case cmdRS256:
+		key, err := readRSAKey(*cert)
+		if err != nil {
+			return fmt.Errorf("rs256: -cert: %w", err)
+		}
+		h = rs256Handler(key)
 	case cmdRevProxy:
 		target, err := url.Parse(*upstream)
 		if err != nil || target.Host == "" {

@@ -183,6 +183,9 @@ type target struct {
 type pairSpec struct {
 	scenario string
 	base, x  *target
+	// sig, if set, runs right after x in every round: the RS256 floor sent
+	// the same kind of requests as x, to which x's cost is also compared.
+	sig *target
 }
 
 func (s *suite) run(ctx context.Context) (*report, error) {
@@ -238,7 +241,15 @@ func (s *suite) run(ctx context.Context) (*report, error) {
 			if err != nil {
 				return rep, err
 			}
-			rep.pairs[i].rounds = append(rep.pairs[i].rounds, [2]runStat{b, x})
+			stats := []runStat{b, x}
+			if pr.sig != nil {
+				sig, err := s.measure(ctx, pr.sig)
+				if err != nil {
+					return rep, err
+				}
+				stats = append(stats, sig)
+			}
+			rep.pairs[i].rounds = append(rep.pairs[i].rounds, stats)
 		}
 	}
 	if o.profile != "" {
@@ -273,10 +284,19 @@ func (s *suite) run(ctx context.Context) (*report, error) {
 func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 	o := s.o
 	needFloor := o.has(scFAHit) || o.has(scFANoLog) || o.has(scFACold) || o.has(scFAColdR) || o.has(scFANew) || o.has(scFARedis)
-	var floor, upstream, bare *proc
+	var floor, upstream, bare, rs256 *proc
 	var err error
 	if needFloor {
 		if floor, err = s.startHelper(ctx, cmdFloor); err != nil {
+			return nil, err
+		}
+	}
+	if o.has(scFACold) {
+		cert := filepath.Join(s.dir, "rs256-cert.pem")
+		if err := os.WriteFile(cert, s.sig.cert, 0o644); err != nil {
+			return nil, err
+		}
+		if rs256, err = s.startHelper(ctx, cmdRS256, "-cert", cert); err != nil {
 			return nil, err
 		}
 	}
@@ -309,7 +329,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			if err := s.warm(ctx, p, fixed(forwardAuthRequest(tok)), 1); err != nil {
 				return nil, err
 			}
-			pairs = append(pairs, pairSpec{sc, floorTarget(tok), &target{name: sc, p: p, authg: true, request: fixed(forwardAuthRequest(tok))}})
+			pairs = append(pairs, pairSpec{sc, floorTarget(tok), &target{name: sc, p: p, authg: true, request: fixed(forwardAuthRequest(tok))}, nil})
 		case scFARedis:
 			// The in-process tier keeps entries for a nanosecond, so every
 			// request is a replica's first sight of the token and the user
@@ -330,13 +350,17 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			if err := s.warm(ctx, p, req, redisUsers); err != nil {
 				return nil, err
 			}
-			pairs = append(pairs, pairSpec{sc, floorTarget(toks[0]), &target{name: sc, p: p, authg: true, request: req}})
+			pairs = append(pairs, pairSpec{sc, floorTarget(toks[0]), &target{name: sc, p: p, authg: true, request: req}, nil})
 		case scFACold, scFAColdR, scFANew:
 			p, err := s.startAuthgate(ctx, sc, agConfig{pprof: o.profile != "", redis: sc == scFAColdR})
 			if err != nil {
 				return nil, err
 			}
-			x, err := s.tokenTarget(ctx, sc, p)
+			var sigProc *proc
+			if sc == scFACold {
+				sigProc = rs256
+			}
+			x, sig, err := s.tokenTarget(ctx, sc, p, sigProc)
 			if err != nil {
 				return nil, err
 			}
@@ -344,7 +368,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			if err != nil {
 				return nil, err
 			}
-			pairs = append(pairs, pairSpec{sc, floorTarget(tok), x})
+			pairs = append(pairs, pairSpec{sc, floorTarget(tok), x, sig})
 		case scFAAssert:
 			// fa-hit's configuration and token, with and without the
 			// assertion: the ratio is what signing (once per user and
@@ -377,7 +401,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			}
 			pairs = append(pairs, pairSpec{sc,
 				&target{name: scFAAssertOff, p: off, authg: true, request: req},
-				&target{name: sc, p: on, authg: true, request: req}})
+				&target{name: sc, p: on, authg: true, request: req}, nil})
 		case scFAUsage:
 			// The usage telemetry on against off, with Redis as the shared
 			// tier its batches go to. redisUsers hot tokens of as many
@@ -406,7 +430,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			}
 			pairs = append(pairs, pairSpec{sc,
 				&target{name: scFAUsageOff, p: off, authg: true, request: req},
-				&target{name: sc, p: on, authg: true, request: req}})
+				&target{name: sc, p: on, authg: true, request: req}, nil})
 		case scProxy:
 			p, err := s.startAuthgate(ctx, sc, agConfig{upstream: "http://" + upstream.public, pprof: o.profile != ""})
 			if err != nil {
@@ -422,7 +446,7 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 			}
 			pairs = append(pairs, pairSpec{sc,
 				&target{name: "revproxy", p: bare, request: req},
-				&target{name: sc, p: p, authg: true, request: req}})
+				&target{name: sc, p: p, authg: true, request: req}, nil})
 		}
 	}
 	return pairs, nil
@@ -431,8 +455,9 @@ func (s *suite) setUp(ctx context.Context) ([]pairSpec, error) {
 // tokenTarget mints the token sets of fa-cold (new tokens of cold-users
 // known users, whose rows are created first) or fa-new (a new user per
 // token): one set per round, plus one for a profile run, each with a tenth
-// more for the warm-up.
-func (s *suite) tokenTarget(ctx context.Context, sc string, p *proc) (*target, error) {
+// more for the warm-up. With sigProc (the RS256 floor) it also returns a
+// target that sends sigProc the same sets in the same order.
+func (s *suite) tokenTarget(ctx context.Context, sc string, p, sigProc *proc) (x, sig *target, err error) {
 	o := s.o
 	runs := o.rounds
 	if o.profile != "" {
@@ -455,10 +480,10 @@ func (s *suite) tokenTarget(ctx context.Context, sc string, p *proc) (*target, e
 			return fmt.Sprintf("bench-%s-%d", sc, i), 30 * time.Second
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.warm(ctx, p, eachToken(rows), int64(users)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else {
 		spec = func(i int) (string, time.Duration) { return fmt.Sprintf("bench-new-%d", i), time.Minute }
@@ -466,18 +491,22 @@ func (s *suite) tokenTarget(ctx context.Context, sc string, p *proc) (*target, e
 	t0 := time.Now()
 	toks, err := s.sig.mintFirebase(total, spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.logf("%s: minted %d RS256 tokens in %s", sc, total, time.Since(t0).Round(time.Millisecond))
-	run := 0
-	return &target{
-		name: sc, p: p, authg: true, limit: int64(o.coldTokens),
-		next: func() (requestFunc, requestFunc) {
+	sets := func() func() (requestFunc, requestFunc) {
+		run := 0
+		return func() (requestFunc, requestFunc) {
 			set := toks[run*per : (run+1)*per]
 			run++
 			return eachToken(set[:warmN]), eachToken(set[warmN:])
-		},
-	}, nil
+		}
+	}
+	x = &target{name: sc, p: p, authg: true, limit: int64(o.coldTokens), next: sets()}
+	if sigProc != nil {
+		sig = &target{name: cmdRS256, p: sigProc, limit: int64(o.coldTokens), next: sets()}
+	}
+	return x, sig, nil
 }
 
 // warm sends n requests (over one connection per 8) and fails unless all
@@ -628,6 +657,9 @@ func (s *suite) profileRuns(ctx context.Context, pairs []pairSpec) error {
 	var targets []*target
 	for _, pr := range pairs {
 		targets = append(targets, pr.x)
+		if pr.sig != nil && pr.sig.p.admin != "" {
+			targets = append(targets, pr.sig)
+		}
 		if pr.base.p.admin != "" && !slices.ContainsFunc(targets, func(t *target) bool { return t.name == pr.base.name }) {
 			targets = append(targets, pr.base)
 		}
