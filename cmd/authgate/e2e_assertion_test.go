@@ -187,12 +187,8 @@ func TestAssertionEndToEnd(t *testing.T) {
 // client's.
 func TestAssertionNginx(t *testing.T) {
 	nginxBin := findNginx(t)
-	app := &assertionApp{}
-	upstream := httptest.NewServer(app)
-	t.Cleanup(upstream.Close)
-	ag := startAssertionAuthgate(t, "", app)
-	nginx := startNginx(t, nginxBin, ag.public, upstream.Listener.Addr().String())
-	checkAssertionThrough(t, nginx, app)
+	app, ag, upstream := startAssertionBehindGateway(t)
+	checkAssertionThrough(t, startNginx(t, nginxBin, ag.public, upstream), app)
 }
 
 // TestAssertionCaddy runs the binary in forward-auth mode behind the Caddy
@@ -200,12 +196,8 @@ func TestAssertionNginx(t *testing.T) {
 // client's.
 func TestAssertionCaddy(t *testing.T) {
 	caddyBin := findGateway(t, "caddy", envRequireCaddy, "scripts/install-caddy.sh")
-	app := &assertionApp{}
-	upstream := httptest.NewServer(app)
-	t.Cleanup(upstream.Close)
-	ag := startAssertionAuthgate(t, "", app)
-	caddy := startCaddy(t, caddyBin, ag.public, upstream.Listener.Addr().String())
-	checkAssertionThrough(t, caddy, app)
+	app, ag, upstream := startAssertionBehindGateway(t)
+	checkAssertionThrough(t, startCaddy(t, caddyBin, ag.public, upstream), app)
 }
 
 // TestAssertionTraefik runs the binary in forward-auth mode behind the
@@ -214,15 +206,23 @@ func TestAssertionCaddy(t *testing.T) {
 // client's.
 func TestAssertionTraefik(t *testing.T) {
 	traefikBin := findGateway(t, "traefik", envRequireTraefik, "scripts/build-traefik.sh (about 25 minutes)")
-	app := &assertionApp{}
-	upstream := httptest.NewServer(app)
-	t.Cleanup(upstream.Close)
-	ag := startAssertionAuthgate(t, "", app)
+	app, ag, upstream := startAssertionBehindGateway(t)
 	client := gatewayClient(t)
 	// The upstream refuses a request without an assertion: an anonymous
 	// one on the public route gets its 401 once Traefik routes.
-	addr := startTraefik(t, traefikBin, ag.public, upstream.Listener.Addr().String(), client, http.StatusUnauthorized)
+	addr := startTraefik(t, traefikBin, ag.public, upstream, client, http.StatusUnauthorized)
 	checkAssertionAt(t, "https://"+addr, client, app)
+}
+
+// startAssertionBehindGateway starts the verifying upstream and the binary
+// in forward-auth mode, for a gateway in front of both; it returns the
+// upstream's address.
+func startAssertionBehindGateway(t *testing.T) (*assertionApp, *e2eAuthgate, string) {
+	t.Helper()
+	app := &assertionApp{}
+	upstream := httptest.NewServer(app)
+	t.Cleanup(upstream.Close)
+	return app, startAssertionAuthgate(t, "", app), upstream.Listener.Addr().String()
 }
 
 // TestCheckConfigAssertionKeys checks that check-config refuses a missing
