@@ -247,3 +247,30 @@ func TestCheckConfigFirebaseCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestServeMemoryLimit starts the binary with a cache budget: without
+// GOMEMLIMIT the Go runtime's soft memory limit is that budget plus the
+// headroom, so that the heap stays near the number the operator set; with
+// GOMEMLIMIT the operator's value is the one that runs. Both are read
+// where an operator would, in /metrics.
+func TestServeMemoryLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authgate.yaml")
+	e2eWriteFile(t, path, startFailureConfig+"cache:\n  local_max_bytes: 16777216\n")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want float64
+	}{
+		// Empty, in case the test's own environment sets it: exec keeps
+		// the last value of a variable, and the runtime reads "" as unset.
+		{"derived from cache.local_max_bytes", []string{"GOMEMLIMIT="}, 16<<20 + memoryHeadroom},
+		{"GOMEMLIMIT wins", []string{"GOMEMLIMIT=300MiB"}, 300 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ag := startAuthgateEnv(t, path, tc.env...)
+			if got := metricValue(t, ag, "go_gc_gomemlimit_bytes"); got != tc.want {
+				t.Errorf("go_gc_gomemlimit_bytes = %.0f, want %.0f", got, tc.want)
+			}
+		})
+	}
+}

@@ -211,9 +211,15 @@ func startAuthgate(t *testing.T, cfg string) *e2eAuthgate {
 // startAuthgateFile is startAuthgate with the configuration file at path.
 func startAuthgateFile(t *testing.T, path string) *e2eAuthgate {
 	t.Helper()
+	return startAuthgateEnv(t, path)
+}
+
+// startAuthgateEnv is startAuthgateFile with extra environment variables.
+func startAuthgateEnv(t *testing.T, path string, env ...string) *e2eAuthgate {
+	t.Helper()
 	bin := authgateBinary(t)
 	cmd := exec.Command(bin, "serve", "--config", path)
-	cmd.Env = e2eEnv()
+	cmd.Env = e2eEnv(env...)
 	p := startProcess(t, "authgate", cmd)
 	var addrs [3]string
 	select {

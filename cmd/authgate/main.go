@@ -63,6 +63,7 @@ AUTHGATE_UPSTREAM or AUTHGATE_VERIFY_LEGACY_SECRETS.
 `
 
 func main() {
+	ownsProcess = true
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
@@ -275,6 +276,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
 			zap.String("project_id", cfg.Verify.Firebase.ProjectID))
 	}
+	memFields := memoryLimitFields(environ, cfg.Cache.LocalMaxBytes)
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -331,6 +333,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		go func() { errc <- a.extAuthz.Serve(grpcLn) }()
 		fields = append(fields, zap.String("ext_authz_grpc_addr", grpcLn.Addr().String()))
 	}
+	fields = append(fields, memFields...)
 	log.Info("listening", append(fields, zap.String("version", version), zap.String("upstream", cfg.Proxy.Upstream))...)
 	_ = log.Sync() // start-up lines are not held in the buffer
 	if ready != nil {
