@@ -2,6 +2,11 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# disable_grpc_modules: cloud.google.com/go/storage, which the Firebase Admin
+# SDK's root package imports and authgate never calls, leaves out its gRPC
+# direct-path code (gRPC xDS, Envoy's control-plane protos): 16 MB less
+# binary, about 5 MiB less memory at start.
+TAGS    := disable_grpc_modules
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BENCH   ?= .
 COUNT   ?= 1
@@ -9,7 +14,7 @@ COUNT   ?= 1
 .PHONY: build test lint bench bench-suite bench-smoke run image clean
 
 build: ## the static binary in bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/authgate ./cmd/authgate
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/authgate ./cmd/authgate
 
 test: ## every test, with the race detector (integration tests need TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(GO) test -race ./...

@@ -23,7 +23,7 @@ import (
 // -trimpath) into dir.
 func buildAuthgate(ctx context.Context, goTool, moduleDir, dir string) (string, error) {
 	bin := filepath.Join(dir, "authgate")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=bench", "-o", bin, "./cmd/authgate")
+	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-tags", "disable_grpc_modules", "-ldflags", "-s -w -X main.version=bench", "-o", bin, "./cmd/authgate")
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -110,7 +110,7 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	runs := strings.Join(has(build, "RUN"), "\n")
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/authgate"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags disable_grpc_modules", "./cmd/authgate"} {
 		if !strings.Contains(runs, want) {
 			t.Errorf("build stage RUN does not contain %q", want)
 		}
@@ -296,5 +296,36 @@ func TestDockerBuildContext(t *testing.T) {
 		if !di.included(f) {
 			t.Errorf(".dockerignore leaves out %s", f)
 		}
+	}
+}
+
+// TestBuildTagLeavesOutDirectPath checks that the build tag the Makefile,
+// the Dockerfile and the load suite build with still keeps Cloud Storage's
+// gRPC direct-path code (gRPC xDS and Envoy's control-plane protos, 16 MB
+// of binary and about 5 MiB of memory at start) out of authgate: a
+// dependency upgrade that moved it behind another tag would bring it back
+// silently.
+func TestBuildTagLeavesOutDirectPath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	list := func(tags ...string) []string {
+		args := append([]string{"list", "-deps"}, tags...)
+		cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/authgate")...)
+		cmd.Dir = ".."
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.Fields(string(out))
+	}
+	const xds = "google.golang.org/grpc/xds"
+	if !slices.Contains(list(), xds) {
+		t.Skipf("%s is no longer linked even without the tag: the tag may be dropped", xds)
+	}
+	if slices.Contains(list("-tags", "disable_grpc_modules"), xds) {
+		t.Errorf("%s is linked with -tags disable_grpc_modules", xds)
 	}
 }
