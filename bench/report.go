@@ -293,8 +293,9 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	if r.rss.tokens > 0 {
-		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end (%s of it file-backed: the binary's pages), peak (`VmHWM`) %s. The in-process entries are estimated at %s (`cache_local_bytes`, %.0f B per token and its user row held), %s. CPU per request %s while the tokens were new; then the first %d tokens again: %s per request, %d of them answered from the in-process tier.\n\n",
+		w("Memory with many cached tokens (rss): a fresh authgate was sent %d distinct legacy HS256 tokens, one per user, each once (%s); %0.f verifications. RSS %s after start, %s at the end (%s of it file-backed: the binary's pages), peak (`VmHWM`) %s; Go heap in use after the fill %s, soft memory limit %s. The in-process entries are estimated at %s (`cache_local_bytes`, %.0f B per token and its user row held), %s. CPU per request %s while the tokens were new; then the first %d tokens again: %s per request, %d of them answered from the in-process tier.\n\n",
 			r.rss.tokens, r.rss.elapsed.Round(time.Millisecond), r.rss.verifications, fmtMiB(float64(r.rss.startRSS)), fmtMiB(float64(r.rss.rss)), fmtMiB(float64(r.rss.fileRSS)), fmtMiB(float64(r.rss.peakRSS)),
+			fmtMiB(r.rss.heapAlloc), fmtMiB(r.rss.memLimit),
 			fmtMiB(r.rss.cacheBytes), 2*r.rss.cacheBytes/max(1, 2*float64(r.rss.tokens)-r.rss.evictions), evictedText(r.rss.evictions),
 			r.rss.fillCPU, r.rss.hitRequests, r.rss.hitCPU, r.rss.hits)
 	}

@@ -763,6 +763,10 @@ type rssResult struct {
 	// cacheBytes is authgate's estimate of its in-process entries
 	// (cache_local_bytes), evictions what cache.local_max_bytes evicted.
 	cacheBytes, evictions float64
+	// memLimit is the Go runtime's soft memory limit in effect
+	// (go_gc_gomemlimit_bytes), heapAlloc the heap in use after the fill
+	// (go_memstats_heap_alloc_bytes).
+	memLimit, heapAlloc float64
 	// fillCPU is CPU per request while the tokens were new; hitCPU over a
 	// second pass that sends the first hitRequests of them again, of
 	// which hits were answered from the in-process tier.
@@ -846,6 +850,8 @@ func (s *suite) rssRun(ctx context.Context) (rssResult, error) {
 		verifications: after.sum("authgate_verify_total", "result", "ok") - before.sum("authgate_verify_total", "result", "ok"),
 		cacheBytes:    after.sum("authgate_cache_local_bytes"),
 		evictions:     after.sum("authgate_cache_evictions_total"),
+		memLimit:      after.sum("go_gc_gomemlimit_bytes"),
+		heapAlloc:     after.sum("go_memstats_heap_alloc_bytes"),
 		fillCPU:       (cpu1 - cpu0) / time.Duration(max(lr.requests, 1)),
 		hitCPU:        (cpu2 - cpu1) / time.Duration(max(hl.requests, 1)),
 		hitRequests:   hl.requests,
