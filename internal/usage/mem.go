@@ -9,23 +9,22 @@ import (
 	"github.com/authgate/authgate/internal/cache"
 )
 
-// memStore keeps one replica's counts when there is no Redis: exact sets
-// instead of HyperLogLogs, bounded by memMaxElements, and keys that expire
-// as in Redis.
+// memStore keeps one replica's counts when there is no Redis: a distinct
+// counter per key (hll: exact for small counts, 16 KiB at most however
+// many users), and keys that expire as in Redis.
 type memStore struct {
 	now func() time.Time
 
-	mu       sync.Mutex
-	sets     map[string]map[string]struct{}
-	values   map[string]string
-	expires  map[string]time.Time
-	elements int
+	mu      sync.Mutex
+	users   map[string]*hll
+	values  map[string]string
+	expires map[string]time.Time
 }
 
 func newMemStore() *memStore {
 	return &memStore{
 		now:     time.Now,
-		sets:    map[string]map[string]struct{}{},
+		users:   map[string]*hll{},
 		values:  map[string]string{},
 		expires: map[string]time.Time{},
 	}
@@ -38,24 +37,20 @@ func (m *memStore) WriteCounters(_ context.Context, b cache.CounterBatch) error 
 	now := m.now()
 	for k, at := range m.expires {
 		if !now.Before(at) {
-			m.elements -= len(m.sets[k])
-			delete(m.sets, k)
+			delete(m.users, k)
 			delete(m.values, k)
 			delete(m.expires, k)
 		}
 	}
 	exp := now.Add(b.TTL)
 	for k, els := range b.Add {
-		s := m.sets[k]
+		s := m.users[k]
 		if s == nil {
-			s = map[string]struct{}{}
-			m.sets[k] = s
+			s = &hll{}
+			m.users[k] = s
 		}
 		for _, e := range els {
-			if _, ok := s[e]; !ok && m.elements < memMaxElements {
-				s[e] = struct{}{}
-				m.elements++
-			}
+			s.add(hashUser(e))
 		}
 		m.expires[k] = exp
 	}
@@ -71,19 +66,20 @@ func (m *memStore) WriteCounters(_ context.Context, b cache.CounterBatch) error 
 	return nil
 }
 
-// ReadCounters implements store.
+// ReadCounters implements store. The users of several keys are counted
+// once, as by PFCOUNT of several keys.
 func (m *memStore) ReadCounters(_ context.Context, distinct [][]string, get []string) ([]int64, []string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	counts := make([]int64, len(distinct))
 	for i, keys := range distinct {
-		union := map[string]struct{}{}
+		var union hll
 		for _, k := range keys {
-			for e := range m.sets[k] {
-				union[e] = struct{}{}
+			if s := m.users[k]; s != nil {
+				union.merge(s)
 			}
 		}
-		counts[i] = int64(len(union))
+		counts[i] = union.count()
 	}
 	values := make([]string, len(get))
 	for i, k := range get {

@@ -9,7 +9,8 @@
 // legacy token was seen, every key with a TTL of 32 days. All replicas
 // write the same keys, so the windows of 1, 7 and 30 days are counted
 // across replicas. Without Redis each replica keeps its own counts in
-// memory (Stats.Shared is false).
+// memory (Stats.Shared is false), distinct users in a HyperLogLog of at
+// most 16 KiB per key as well.
 package usage
 
 import (
@@ -72,10 +73,6 @@ var Providers = [...]verify.Provider{verify.ProviderLegacy, verify.ProviderFireb
 
 // keyTTL keeps a day's keys past the longest window.
 const keyTTL = 32 * 24 * time.Hour
-
-// memMaxElements bounds the users a replica without Redis remembers over
-// all its day sets; past it, new users are not counted (a lower bound).
-const memMaxElements = 1 << 20
 
 // store is where batches go: *cache.Redis, or memStore without Redis.
 type store interface {
