@@ -101,11 +101,15 @@ type Config struct {
 	// most; writes are batched. Default 5m; 0 writes it on every request
 	// (still batched); negative turns last_login tracking off.
 	LastLoginInterval time.Duration `yaml:"last_login_interval"`
-	// LastLoginMax bounds the last_login writes waiting for the next
-	// flush (they pile up while PostgreSQL is unreachable); writes beyond
-	// it are dropped and counted in last_login_dropped_total, and the
-	// user's next request after last_login_interval schedules them again.
-	// Default 100000; 1 to 10000000.
+	// LastLoginMax bounds the last-login bookkeeping, both the users
+	// whose write this replica remembers having scheduled within
+	// last_login_interval (21 to 43 bytes each; further users are not
+	// remembered, and each of their requests schedules the write again)
+	// and the writes waiting for the next flush (they pile up while
+	// PostgreSQL is unreachable); writes beyond it are dropped and counted
+	// in last_login_dropped_total, and the user's next request after
+	// last_login_interval schedules them again. Default 100000; 1 to
+	// 10000000.
 	LastLoginMax int `yaml:"last_login_max"`
 	// CacheTTL is how long a user row is cached, by user id and by Firebase
 	// uid. Changes made through this package invalidate it at once; other

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -349,12 +353,158 @@ func degradedUser(id verify.Identity) User {
 // interval from this replica, and the flush statement skips rows another
 // replica wrote within the interval.
 type loginTracker struct {
-	// seen maps a user id to when this replica last scheduled its write.
-	// Read on every request, written once per interval per user.
-	seen  sync.Map
+	// The shards remember when this replica last scheduled the write of
+	// a user, for up to max users: read on a request whose cached row's
+	// last_login is older than the interval, written once per interval
+	// per user, and pruned at each flush. A user is known by a 64-bit hash
+	// of its id, so that they hold no pointers, 16 bytes a user and spare
+	// room; two users of one hash (about n²/2⁶⁵ for n users) share an
+	// entry, and the second's write is skipped for one interval.
+	seed   maphash.Seed
+	shards [loginShards]paddedShard
+	size   atomic.Int64 // users remembered over all shards, at most max
+	max    int64
+
 	mu    sync.Mutex
-	dirty map[string]time.Time // user id → login time to write
+	dirty map[string]int64 // user id → login time to write, in Unix ns
 }
+
+// loginShards spreads the users over locks of their own, so that new
+// users rarely wait for one another.
+const loginShards = 64
+
+// A loginShard is an open-addressing hash table that requests read
+// without a lock, as they read a sync.Map: writers hold mu, fill a slot's
+// time before its key, and publish a new table to grow or prune it.
+type loginShard struct {
+	mu  sync.Mutex
+	tab atomic.Pointer[loginTable]
+	n   int // slots in use; under mu
+}
+
+// paddedShard gives a shard a cache line of its own, so that writers of
+// one do not slow down readers of its neighbours.
+type paddedShard struct {
+	loginShard
+	_ [64 - unsafe.Sizeof(loginShard{})%64]byte
+}
+
+// loginTable has a power of two of slots, at least minLoginSlots and at
+// most 3/4 of them used, so that a probe always ends at an empty slot.
+type loginTable []loginSlot
+
+const minLoginSlots = 8
+
+type loginSlot struct {
+	key atomic.Uint64 // hash of a user id; 0 marks an empty slot
+	at  atomic.Int64  // Unix ns of the user's scheduled write
+}
+
+// slot returns the slot of h, or the empty slot where it would go. The
+// low bits of h chose the shard; the probe starts from the next ones.
+func (tab loginTable) slot(h uint64) (*loginSlot, bool) {
+	mask := uint64(len(tab) - 1)
+	for i := (h / loginShards) & mask; ; i = (i + 1) & mask {
+		if k := tab[i].key.Load(); k == h || k == 0 {
+			return &tab[i], k == h
+		}
+	}
+}
+
+// init readies t to remember up to n users.
+func (t *loginTracker) init(n int) {
+	t.seed = maphash.MakeSeed()
+	t.max = int64(n)
+	for i := range t.shards {
+		t.shards[i].rebuild(minLoginSlots, nil)
+	}
+	t.dirty = make(map[string]int64)
+}
+
+// due reports whether the write of id's login at now is due: none was
+// scheduled within interval (both in ns). It then remembers now for id,
+// unless max users are remembered already: such a user's writes are
+// scheduled at each request, the dirty map keeping one per user, until
+// the flushes make room.
+func (t *loginTracker) due(id string, now, interval int64) bool {
+	h := maphash.String(t.seed, id)
+	if h == 0 {
+		h = 1
+	}
+	sh := &t.shards[h%loginShards].loginShard
+	if s, ok := sh.tab.Load().slot(h); ok && now-s.at.Load() < interval {
+		return false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tab := *sh.tab.Load()
+	s, ok := tab.slot(h)
+	switch {
+	case ok && now-s.at.Load() < interval: // scheduled meanwhile
+		return false
+	case ok:
+		s.at.Store(now)
+		return true
+	case t.size.Add(1) > t.max:
+		t.size.Add(-1)
+		return true
+	}
+	if 4*(sh.n+1) > 3*len(tab) {
+		tab = sh.rebuild(2*len(tab), nil)
+		s, _ = tab.slot(h)
+	}
+	s.at.Store(now) // before the key: a reader that finds the key finds its time
+	s.key.Store(h)
+	sh.n++
+	return true
+}
+
+// rebuild replaces sh's table by one of size slots holding the entries
+// keep accepts (nil: all), and returns it. sh.mu must be held, unless sh
+// is not in use yet.
+func (sh *loginShard) rebuild(size int, keep func(at int64) bool) loginTable {
+	tab := make(loginTable, size)
+	n := 0
+	if old := sh.tab.Load(); old != nil {
+		for i := range *old {
+			h, at := (*old)[i].key.Load(), (*old)[i].at.Load()
+			if h == 0 || keep != nil && !keep(at) {
+				continue
+			}
+			s, _ := tab.slot(h)
+			s.at.Store(at)
+			s.key.Store(h)
+			n++
+		}
+	}
+	sh.n = n
+	sh.tab.Store(&tab)
+	return tab
+}
+
+// forget drops the users whose write was scheduled interval (in ns) or
+// longer before now, in tables shrunk to fit the rest.
+func (t *loginTracker) forget(now, interval int64) {
+	keep := func(at int64) bool { return now-at < interval }
+	for i := range t.shards {
+		sh := &t.shards[i].loginShard
+		sh.mu.Lock()
+		tab, live := *sh.tab.Load(), 0
+		for j := range tab {
+			if tab[j].key.Load() != 0 && keep(tab[j].at.Load()) {
+				live++
+			}
+		}
+		if live < sh.n {
+			t.size.Add(int64(live - sh.n))
+			sh.rebuild(max(minLoginSlots, 1<<bits.Len(uint(2*live))), keep)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// len returns the number of users remembered.
+func (t *loginTracker) len() int { return int(t.size.Load()) }
 
 // touch schedules a last_login write for u unless one was written or
 // scheduled within the interval.
@@ -367,12 +517,12 @@ func (s *Store) touch(u User) {
 	if now.Sub(u.LastLogin) < interval {
 		return
 	}
-	if v, ok := s.logins.seen.Load(u.ID); ok && now.Sub(v.(time.Time)) < interval {
+	at := now.UnixNano()
+	if !s.logins.due(u.ID, at, interval.Nanoseconds()) {
 		return
 	}
-	s.logins.seen.Store(u.ID, now)
 	s.logins.mu.Lock()
-	s.keepLogin(u.ID, now)
+	s.keepLogin(u.ID, at)
 	s.logins.mu.Unlock()
 }
 
@@ -385,16 +535,10 @@ const flushChunk = 1000
 // forgets schedules older than the interval. A failed batch is kept for
 // the next flush.
 func (s *Store) flushLogins(ctx context.Context) {
-	now := s.now()
-	s.logins.seen.Range(func(k, v any) bool {
-		if now.Sub(v.(time.Time)) >= s.cfg.LastLoginInterval {
-			s.logins.seen.Delete(k)
-		}
-		return true
-	})
+	s.logins.forget(s.now().UnixNano(), s.cfg.LastLoginInterval.Nanoseconds())
 	s.logins.mu.Lock()
 	batch := s.logins.dirty
-	s.logins.dirty = make(map[string]time.Time)
+	s.logins.dirty = make(map[string]int64)
 	s.logins.mu.Unlock()
 	if len(batch) == 0 {
 		return
@@ -419,7 +563,7 @@ func (s *Store) flushLogins(ctx context.Context) {
 		chunk := ids[:min(len(ids), flushChunk)]
 		ats = ats[:0]
 		for _, id := range chunk {
-			ats = append(ats, batch[id])
+			ats = append(ats, time.Unix(0, batch[id]))
 		}
 		var n int64
 		err := s.withConn(ctx, func(ctx context.Context, q querier) error {
@@ -444,19 +588,19 @@ func (s *Store) flushLogins(ctx context.Context) {
 
 // keepLogins puts an unwritten batch back, behind any later login.
 // s.logins.mu must be held.
-func (s *Store) keepLogins(batch map[string]time.Time) {
+func (s *Store) keepLogins(batch map[string]int64) {
 	for id, at := range batch {
 		s.keepLogin(id, at)
 	}
 }
 
-// keepLogin schedules a last_login write of at for id, unless a later one
-// is scheduled, and drops it when last_login_max are waiting already.
-// s.logins.mu must be held.
-func (s *Store) keepLogin(id string, at time.Time) {
+// keepLogin schedules a last_login write of at (Unix ns) for id, unless a
+// later one is scheduled, and drops it when last_login_max are waiting
+// already. s.logins.mu must be held.
+func (s *Store) keepLogin(id string, at int64) {
 	cur, ok := s.logins.dirty[id]
 	switch {
-	case ok && !cur.Before(at):
+	case ok && cur >= at:
 	case !ok && len(s.logins.dirty) >= s.cfg.LastLoginMax:
 		s.m.loginsDropped.Inc()
 	default:

@@ -515,6 +515,119 @@ func TestLastLoginBacklogBounded(t *testing.T) {
 	}
 }
 
+// TestLastLoginTrackerBounded: however many users log in within an
+// interval, a replica remembers at most last_login_max of them; the
+// others' writes are scheduled or dropped and counted as before, and the
+// flush after the interval makes room again.
+func TestLastLoginTrackerBounded(t *testing.T) {
+	const max, users = 100, 5000
+	f := newFixture(t, fixtureOpts{config: func(c *Config) { c.LastLoginMax = max }})
+	ctx := testContext(t)
+	held := func() int { return remembered(f.s) }
+	login := func(from int) {
+		for i := from; i < from+users; i++ {
+			f.s.touch(User{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i)})
+		}
+	}
+	login(0)
+	if n := held(); n != max || f.s.logins.len() != max {
+		t.Errorf("users remembered after %d logins = %d (counted %d), want last_login_max %d", users, n, f.s.logins.len(), max)
+	}
+	if n := testutil.ToFloat64(f.s.m.loginsDropped); n != users-max {
+		t.Errorf("last_login_dropped_total = %v, want %d", n, users-max)
+	}
+
+	f.clock.Add(f.s.cfg.LastLoginInterval)
+	f.s.flushLogins(ctx)
+	if n := held(); n != 0 {
+		t.Errorf("users remembered after the interval's flush = %d, want 0", n)
+	}
+	login(users)
+	if n := held(); n != max || f.s.logins.len() != max {
+		t.Errorf("users remembered after %d more logins = %d (counted %d), want last_login_max %d", users, n, f.s.logins.len(), max)
+	}
+}
+
+// remembered counts the users s's last-login tracker holds.
+func remembered(s *Store) int {
+	n := 0
+	for i := range s.logins.shards {
+		tab := *s.logins.shards[i].tab.Load()
+		for j := range tab {
+			if tab[j].key.Load() != 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestLastLoginTrackerConcurrent: logins on several goroutines while the
+// flushes prune keep the tracker within last_login_max, its count exact.
+func TestLastLoginTrackerConcurrent(t *testing.T) {
+	const max = 1000
+	f := newFixture(t, fixtureOpts{config: func(c *Config) { c.LastLoginMax = max }})
+	interval := f.s.cfg.LastLoginInterval
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 5000 {
+				f.s.touch(User{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", (g*1000+i)%3000)})
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 50 {
+			f.s.logins.forget(f.clock.Now().Add(time.Duration(i%2)*interval).UnixNano(), interval.Nanoseconds())
+		}
+	})
+	wg.Wait()
+	if n := remembered(f.s); n > max || n != f.s.logins.len() {
+		t.Errorf("users remembered = %d (counted %d), want at most %d and counted exactly", n, f.s.logins.len(), max)
+	}
+}
+
+// TestLoginTrackerDue: a user's write is due once per interval, however
+// many users the tracker holds, and a prune keeps only the users of the
+// last interval, in tables shrunk to fit them.
+func TestLoginTrackerDue(t *testing.T) {
+	const users, interval = 20_000, int64(time.Minute)
+	var tr loginTracker
+	tr.init(users)
+	id := func(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
+	for i := range users {
+		if !tr.due(id(i), 0, interval) {
+			t.Fatalf("user %d: first login not due", i)
+		}
+	}
+	for i := range users {
+		if tr.due(id(i), interval-1, interval) {
+			t.Fatalf("user %d: due again within the interval", i)
+		}
+	}
+	for i := range users / 2 {
+		if !tr.due(id(i), interval, interval) {
+			t.Fatalf("user %d: not due after the interval", i)
+		}
+	}
+	tr.forget(interval+1, interval)
+	slots := 0
+	for i := range tr.shards {
+		slots += len(*tr.shards[i].tab.Load())
+	}
+	if got := tr.len(); got != users/2 {
+		t.Errorf("users after the prune = %d, want %d (those of the last interval)", got, users/2)
+	}
+	if limit := 4 * users / 2; slots > limit {
+		t.Errorf("slots after the prune = %d, want at most %d", slots, limit)
+	}
+	for i := range users {
+		if due := tr.due(id(i), interval+2, interval); due != (i >= users/2) {
+			t.Fatalf("user %d: due = %t after the prune, want %t", i, due, i >= users/2)
+		}
+	}
+}
+
 // TestEnsureUserConcurrentLegacy: 200 first requests of one legacy user at
 // once, over several replicas, all get its one row; nothing is created, and
 // a legacy subject without a row is refused every time, never given one.

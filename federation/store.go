@@ -152,7 +152,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 	if o.tp != nil {
 		s.tracer = o.tp.Tracer("github.com/authgate/authgate/federation")
 	}
-	s.logins.dirty = make(map[string]time.Time)
+	s.logins.init(cfg.LastLoginMax)
 	if cfg.CacheTTL > 0 {
 		var copts []cache.Option
 		if o.clock {
