@@ -250,11 +250,10 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 func (v *legacyVerifier) subjectClaim() string { return v.cfg.Claims.UserID }
 
 func (v *legacyVerifier) owns(t *token) bool {
-	iss, present := t.claims["iss"]
 	if v.cfg.Issuer == "" {
-		return !present || iss == ""
+		return !t.claims.has("iss") || t.claims.strIs("iss", "")
 	}
-	return iss == v.cfg.Issuer
+	return t.claims.strIs("iss", v.cfg.Issuer)
 }
 
 func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (Identity, error) {
@@ -286,7 +285,6 @@ func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (I
 		Role:          t.str(n.Role),
 		IssuedAt:      iat,
 		ExpiresAt:     exp,
-		Claims:        t.claims,
 	}
 	if id.Subject == "" {
 		return Identity{}, fmt.Errorf("%w: no %s claim", ErrInvalid, n.UserID)

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,6 +15,7 @@ import (
 	"math/big"
 	"strings"
 	"time"
+	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -52,7 +52,10 @@ type token struct {
 	// sigBytes is sig decoded.
 	sigBytes []byte
 	header   header
-	claims   map[string]any
+	claims   claimSet
+	// members has room for the claims of most tokens, so that claims
+	// need no allocation of its own.
+	members [16]member
 }
 
 // parse splits and decodes a compact JWS. It checks shape and size only.
@@ -71,29 +74,28 @@ func parse(raw string) (*token, error) {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	t := &token{raw: raw, sig: sig}
-	hb, err := decodeSegment(h)
-	if err != nil {
+	// The three segments are decoded into one buffer: the payload stays
+	// with the token, its claims decoded as they are read, and so does
+	// the signature.
+	buf := make([]byte, 0, segmentEncoding.DecodedLen(len(h))+segmentEncoding.DecodedLen(len(p))+segmentEncoding.DecodedLen(len(sig)))
+	var err error
+	var hb, pb []byte
+	if hb, buf, err = appendSegment(buf, h); err != nil {
 		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
 	if err := json.Unmarshal(hb, &t.header); err != nil {
 		return nil, fmt.Errorf("%w: header json", ErrMalformed)
 	}
-	pb, err := decodeSegment(p)
-	if err != nil {
+	if pb, buf, err = appendSegment(buf, p); err != nil {
 		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
 	}
 	// Decoded strictly here, before anything else, so that a signed token
 	// has one spelling.
-	if t.sigBytes, err = decodeSegment(sig); err != nil {
+	if t.sigBytes, _, err = appendSegment(buf, sig); err != nil {
 		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
 	}
-	dec := json.NewDecoder(bytes.NewReader(pb))
-	dec.UseNumber()
-	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
-		return nil, fmt.Errorf("%w: payload json", ErrMalformed)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data in payload", ErrMalformed)
+	if t.claims, err = scanClaims(pb, t.members[:0]); err != nil {
+		return nil, fmt.Errorf("%w: payload json: %w", ErrMalformed, err)
 	}
 	return t, nil
 }
@@ -110,6 +112,22 @@ func decodeSegment(s string) ([]byte, error) {
 		return nil, errors.New("line break in segment")
 	}
 	return segmentEncoding.DecodeString(s)
+}
+
+// appendSegment is decodeSegment into the free capacity of buf, which must
+// have room for it. It returns the decoded bytes and buf with them.
+func appendSegment(buf []byte, s string) (seg, all []byte, err error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, nil, errors.New("line break in segment")
+	}
+	dst := buf[len(buf) : len(buf)+segmentEncoding.DecodedLen(len(s))]
+	// The string's bytes are read in place rather than copied; Decode
+	// neither keeps nor modifies them.
+	n, err := segmentEncoding.Decode(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return dst[:n:n], buf[:len(buf)+n], nil
 }
 
 // verifySignature checks the JWS signature of t with key under alg, which
@@ -264,18 +282,13 @@ func (t *token) checkHeader(allowed []string) error {
 }
 
 // str returns a string claim. A claim of any other type reads as absent:
-// a number or a list is not an email, a name or a role.
-// claim returns the claim name, or nil when name is "": a claim name
+// a number or a list is not an email, a name or a role. A claim name
 // configured as "" is not read, even if a token has a claim "".
-func (t *token) claim(name string) any {
-	if name == "" {
-		return nil
-	}
-	return t.claims[name]
-}
-
 func (t *token) str(name string) string {
-	s, _ := t.claim(name).(string)
+	if name == "" {
+		return ""
+	}
+	s, _ := t.claims.str(name)
 	return s
 }
 
@@ -283,23 +296,24 @@ func (t *token) str(name string) string {
 // spelling, for legacy platforms whose user ids are numbers. Fractions,
 // exponents and every other type read as absent.
 func (t *token) userID(name string) string {
-	switch v := t.claim(name).(type) {
-	case string:
-		return v
-	case json.Number:
-		if s := v.String(); isDigits(s) {
-			return s
-		}
+	if name == "" {
+		return ""
+	}
+	if s, ok := t.claims.str(name); ok {
+		return s
+	}
+	if n, ok := t.claims.number(name); ok && isDigits(n) {
+		return string(n)
 	}
 	return ""
 }
 
-func isDigits(s string) bool {
-	if s == "" {
+func isDigits(s []byte) bool {
+	if len(s) == 0 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
+	for _, c := range s {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
@@ -309,34 +323,26 @@ func isDigits(s string) bool {
 // boolean returns a boolean claim: only JSON true is true. The string
 // "true" is not, or a token could say a thing the issuer never meant.
 func (t *token) boolean(name string) bool {
-	b, _ := t.claim(name).(bool)
-	return b
+	return name != "" && t.claims.kind(name) == 't'
 }
 
 // stringBoolean is boolean that also reads the string "true" as true, for
 // a legacy issuer whose old service wrote booleans as strings
 // (LegacyConfig.StringBooleans).
 func (t *token) stringBoolean(name string) bool {
-	switch v := t.claim(name).(type) {
-	case bool:
-		return v
-	case string:
-		return v == "true"
-	}
-	return false
+	return t.boolean(name) || name != "" && t.claims.strIs(name, "true")
 }
 
 // numericDate returns a NumericDate claim (seconds since the epoch).
 func (t *token) numericDate(name string) (time.Time, bool, error) {
-	v, ok := t.claims[name]
-	if !ok {
+	if !t.claims.has(name) {
 		return time.Time{}, false, nil
 	}
-	n, ok := v.(json.Number)
+	n, ok := t.claims.number(name)
 	if !ok {
 		return time.Time{}, false, fmt.Errorf("%w: %s is not a number", ErrInvalid, name)
 	}
-	f, err := n.Float64()
+	f, err := float(n)
 	if err != nil || f < 0 || f > 1<<40 {
 		return time.Time{}, false, fmt.Errorf("%w: %s out of range", ErrInvalid, name)
 	}
@@ -346,17 +352,7 @@ func (t *token) numericDate(name string) (time.Time, bool, error) {
 
 // audience reports whether want is in the aud claim (a string or a list).
 func (t *token) audience(want string) bool {
-	switch v := t.claims["aud"].(type) {
-	case string:
-		return v == want
-	case []any:
-		for _, a := range v {
-			if s, ok := a.(string); ok && s == want {
-				return true
-			}
-		}
-	}
-	return false
+	return t.claims.strIs("aud", want) || t.claims.inArray("aud", want)
 }
 
 // checkTimes applies exp (required), nbf and iat with leeway.
