@@ -7,11 +7,12 @@ import (
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
 	"time"
@@ -121,9 +122,7 @@ func appendSegment(buf []byte, s string) (seg, all []byte, err error) {
 		return nil, nil, errors.New("line break in segment")
 	}
 	dst := buf[len(buf) : len(buf)+segmentEncoding.DecodedLen(len(s))]
-	// The string's bytes are read in place rather than copied; Decode
-	// neither keeps nor modifies them.
-	n, err := segmentEncoding.Decode(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
+	n, err := segmentEncoding.Decode(dst, readOnly(s))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,7 +173,7 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 			}
 			ok = verifyECDSA(alg, k, digest, sig)
 		case ed25519.PublicKey:
-			ok = alg == jose.EdDSA && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, []byte(signed), sig)
+			ok = alg == jose.EdDSA && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, readOnly(signed), sig)
 		}
 		if ok {
 			return nil
@@ -194,9 +193,28 @@ var algHash = map[jose.SignatureAlgorithm]crypto.Hash{
 }
 
 func hashOf(h crypto.Hash, signed string) []byte {
+	switch h {
+	case crypto.SHA256:
+		sum := sha256.Sum256(readOnly(signed))
+		return sum[:]
+	case crypto.SHA384:
+		sum := sha512.Sum384(readOnly(signed))
+		return sum[:]
+	case crypto.SHA512:
+		sum := sha512.Sum512(readOnly(signed))
+		return sum[:]
+	}
 	hh := h.New()
-	_, _ = io.WriteString(hh, signed)
+	hh.Write(readOnly(signed))
 	return hh.Sum(nil)
+}
+
+// readOnly returns the bytes of s without copying them, for functions
+// that neither keep nor modify their input (a hash's Write, say): the
+// signing input is most of a token, and a copy of it per check would be
+// the largest allocation of a verification.
+func readOnly(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 func verifyHMAC(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte, signed string, sig []byte) bool {
@@ -209,7 +227,7 @@ func verifyHMAC(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte, signed s
 		return false // RFC 7518 §3.2: at least as long as the hash output
 	}
 	mac := hmac.New(h.New, key)
-	_, _ = io.WriteString(mac, signed)
+	mac.Write(readOnly(signed))
 	return hmac.Equal(mac.Sum(nil), sig)
 }
 
