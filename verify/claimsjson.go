@@ -739,3 +739,115 @@ func hex4(b []byte) rune {
 	}
 	return r
 }
+
+// scanHeader decodes a JOSE header into h as json.Unmarshal decodes it
+// into a jsonHeader, for the headers that issuers write: member names
+// spelled as the fields are, or ASCII names that are no field's in any
+// case, and strings for alg, kid and typ. It reports false, leaving h
+// half written, for anything else (a name that encoding/json would match
+// to a field case-insensitively, or that is not plain ASCII; a null or a
+// non-string where a string goes; invalid JSON), which is left to
+// encoding/json.
+func scanHeader(b []byte, h *header) bool {
+	*h = header{}
+	d := jsonDecoder{b: b}
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != '{' {
+		return false
+	}
+	end, err := d.enter('}')
+	if err != nil {
+		return false
+	}
+	for !end {
+		d.space()
+		if d.i == len(d.b) || d.b[d.i] != '"' {
+			return false
+		}
+		start := d.i + 1
+		if d.skipString() != nil {
+			return false
+		}
+		name := d.b[start : d.i-1]
+		if d.colon() != nil {
+			return false
+		}
+		d.space()
+		var field *string
+		switch string(name) {
+		case "alg":
+			field = &h.Alg
+		case "kid":
+			field = &h.Kid
+		case "typ":
+			field = &h.Typ
+		case "jwk", "jku", "x5u", "x5c":
+			h.ownKey = true
+		case "crit", "b64":
+			h.extension = true
+		default:
+			if !otherHeaderName(name) {
+				return false
+			}
+		}
+		if field != nil {
+			if d.i == len(d.b) || d.b[d.i] != '"' {
+				return false
+			}
+			s, err := d.strBytes()
+			if err != nil {
+				return false
+			}
+			*field = headerValue(s)
+		} else if d.skip() != nil {
+			return false
+		}
+		if end, err = d.next('}'); err != nil {
+			return false
+		}
+	}
+	d.space()
+	return d.i == len(d.b)
+}
+
+// otherHeaderName reports whether name, a member name as written, is
+// certain to match no field of jsonHeader: it is ASCII, without escapes,
+// and no field's name in another case.
+func otherHeaderName(name []byte) bool {
+	for _, c := range name {
+		if c >= utf8.RuneSelf || c == '\\' {
+			return false
+		}
+	}
+	if len(name) > len("crit") {
+		return true
+	}
+	var lower [4]byte
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	switch string(lower[:len(name)]) {
+	case "alg", "kid", "typ", "jwk", "jku", "x5u", "x5c", "crit", "b64":
+		return false
+	}
+	return true
+}
+
+// headerValue returns b as a string: a constant for the algorithms and
+// the type that tokens have, a copy otherwise.
+func headerValue(b []byte) string {
+	switch string(b) {
+	case "RS256":
+		return "RS256"
+	case "HS256":
+		return "HS256"
+	case "ES256":
+		return "ES256"
+	case "JWT":
+		return "JWT"
+	}
+	return string(b)
+}

@@ -270,3 +270,84 @@ func duplicateClaim(b []byte) bool {
 		key = !key
 	}
 }
+
+// headerJSONCases are JOSE headers, each decoded by decodeHeader and by
+// json.Unmarshal into a jsonHeader, which must agree; scanHeader must
+// take those marked fast itself.
+var headerJSONCases = []struct {
+	name string
+	give string
+	fast bool
+}{
+	{name: "firebase", give: `{"alg":"RS256","kid":"0123456789abcdef","typ":"JWT"}`, fast: true},
+	{name: "legacy", give: ` {"typ":"JWT","alg":"HS256"} `, fast: true},
+	{name: "empty", give: `{}`, fast: true},
+	{name: "escapes in a value", give: `{"alg":"R\u0053256","kid":"a\/b\ud800"}`, fast: true},
+	{name: "unknown members", give: `{"alg":"ES256","cty":"JWT","x5t#S256":"x","zip":{"a":[1,{}]},"algo":1}`, fast: true},
+	{name: "duplicate keeps the last", give: `{"alg":"none","alg":"HS256"}`, fast: true},
+	{name: "own keys", give: `{"alg":"RS256","jwk":{"kty":"RSA"},"jku":"https://x","x5u":null,"x5c":[]}`, fast: true},
+	{name: "extensions", give: `{"alg":"RS256","crit":["b64"],"b64":false}`, fast: true},
+	{name: "null crit", give: `{"alg":"RS256","crit":null}`, fast: true},
+
+	{name: "name in capitals", give: `{"ALG":"none"}`},
+	{name: "crit in another case", give: `{"alg":"RS256","cRiT":["x"]}`},
+	{name: "jwk in another case", give: `{"alg":"RS256","JWK":{}}`},
+	{name: "kelvin sign", give: `{"alg":"RS256","jw\u212a":{}}`},
+	{name: "kelvin sign unescaped", give: "{\"alg\":\"RS256\",\"\u212aid\":\"k\"}"},
+	{name: "dotless i", give: "{\"alg\":\"RS256\",\"cr\u0131t\":[]}"},
+	{name: "escaped name", give: `{"\u0061lg":"HS256"}`},
+	{name: "null alg", give: `{"alg":"HS256","alg":null}`},
+	{name: "number alg", give: `{"alg":256}`},
+	{name: "object kid", give: `{"alg":"RS256","kid":{}}`},
+	{name: "null", give: `null`},
+	{name: "array", give: `[]`},
+	{name: "string", give: `"alg"`},
+	{name: "trailing data", give: `{"alg":"HS256"}x`},
+	{name: "trailing brace", give: `{"alg":"HS256"}}`},
+	{name: "invalid JSON in an unknown member", give: `{"alg":"HS256","x":[1,]}`},
+	{name: "unclosed", give: `{"alg":"HS256"`},
+	{name: "empty input", give: ``},
+}
+
+func TestDecodeHeader(t *testing.T) {
+	for _, tt := range headerJSONCases {
+		t.Run(tt.name, func(t *testing.T) {
+			var h header
+			if got := scanHeader([]byte(tt.give), &h); got != tt.fast {
+				t.Errorf("scanHeader(%s) = %t, want %t", tt.give, got, tt.fast)
+			}
+			checkHeaderLikeJSON(t, []byte(tt.give))
+		})
+	}
+}
+
+// FuzzDecodeHeader checks decodeHeader, and scanHeader where it answers,
+// against encoding/json.
+func FuzzDecodeHeader(f *testing.F) {
+	for _, tt := range headerJSONCases {
+		f.Add([]byte(tt.give))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkHeaderLikeJSON(t, b)
+	})
+}
+
+func checkHeaderLikeJSON(t *testing.T, b []byte) {
+	t.Helper()
+	var j jsonHeader
+	wantErr := json.Unmarshal(b, &j)
+	want := header{
+		Alg: j.Alg, Kid: j.Kid, Typ: j.Typ,
+		ownKey:    j.JWK != nil || j.JKU != nil || j.X5U != nil || j.X5C != nil,
+		extension: j.Crit != nil || j.B64 != nil,
+	}
+	var fast header
+	if scanHeader(b, &fast) && (wantErr != nil || fast != want) {
+		t.Fatalf("scanHeader(%q) = %+v; encoding/json gives %+v, %v", b, fast, want, wantErr)
+	}
+	var got header
+	err := decodeHeader(b, &got)
+	if (err != nil) != (wantErr != nil) || err == nil && got != want {
+		t.Fatalf("decodeHeader(%q) = %+v, %v; encoding/json gives %+v, %v", b, got, err, want, wantErr)
+	}
+}
