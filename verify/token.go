@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -183,6 +185,8 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 		switch k := k.(type) {
 		case []byte:
 			ok = verifyHMAC(alg, hash, k, signed, sig)
+		case *hmacKey:
+			ok = k.verify(alg, hash, signed, sig)
 		case *rsa.PublicKey:
 			if hash == 0 {
 				break // EdDSA with an RSA key
@@ -245,17 +249,62 @@ func readOnly(s string) []byte {
 }
 
 func verifyHMAC(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte, signed string, sig []byte) bool {
-	switch alg {
-	case jose.HS256, jose.HS384, jose.HS512:
-	default:
-		return false // never an HMAC secret as, say, an RS256 key
-	}
-	if len(key) < h.Size() {
-		return false // RFC 7518 §3.2: at least as long as the hash output
+	if hmacIndex(alg, h, key) < 0 {
+		return false
 	}
 	mac := hmac.New(h.New, key)
 	mac.Write(readOnly(signed))
 	return hmac.Equal(mac.Sum(nil), sig)
+}
+
+// hmacIndex returns the index of alg among the HMAC algorithms, or -1 when
+// key may not be used with it.
+func hmacIndex(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte) int {
+	i := -1
+	switch alg {
+	case jose.HS256:
+		i = 0
+	case jose.HS384:
+		i = 1
+	case jose.HS512:
+		i = 2
+	default:
+		return -1 // never an HMAC secret as, say, an RS256 key
+	}
+	if len(key) < h.Size() {
+		return -1 // RFC 7518 §3.2: at least as long as the hash output
+	}
+	return i
+}
+
+// hmacKey is an HMAC secret that keeps its keyed MACs for reuse: keying
+// one hashes the secret's two pads, in six allocations, on every check
+// otherwise.
+type hmacKey struct {
+	secret []byte
+	macs   [3]sync.Pool // of *keyedMAC, one per HMAC algorithm
+}
+
+type keyedMAC struct {
+	mac hash.Hash
+	sum [sha512.Size]byte
+}
+
+// verify is verifyHMAC with k's secret.
+func (k *hmacKey) verify(alg jose.SignatureAlgorithm, h crypto.Hash, signed string, sig []byte) bool {
+	i := hmacIndex(alg, h, k.secret)
+	if i < 0 {
+		return false
+	}
+	m, _ := k.macs[i].Get().(*keyedMAC)
+	if m == nil {
+		m = &keyedMAC{mac: hmac.New(h.New, k.secret)}
+	}
+	m.mac.Reset()
+	m.mac.Write(readOnly(signed))
+	ok := hmac.Equal(m.mac.Sum(m.sum[:0]), sig)
+	k.macs[i].Put(m)
+	return ok
 }
 
 func verifyRSA(alg jose.SignatureAlgorithm, h crypto.Hash, key *rsa.PublicKey, digest, sig []byte) bool {
