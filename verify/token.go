@@ -86,48 +86,95 @@ type token struct {
 	// members has room for the claims of most tokens, so that claims
 	// need no allocation of its own.
 	members [16]member
+	// buf holds the decoded segments: sigBytes and claims.json are in it.
+	buf []byte
 }
 
 // parse splits and decodes a compact JWS. It checks shape and size only.
 func parse(raw string) (*token, error) {
+	t := new(token)
+	if err := t.parse(raw); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// parse is parse into t, which it overwrites, reusing t.buf.
+func (t *token) parse(raw string) error {
 	if len(raw) == 0 || len(raw) > maxTokenBytesLimit {
-		return nil, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
+		return fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
 	}
 	h, rest, ok := strings.Cut(raw, ".")
 	if !ok {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	p, sig, ok := strings.Cut(rest, ".")
 	// An empty signature is well-formed (alg "none" has one); it is refused
 	// with the algorithm, as ErrInvalid, like every other forgery.
 	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	t := &token{raw: raw, sig: sig}
+	t.raw, t.sig = raw, sig
 	// The three segments are decoded into one buffer: the payload stays
 	// with the token, its claims decoded as they are read, and so does
 	// the signature.
-	buf := make([]byte, 0, segmentEncoding.DecodedLen(len(h))+segmentEncoding.DecodedLen(len(p))+segmentEncoding.DecodedLen(len(sig)))
+	n := segmentEncoding.DecodedLen(len(h)) + segmentEncoding.DecodedLen(len(p)) + segmentEncoding.DecodedLen(len(sig))
+	if cap(t.buf) < n {
+		t.buf = make([]byte, 0, n)
+	}
+	buf := t.buf[:0]
 	var err error
 	var hb, pb []byte
 	if hb, buf, err = appendSegment(buf, h); err != nil {
-		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
+		return fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
 	if err := decodeHeader(hb, &t.header); err != nil {
-		return nil, fmt.Errorf("%w: header json", ErrMalformed)
+		return fmt.Errorf("%w: header json", ErrMalformed)
 	}
 	if pb, buf, err = appendSegment(buf, p); err != nil {
-		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
+		return fmt.Errorf("%w: payload encoding", ErrMalformed)
 	}
 	// Decoded strictly here, before anything else, so that a signed token
 	// has one spelling.
 	if t.sigBytes, _, err = appendSegment(buf, sig); err != nil {
-		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
+		return fmt.Errorf("%w: signature encoding", ErrMalformed)
 	}
 	if t.claims, err = scanClaims(pb, t.members[:0]); err != nil {
-		return nil, fmt.Errorf("%w: payload json: %w", ErrMalformed, err)
+		return fmt.Errorf("%w: payload json: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// maxReusedBuffer is the largest buffer a recycled token keeps: that of
+// any real token, not of the largest one allowed.
+const maxReusedBuffer = 4 << 10
+
+// tokenPool recycles tokens, with their buffers and room for claims,
+// from one verification to the next.
+type tokenPool struct{ p sync.Pool }
+
+// parse is parse into a recycled token. Once nothing refers to the token
+// or its buffer any more (what the claims decode to is copied out of it),
+// the caller gives it back with put.
+func (tp *tokenPool) parse(raw string) (*token, error) {
+	t, _ := tp.p.Get().(*token)
+	if t == nil {
+		t = new(token)
+	}
+	if err := t.parse(raw); err != nil {
+		tp.put(t)
+		return nil, err
 	}
 	return t, nil
+}
+
+func (tp *tokenPool) put(t *token) {
+	buf := t.buf
+	if cap(buf) > maxReusedBuffer {
+		buf = nil
+	}
+	*t = token{buf: buf[:0]}
+	tp.p.Put(t)
 }
 
 // segmentEncoding decodes a JWS segment in its canonical spelling only: it

@@ -118,6 +118,8 @@ type Verifier struct {
 	now      func() time.Time
 	log      *zap.Logger
 	m        *verifyMetrics
+	// parsed recycles the tokens that verifyUncached parses.
+	parsed   tokenPool
 	ttl      time.Duration
 	negTTL   time.Duration
 	tokens   *cache.Cache[packed] // nil when the cache is off
@@ -625,11 +627,13 @@ func (g *Generation) verifyUncached(ctx context.Context, raw string) (Identity, 
 		defer span.End()
 	}
 	start := v.now()
-	t, err := parse(raw)
+	t, err := v.parsed.parse(raw)
 	if err != nil {
 		v.m.total.WithLabelValues("none", Reason(err)).Inc()
 		return Identity{}, err
 	}
+	// The identity's strings and claims are copies: none is in t's buffer.
+	defer v.parsed.put(t)
 	for _, is := range g.issuers {
 		if !is.owns(t) {
 			continue
