@@ -88,6 +88,8 @@ type token struct {
 	members [16]member
 	// buf holds the decoded segments: sigBytes and claims.json are in it.
 	buf []byte
+	// digest has room for the hash of the signing input.
+	digest [sha512.Size]byte
 }
 
 // parse splits and decodes a compact JWS. It checks shape and size only.
@@ -239,7 +241,7 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 				break // EdDSA with an RSA key
 			}
 			if digest == nil {
-				digest = hashOf(hash, signed)
+				digest = hashOf(t.digest[:0], hash, signed)
 			}
 			ok = verifyRSA(alg, hash, k, digest, sig)
 		case *ecdsa.PublicKey:
@@ -247,7 +249,7 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 				break
 			}
 			if digest == nil {
-				digest = hashOf(hash, signed)
+				digest = hashOf(t.digest[:0], hash, signed)
 			}
 			ok = verifyECDSA(alg, k, digest, sig)
 		case ed25519.PublicKey:
@@ -270,21 +272,22 @@ var algHash = map[jose.SignatureAlgorithm]crypto.Hash{
 	jose.EdDSA: 0,
 }
 
-func hashOf(h crypto.Hash, signed string) []byte {
+// hashOf appends the hash h of signed to dst.
+func hashOf(dst []byte, h crypto.Hash, signed string) []byte {
 	switch h {
 	case crypto.SHA256:
 		sum := sha256.Sum256(readOnly(signed))
-		return sum[:]
+		return append(dst, sum[:]...)
 	case crypto.SHA384:
 		sum := sha512.Sum384(readOnly(signed))
-		return sum[:]
+		return append(dst, sum[:]...)
 	case crypto.SHA512:
 		sum := sha512.Sum512(readOnly(signed))
-		return sum[:]
+		return append(dst, sum[:]...)
 	}
 	hh := h.New()
 	hh.Write(readOnly(signed))
-	return hh.Sum(nil)
+	return hh.Sum(dst)
 }
 
 // readOnly returns the bytes of s without copying them, for functions
