@@ -51,6 +51,18 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		benchVerify(b, v, fx.id.Sign(b, firebaseClaims(), nil))
 	})
+	// As the server runs when no route requires a claim: WithClaims keeps
+	// none of them in the identity.
+	b.Run("firebase/uncached_trimmed", func(b *testing.B) {
+		fx := newFirebaseFixture(b)
+		cfg := fx.config()
+		cfg.Cache.TTL = -1
+		v, err := verify.New(cfg, zap.NewNop(), nil, verify.WithClock(fx.clock.Now), verify.WithClaims(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchVerify(b, v, fx.id.Sign(b, firebaseClaims(), nil))
+	})
 	b.Run("legacy_hs256/uncached", func(b *testing.B) {
 		v, err := verify.New(configtest.Fill(verify.Config{Legacy: legacyConfig(), Cache: verify.CacheConfig{TTL: -1}}, verify.DefaultConfig()), zap.NewNop(), nil, verify.WithClock(fixedClock))
 		if err != nil {

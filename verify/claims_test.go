@@ -205,3 +205,59 @@ func TestVerifyFirebaseClaimTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentitiesOutliveLaterVerifications: the verifier reuses what it
+// parses a token into, so an identity, its claims included, must owe
+// nothing to that: identities verified earlier stay as they were while
+// other tokens (longer, with more claims, forged) are verified, one after
+// another and concurrently.
+func TestIdentitiesOutliveLaterVerifications(t *testing.T) {
+	fx := newFirebaseFixture(t)
+	cfg := fx.config()
+	cfg.Cache.TTL = -1 // every call parses
+	v := fx.newVerifier(t, cfg)
+	many := []any{"nested", map[string]any{"list": []any{"x", json.Number("1.5")}}}
+	for i := range 20 {
+		many = append(many, fmt.Sprintf("claim%d", i), fmt.Sprintf("value %d with some length to it", i))
+	}
+	// The longest first, and then two of one length and layout, so that
+	// each overwrites the bytes of the one before.
+	toks := []string{
+		fx.id.Sign(t, firebaseClaims(append([]any{"sub", "bob", "user_id", "bob", "email", "bob@example.test"}, many...)...), nil),
+		fx.id.Sign(t, firebaseClaims("sub", "alice", "user_id", "alice", "email", "alice@example.test", "plan", "pro"), nil),
+		fx.id.Sign(t, firebaseClaims("sub", "carol", "user_id", "carol", "email", "carol@example.test", "plan", "max"), nil),
+		fx.other.Sign(t, firebaseClaims("sub", "mallory"), nil),
+	}
+	snapshot := func(id verify.Identity) string { return fmt.Sprintf("%+v", id) }
+	var first []string
+	var ids []verify.Identity
+	for _, tok := range toks {
+		id, _ := v.Verify(t.Context(), tok)
+		ids = append(ids, id)
+		first = append(first, snapshot(id))
+	}
+	if ids[0].Subject != "bob" || ids[0].Claims["claim19"] != "value 19 with some length to it" || ids[1].Subject != "alice" || ids[2].Subject != "carol" || ids[3].Subject != "" {
+		t.Fatalf("identities = %+v", ids)
+	}
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 50 {
+				id, err := v.Verify(t.Context(), toks[i%len(toks)])
+				if got, want := snapshot(id), first[i%len(toks)]; got != want {
+					t.Errorf("Verify(toks[%d]) = %s, %v; want %s", i%len(toks), got, err, want)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	for i, id := range ids {
+		if got := snapshot(id); got != first[i] {
+			t.Errorf("identity of toks[%d] changed after later verifications: %s, was %s", i, got, first[i])
+		}
+	}
+}

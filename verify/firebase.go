@@ -136,8 +136,7 @@ type firebaseVerifier struct {
 func (f *firebaseVerifier) subjectClaim() string { return "sub" }
 
 func (f *firebaseVerifier) owns(t *token) bool {
-	iss, _ := t.claims["iss"].(string)
-	return iss == f.issuer
+	return t.claims.strIs("iss", f.issuer)
 }
 
 func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) (Identity, error) {
@@ -163,7 +162,7 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 	if err != nil {
 		return Identity{}, err
 	}
-	if _, ok := t.claims["iat"]; !ok {
+	if !t.claims.has("iat") {
 		return Identity{}, fmt.Errorf("%w: no iat claim", ErrInvalid)
 	}
 	authTime, ok, err := t.numericDate("auth_time")
@@ -172,10 +171,10 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 	} else if !ok || now.Add(f.leeway).Before(authTime) {
 		return Identity{}, fmt.Errorf("%w: auth_time missing or in the future", ErrInvalid)
 	}
-	if aud, ok := t.claims["aud"].(string); !ok || aud != f.project {
+	if !t.claims.strIs("aud", f.project) {
 		return Identity{}, fmt.Errorf("%w: audience is not the project", ErrInvalid)
 	}
-	sub, _ := t.claims["sub"].(string)
+	sub, _ := t.claims.str("sub")
 	if sub == "" || utf8.RuneCountInString(sub) > 128 {
 		return Identity{}, fmt.Errorf("%w: sub must be 1 to 128 characters", ErrInvalid)
 	}
@@ -203,7 +202,6 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 		IssuedAt:      iat,
 		ExpiresAt:     exp,
 		AuthTime:      authTime,
-		Claims:        t.claims,
 	}, nil
 }
 

@@ -216,8 +216,10 @@ func (c LegacyConfig) loadSecrets() ([]namedSecret, error) {
 
 // legacyVerifier verifies HMAC-signed platform JWTs.
 type legacyVerifier struct {
-	cfg        LegacyConfig
-	secrets    [][]byte
+	cfg     LegacyConfig
+	secrets [][]byte
+	// hmacKeys are secrets as *hmacKey, in the order of secrets.
+	hmacKeys   []any
 	publicKeys []any
 	jwks       *keySet // nil without jwks.url
 }
@@ -235,6 +237,7 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 	v := &legacyVerifier{cfg: cfg}
 	for _, s := range secrets {
 		v.secrets = append(v.secrets, s.value)
+		v.hmacKeys = append(v.hmacKeys, &hmacKey{secret: s.value})
 	}
 	if v.publicKeys, err = cfg.loadPublicKeys(); err != nil {
 		return nil, err
@@ -250,11 +253,10 @@ func newLegacy(cfg LegacyConfig, newKeys func(name string, c KeySetConfig) *keyS
 func (v *legacyVerifier) subjectClaim() string { return v.cfg.Claims.UserID }
 
 func (v *legacyVerifier) owns(t *token) bool {
-	iss, present := t.claims["iss"]
 	if v.cfg.Issuer == "" {
-		return !present || iss == ""
+		return !t.claims.has("iss") || t.claims.strIs("iss", "")
 	}
-	return iss == v.cfg.Issuer
+	return t.claims.strIs("iss", v.cfg.Issuer)
 }
 
 func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (Identity, error) {
@@ -286,7 +288,6 @@ func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (I
 		Role:          t.str(n.Role),
 		IssuedAt:      iat,
 		ExpiresAt:     exp,
-		Claims:        t.claims,
 	}
 	if id.Subject == "" {
 		return Identity{}, fmt.Errorf("%w: no %s claim", ErrInvalid, n.UserID)
@@ -299,11 +300,7 @@ func (v *legacyVerifier) verify(ctx context.Context, t *token, now time.Time) (I
 func (v *legacyVerifier) checkSignature(ctx context.Context, t *token) error {
 	alg := t.header.Alg
 	if ha, ok := hmacAlgorithms[alg]; ok {
-		keys := make([]any, len(v.secrets))
-		for i, s := range v.secrets {
-			keys[i] = s
-		}
-		return t.verifyAny(ha, keys)
+		return t.verifyAny(ha, v.hmacKeys)
 	}
 	pa := publicKeyAlgorithms[alg] // checkHeader allowed it, so it is known
 	var keys []any

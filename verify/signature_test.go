@@ -116,3 +116,53 @@ func TestVerifyAnyMatchesGoJose(t *testing.T) {
 		t.Errorf("%d (token, algorithm, key) triples verified, want exactly the %d untampered tokens", valid, len(toks)-1)
 	}
 }
+
+// TestHMACKeyMatchesSecret checks the legacy verifier's HMAC keys, which
+// reuse their keyed MACs, against the plain secret (checked against
+// go-jose above): the same answer for every HMAC algorithm, secret
+// length and tampering, also when a MAC is reused, and the valid tokens
+// verify.
+func TestHMACKeyMatchesSecret(t *testing.T) {
+	claims := verifytest.Claims("alice", time.Now())
+	secret := []byte(verifytest.Secret + verifytest.Secret) // 64+ bytes: every HS size
+	secrets := [][]byte{secret, secret[:48], secret[:31]}   // the last is too short for any
+	keys := make([]*hmacKey, len(secrets))
+	for i, s := range secrets {
+		keys[i] = &hmacKey{secret: s}
+	}
+	// What go-jose signs: no secret shorter than the hash.
+	var toks []string
+	for _, st := range []struct {
+		alg jose.SignatureAlgorithm
+		key []byte
+	}{{jose.HS256, secrets[0]}, {jose.HS256, secrets[1]}, {jose.HS384, secrets[0]}, {jose.HS384, secrets[1]}, {jose.HS512, secrets[0]}} {
+		tok := verifytest.HMAC(t, st.alg, st.key, claims, nil)
+		toks = append(toks, tok, tok[:len(tok)-2]+"AA", strings.Replace(tok, ".", ".e30", 1))
+	}
+	valid := 0
+	for range 3 { // the later rounds reuse the MACs
+		for j, raw := range toks {
+			tk, err := parse(raw)
+			if err != nil {
+				continue
+			}
+			for _, alg := range []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512, jose.RS256} {
+				for i, k := range keys {
+					got := tk.verifyAny(alg, []any{k}) == nil
+					want := tk.verifyAny(alg, []any{secrets[i]}) == nil
+					if got != want {
+						t.Errorf("toks[%d] checked as %s with a %d-byte secret: hmacKey says %v, the secret %v", j, alg, len(secrets[i]), got, want)
+					}
+					if got {
+						valid++
+					}
+				}
+			}
+		}
+	}
+	// Each untampered token verifies under its own algorithm with its own
+	// secret, in each round.
+	if want := 3 * 5; valid != want {
+		t.Errorf("%d (token, algorithm, key) triples verified, want %d", valid, want)
+	}
+}

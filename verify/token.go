@@ -1,21 +1,24 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -33,6 +36,14 @@ const maxTokenBytesLimit = 64 << 10
 // is checked. Fields that would let a token choose its own key are decoded
 // only to refuse them.
 type header struct {
+	Alg, Kid, Typ string
+	// ownKey is set when the header has jwk, jku, x5u or x5c, whatever
+	// its value (null too); extension when it has crit or b64.
+	ownKey, extension bool
+}
+
+// jsonHeader is what encoding/json decodes a header into.
+type jsonHeader struct {
 	Alg  string          `json:"alg"`
 	Kid  string          `json:"kid"`
 	Typ  string          `json:"typ"`
@@ -44,6 +55,25 @@ type header struct {
 	B64  json.RawMessage `json:"b64"`
 }
 
+// decodeHeader decodes a JOSE header as json.Unmarshal decodes it into a
+// jsonHeader; scanHeader does it for the headers issuers write, with
+// less work, and leaves the others to encoding/json.
+func decodeHeader(b []byte, h *header) error {
+	if scanHeader(b, h) {
+		return nil
+	}
+	var j jsonHeader
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*h = header{
+		Alg: j.Alg, Kid: j.Kid, Typ: j.Typ,
+		ownKey:    j.JWK != nil || j.JKU != nil || j.X5U != nil || j.X5C != nil,
+		extension: j.Crit != nil || j.B64 != nil,
+	}
+	return nil
+}
+
 // token is a compact JWS split and decoded but not yet verified. Nothing in
 // it may be trusted until a verifier checked the signature over raw.
 type token struct {
@@ -52,50 +82,101 @@ type token struct {
 	// sigBytes is sig decoded.
 	sigBytes []byte
 	header   header
-	claims   map[string]any
+	claims   claimSet
+	// members has room for the claims of most tokens, so that claims
+	// need no allocation of its own.
+	members [16]member
+	// buf holds the decoded segments: sigBytes and claims.json are in it.
+	buf []byte
+	// digest has room for the hash of the signing input.
+	digest [sha512.Size]byte
 }
 
 // parse splits and decodes a compact JWS. It checks shape and size only.
 func parse(raw string) (*token, error) {
+	t := new(token)
+	if err := t.parse(raw); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// parse is parse into t, which it overwrites, reusing t.buf.
+func (t *token) parse(raw string) error {
 	if len(raw) == 0 || len(raw) > maxTokenBytesLimit {
-		return nil, fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
+		return fmt.Errorf("%w: size %d", ErrMalformed, len(raw))
 	}
 	h, rest, ok := strings.Cut(raw, ".")
 	if !ok {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	p, sig, ok := strings.Cut(rest, ".")
 	// An empty signature is well-formed (alg "none" has one); it is refused
 	// with the algorithm, as ErrInvalid, like every other forgery.
 	if !ok || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	t := &token{raw: raw, sig: sig}
-	hb, err := decodeSegment(h)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
+	t.raw, t.sig = raw, sig
+	// The three segments are decoded into one buffer: the payload stays
+	// with the token, its claims decoded as they are read, and so does
+	// the signature.
+	n := segmentEncoding.DecodedLen(len(h)) + segmentEncoding.DecodedLen(len(p)) + segmentEncoding.DecodedLen(len(sig))
+	if cap(t.buf) < n {
+		t.buf = make([]byte, 0, n)
 	}
-	if err := json.Unmarshal(hb, &t.header); err != nil {
-		return nil, fmt.Errorf("%w: header json", ErrMalformed)
+	buf := t.buf[:0]
+	var err error
+	var hb, pb []byte
+	if hb, buf, err = appendSegment(buf, h); err != nil {
+		return fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
-	pb, err := decodeSegment(p)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
+	if err := decodeHeader(hb, &t.header); err != nil {
+		return fmt.Errorf("%w: header json", ErrMalformed)
+	}
+	if pb, buf, err = appendSegment(buf, p); err != nil {
+		return fmt.Errorf("%w: payload encoding", ErrMalformed)
 	}
 	// Decoded strictly here, before anything else, so that a signed token
 	// has one spelling.
-	if t.sigBytes, err = decodeSegment(sig); err != nil {
-		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
+	if t.sigBytes, _, err = appendSegment(buf, sig); err != nil {
+		return fmt.Errorf("%w: signature encoding", ErrMalformed)
 	}
-	dec := json.NewDecoder(bytes.NewReader(pb))
-	dec.UseNumber()
-	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
-		return nil, fmt.Errorf("%w: payload json", ErrMalformed)
+	if t.claims, err = scanClaims(pb, t.members[:0]); err != nil {
+		return fmt.Errorf("%w: payload json: %w", ErrMalformed, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data in payload", ErrMalformed)
+	return nil
+}
+
+// maxReusedBuffer is the largest buffer a recycled token keeps: that of
+// any real token, not of the largest one allowed.
+const maxReusedBuffer = 4 << 10
+
+// tokenPool recycles tokens, with their buffers and room for claims,
+// from one verification to the next.
+type tokenPool struct{ p sync.Pool }
+
+// parse is parse into a recycled token. Once nothing refers to the token
+// or its buffer any more (what the claims decode to is copied out of it),
+// the caller gives it back with put.
+func (tp *tokenPool) parse(raw string) (*token, error) {
+	t, _ := tp.p.Get().(*token)
+	if t == nil {
+		t = new(token)
+	}
+	if err := t.parse(raw); err != nil {
+		tp.put(t)
+		return nil, err
 	}
 	return t, nil
+}
+
+func (tp *tokenPool) put(t *token) {
+	buf := t.buf
+	if cap(buf) > maxReusedBuffer {
+		buf = nil
+	}
+	*t = token{buf: buf[:0]}
+	tp.p.Put(t)
 }
 
 // segmentEncoding decodes a JWS segment in its canonical spelling only: it
@@ -110,6 +191,20 @@ func decodeSegment(s string) ([]byte, error) {
 		return nil, errors.New("line break in segment")
 	}
 	return segmentEncoding.DecodeString(s)
+}
+
+// appendSegment is decodeSegment into the free capacity of buf, which must
+// have room for it. It returns the decoded bytes and buf with them.
+func appendSegment(buf []byte, s string) (seg, all []byte, err error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, nil, errors.New("line break in segment")
+	}
+	dst := buf[len(buf) : len(buf)+segmentEncoding.DecodedLen(len(s))]
+	n, err := segmentEncoding.Decode(dst, readOnly(s))
+	if err != nil {
+		return nil, nil, err
+	}
+	return dst[:n:n], buf[:len(buf)+n], nil
 }
 
 // verifySignature checks the JWS signature of t with key under alg, which
@@ -139,12 +234,14 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 		switch k := k.(type) {
 		case []byte:
 			ok = verifyHMAC(alg, hash, k, signed, sig)
+		case *hmacKey:
+			ok = k.verify(alg, hash, signed, sig)
 		case *rsa.PublicKey:
 			if hash == 0 {
 				break // EdDSA with an RSA key
 			}
 			if digest == nil {
-				digest = hashOf(hash, signed)
+				digest = hashOf(t.digest[:0], hash, signed)
 			}
 			ok = verifyRSA(alg, hash, k, digest, sig)
 		case *ecdsa.PublicKey:
@@ -152,11 +249,11 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 				break
 			}
 			if digest == nil {
-				digest = hashOf(hash, signed)
+				digest = hashOf(t.digest[:0], hash, signed)
 			}
 			ok = verifyECDSA(alg, k, digest, sig)
 		case ed25519.PublicKey:
-			ok = alg == jose.EdDSA && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, []byte(signed), sig)
+			ok = alg == jose.EdDSA && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, readOnly(signed), sig)
 		}
 		if ok {
 			return nil
@@ -175,24 +272,89 @@ var algHash = map[jose.SignatureAlgorithm]crypto.Hash{
 	jose.EdDSA: 0,
 }
 
-func hashOf(h crypto.Hash, signed string) []byte {
+// hashOf appends the hash h of signed to dst.
+func hashOf(dst []byte, h crypto.Hash, signed string) []byte {
+	switch h {
+	case crypto.SHA256:
+		sum := sha256.Sum256(readOnly(signed))
+		return append(dst, sum[:]...)
+	case crypto.SHA384:
+		sum := sha512.Sum384(readOnly(signed))
+		return append(dst, sum[:]...)
+	case crypto.SHA512:
+		sum := sha512.Sum512(readOnly(signed))
+		return append(dst, sum[:]...)
+	}
 	hh := h.New()
-	_, _ = io.WriteString(hh, signed)
-	return hh.Sum(nil)
+	hh.Write(readOnly(signed))
+	return hh.Sum(dst)
+}
+
+// readOnly returns the bytes of s without copying them, for functions
+// that neither keep nor modify their input (a hash's Write, say): the
+// signing input is most of a token, and a copy of it per check would be
+// the largest allocation of a verification.
+func readOnly(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 func verifyHMAC(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte, signed string, sig []byte) bool {
-	switch alg {
-	case jose.HS256, jose.HS384, jose.HS512:
-	default:
-		return false // never an HMAC secret as, say, an RS256 key
-	}
-	if len(key) < h.Size() {
-		return false // RFC 7518 §3.2: at least as long as the hash output
+	if hmacIndex(alg, h, key) < 0 {
+		return false
 	}
 	mac := hmac.New(h.New, key)
-	_, _ = io.WriteString(mac, signed)
+	mac.Write(readOnly(signed))
 	return hmac.Equal(mac.Sum(nil), sig)
+}
+
+// hmacIndex returns the index of alg among the HMAC algorithms, or -1 when
+// key may not be used with it.
+func hmacIndex(alg jose.SignatureAlgorithm, h crypto.Hash, key []byte) int {
+	i := -1
+	switch alg {
+	case jose.HS256:
+		i = 0
+	case jose.HS384:
+		i = 1
+	case jose.HS512:
+		i = 2
+	default:
+		return -1 // never an HMAC secret as, say, an RS256 key
+	}
+	if len(key) < h.Size() {
+		return -1 // RFC 7518 §3.2: at least as long as the hash output
+	}
+	return i
+}
+
+// hmacKey is an HMAC secret that keeps its keyed MACs for reuse: keying
+// one hashes the secret's two pads, in six allocations, on every check
+// otherwise.
+type hmacKey struct {
+	secret []byte
+	macs   [3]sync.Pool // of *keyedMAC, one per HMAC algorithm
+}
+
+type keyedMAC struct {
+	mac hash.Hash
+	sum [sha512.Size]byte
+}
+
+// verify is verifyHMAC with k's secret.
+func (k *hmacKey) verify(alg jose.SignatureAlgorithm, h crypto.Hash, signed string, sig []byte) bool {
+	i := hmacIndex(alg, h, k.secret)
+	if i < 0 {
+		return false
+	}
+	m, _ := k.macs[i].Get().(*keyedMAC)
+	if m == nil {
+		m = &keyedMAC{mac: hmac.New(h.New, k.secret)}
+	}
+	m.mac.Reset()
+	m.mac.Write(readOnly(signed))
+	ok := hmac.Equal(m.mac.Sum(m.sum[:0]), sig)
+	k.macs[i].Put(m)
+	return ok
 }
 
 func verifyRSA(alg jose.SignatureAlgorithm, h crypto.Hash, key *rsa.PublicKey, digest, sig []byte) bool {
@@ -250,9 +412,9 @@ func kindOf(k any) keyKind {
 func (t *token) checkHeader(allowed []string) error {
 	h := &t.header
 	switch {
-	case h.JWK != nil, h.JKU != nil, h.X5U != nil, h.X5C != nil:
+	case h.ownKey:
 		return fmt.Errorf("%w: header carries its own key reference", ErrInvalid)
-	case h.Crit != nil, h.B64 != nil:
+	case h.extension:
 		return fmt.Errorf("%w: critical header extensions are not supported", ErrInvalid)
 	}
 	for _, a := range allowed {
@@ -264,18 +426,13 @@ func (t *token) checkHeader(allowed []string) error {
 }
 
 // str returns a string claim. A claim of any other type reads as absent:
-// a number or a list is not an email, a name or a role.
-// claim returns the claim name, or nil when name is "": a claim name
+// a number or a list is not an email, a name or a role. A claim name
 // configured as "" is not read, even if a token has a claim "".
-func (t *token) claim(name string) any {
-	if name == "" {
-		return nil
-	}
-	return t.claims[name]
-}
-
 func (t *token) str(name string) string {
-	s, _ := t.claim(name).(string)
+	if name == "" {
+		return ""
+	}
+	s, _ := t.claims.str(name)
 	return s
 }
 
@@ -283,23 +440,24 @@ func (t *token) str(name string) string {
 // spelling, for legacy platforms whose user ids are numbers. Fractions,
 // exponents and every other type read as absent.
 func (t *token) userID(name string) string {
-	switch v := t.claim(name).(type) {
-	case string:
-		return v
-	case json.Number:
-		if s := v.String(); isDigits(s) {
-			return s
-		}
+	if name == "" {
+		return ""
+	}
+	if s, ok := t.claims.str(name); ok {
+		return s
+	}
+	if n, ok := t.claims.number(name); ok && isDigits(n) {
+		return string(n)
 	}
 	return ""
 }
 
-func isDigits(s string) bool {
-	if s == "" {
+func isDigits(s []byte) bool {
+	if len(s) == 0 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
+	for _, c := range s {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
@@ -309,34 +467,26 @@ func isDigits(s string) bool {
 // boolean returns a boolean claim: only JSON true is true. The string
 // "true" is not, or a token could say a thing the issuer never meant.
 func (t *token) boolean(name string) bool {
-	b, _ := t.claim(name).(bool)
-	return b
+	return name != "" && t.claims.kind(name) == 't'
 }
 
 // stringBoolean is boolean that also reads the string "true" as true, for
 // a legacy issuer whose old service wrote booleans as strings
 // (LegacyConfig.StringBooleans).
 func (t *token) stringBoolean(name string) bool {
-	switch v := t.claim(name).(type) {
-	case bool:
-		return v
-	case string:
-		return v == "true"
-	}
-	return false
+	return t.boolean(name) || name != "" && t.claims.strIs(name, "true")
 }
 
 // numericDate returns a NumericDate claim (seconds since the epoch).
 func (t *token) numericDate(name string) (time.Time, bool, error) {
-	v, ok := t.claims[name]
-	if !ok {
+	if !t.claims.has(name) {
 		return time.Time{}, false, nil
 	}
-	n, ok := v.(json.Number)
+	n, ok := t.claims.number(name)
 	if !ok {
 		return time.Time{}, false, fmt.Errorf("%w: %s is not a number", ErrInvalid, name)
 	}
-	f, err := n.Float64()
+	f, err := float(n)
 	if err != nil || f < 0 || f > 1<<40 {
 		return time.Time{}, false, fmt.Errorf("%w: %s out of range", ErrInvalid, name)
 	}
@@ -346,17 +496,7 @@ func (t *token) numericDate(name string) (time.Time, bool, error) {
 
 // audience reports whether want is in the aud claim (a string or a list).
 func (t *token) audience(want string) bool {
-	switch v := t.claims["aud"].(type) {
-	case string:
-		return v == want
-	case []any:
-		for _, a := range v {
-			if s, ok := a.(string); ok && s == want {
-				return true
-			}
-		}
-	}
-	return false
+	return t.claims.strIs("aud", want) || t.claims.inArray("aud", want)
 }
 
 // checkTimes applies exp (required), nbf and iat with leeway.

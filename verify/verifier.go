@@ -95,6 +95,8 @@ func (c Config) Validate() error {
 type issuer interface {
 	// owns reports whether the token's unverified iss names this issuer.
 	owns(t *token) bool
+	// verify checks t and returns its identity, without Claims, which
+	// the caller fills in.
 	verify(ctx context.Context, t *token, now time.Time) (Identity, error)
 	// subjectClaim is the claim that holds the user id.
 	subjectClaim() string
@@ -116,6 +118,8 @@ type Verifier struct {
 	now      func() time.Time
 	log      *zap.Logger
 	m        *verifyMetrics
+	// parsed recycles the tokens that verifyUncached parses.
+	parsed   tokenPool
 	ttl      time.Duration
 	negTTL   time.Duration
 	tokens   *cache.Cache[packed] // nil when the cache is off
@@ -623,18 +627,25 @@ func (g *Generation) verifyUncached(ctx context.Context, raw string) (Identity, 
 		defer span.End()
 	}
 	start := v.now()
-	t, err := parse(raw)
+	t, err := v.parsed.parse(raw)
 	if err != nil {
 		v.m.total.WithLabelValues("none", Reason(err)).Inc()
 		return Identity{}, err
 	}
+	// The identity's strings and claims are copies: none is in t's buffer.
+	defer v.parsed.put(t)
 	for _, is := range g.issuers {
 		if !is.owns(t) {
 			continue
 		}
 		id, err := is.verify(ctx, t, start)
-		if err == nil && v.trimClaims {
-			id.Claims = pickClaims(id.Claims, g.keepClaims)
+		if err == nil {
+			// Decoded now, and only the claims kept.
+			if v.trimClaims {
+				id.Claims = t.claims.pick(g.keepClaims)
+			} else {
+				id.Claims = t.claims.all()
+			}
 		}
 		v.m.total.WithLabelValues(string(is.provider), Reason(err)).Inc()
 		v.m.duration.WithLabelValues(string(is.provider)).Observe(v.now().Sub(start).Seconds())
@@ -657,22 +668,16 @@ func (g *Generation) peek(raw string) (Identity, bool) {
 	if err != nil {
 		return Identity{}, false
 	}
-	var claims map[string]json.RawMessage
-	if json.Unmarshal(b, &claims) != nil {
+	t := &token{}
+	if t.claims, err = scanClaims(b, t.members[:0]); err != nil {
 		return Identity{}, false
-	}
-	t := &token{claims: map[string]any{}}
-	if iss, ok := claims["iss"]; ok {
-		var s string
-		_ = json.Unmarshal(iss, &s)
-		t.claims["iss"] = s
 	}
 	for _, is := range g.issuers {
 		if !is.owns(t) {
 			continue
 		}
-		var sub string
-		if json.Unmarshal(claims[is.subjectClaim()], &sub) != nil || sub == "" {
+		sub := t.str(is.subjectClaim())
+		if sub == "" {
 			return Identity{}, false
 		}
 		id := Identity{Provider: is.provider, Subject: sub}
@@ -682,21 +687,6 @@ func (g *Generation) peek(raw string) (Identity, bool) {
 		return id, true
 	}
 	return Identity{}, false
-}
-
-// pickClaims returns the named claims of all, or nil when it has none of
-// them.
-func pickClaims(all map[string]any, names []string) map[string]any {
-	var out map[string]any
-	for _, n := range names {
-		if v, ok := all[n]; ok {
-			if out == nil {
-				out = make(map[string]any, len(names))
-			}
-			out[n] = v
-		}
-	}
-	return out
 }
 
 // Run fetches the keys of every key set of the generation in use now and
