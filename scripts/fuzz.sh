@@ -14,6 +14,8 @@ targets=(
   "./verify FuzzParse"
   "./verify FuzzLegacyVerify"
   "./verify FuzzFirebaseVerify"
+  "./verify FuzzScanClaims"
+  "./verify FuzzDecodeHeader"
   "./proxy FuzzCanonicalPath"
   "./proxy FuzzIdentityHeaders"
 )
