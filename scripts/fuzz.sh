@@ -25,9 +25,9 @@ for t in "${targets[@]}"; do
   printf '\n==> %s %s (%s)\n' "$pkg" "$name" "$FUZZTIME"
   log=$(mktemp)
   corpus="$pkg/testdata/fuzz/$name"
-  before=$(ls "$corpus" 2>/dev/null | sort)
+  before=$(ls "$corpus" 2>/dev/null | sort || true) # none yet for a new target
   if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg" >"$log" 2>&1; then
-    after=$(ls "$corpus" 2>/dev/null | sort)
+    after=$(ls "$corpus" 2>/dev/null | sort || true)
     if [[ "$before" == "$after" ]] && grep -q '^    context deadline exceeded$' "$log"; then
       # Go's fuzz coordinator can report its own -fuzztime deadline as a
       # failure (go.dev/issue/75804, fixed in Go 1.27): no input failed
