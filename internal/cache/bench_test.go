@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -58,6 +59,34 @@ func BenchmarkGetOrLoad(b *testing.B) {
 	})
 	b.Run("miss/redis", func(b *testing.B) {
 		run(b, newBench(b, testRedis(b)), 0, func() {})
+	})
+	// A new key each time, stored: what a new token costs the cache in
+	// fa-cold. The keys come round again only after the store has
+	// evicted them (a 1 MiB budget holds a few thousand).
+	b.Run("miss/fill", func(b *testing.B) {
+		cfg := DefaultConfig()
+		cfg.LocalMaxBytes = minLocalMaxBytes
+		c, err := New[string](cfg, "bench", nil, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		keys := make([]string, 1<<16)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("%064x", i)
+		}
+		ctx := b.Context()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := keys[i%len(keys)]
+			i++
+			if _, err := c.GetOrLoad(ctx, k, func(ctx context.Context) (string, time.Duration, error) {
+				return token, time.Hour, nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 	b.Run("hit/local/parallel", func(b *testing.B) {
 		c := newBench(b, nil)
