@@ -17,30 +17,24 @@ var ownsProcess bool
 // (usage.max_pending, federation.last_login_max, the negative cache).
 const memoryHeadroom = 64 << 20
 
-// applyMemoryLimit sets the Go runtime's soft memory limit. GOMEMLIMIT, when
-// set, is the operator's number and the runtime already applies it (the
-// Kubernetes manifests and the Helm chart set it to the container's
-// memory limit). Without it the limit is cache.local_max_bytes plus
-// memoryHeadroom, so that the heap, whose garbage GOGC alone lets grow to
-// twice what is live, stays near the budget the operator set: the
-// collector runs earlier instead. It is a soft limit: a process whose live
-// heap exceeds it keeps running, the collector taking at most about half
-// the CPU. It reports the limit in effect and where it came from.
-func applyMemoryLimit(environ []string, budget int64) (limit int64, from string) {
-	if lookupEnv(environ, "GOMEMLIMIT") != "" {
-		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
-	}
-	limit = budget + memoryHeadroom
-	debug.SetMemoryLimit(limit)
-	return limit, "cache.local_max_bytes"
-}
-
-// memoryLimitFields applies the limit when serve owns the process and
-// returns it as fields of the "listening" log line (none otherwise).
+// memoryLimitFields sets the Go runtime's soft memory limit when serve owns
+// the process, and returns it and where it came from as fields of the
+// "listening" log line (none otherwise). GOMEMLIMIT, when set, is the
+// operator's number and the runtime already applies it (the Kubernetes
+// manifests and the Helm chart set it to the container's memory limit).
+// Without it the limit is cache.local_max_bytes plus memoryHeadroom, so
+// that the heap, whose garbage GOGC alone lets grow to twice what is live,
+// stays near the budget the operator set: the collector runs earlier
+// instead. It is a soft limit: a process whose live heap exceeds it keeps
+// running, the collector taking at most about half the CPU.
 func memoryLimitFields(environ []string, budget int64) []zap.Field {
 	if !ownsProcess {
 		return nil
 	}
-	limit, from := applyMemoryLimit(environ, budget)
+	limit, from := debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+	if lookupEnv(environ, "GOMEMLIMIT") == "" {
+		limit, from = budget+memoryHeadroom, "cache.local_max_bytes"
+		debug.SetMemoryLimit(limit)
+	}
 	return []zap.Field{zap.Int64("memory_limit_bytes", limit), zap.String("memory_limit_from", from)}
 }
