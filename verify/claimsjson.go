@@ -61,38 +61,20 @@ func scanClaims(b []byte, members []member) (claimSet, error) {
 	if d.i == len(d.b) || d.b[d.i] != '{' {
 		return claimSet{}, errNotObject
 	}
-	d.i++
-	d.depth = 1
 	members = members[:0]
-	d.space()
-	if d.i < len(d.b) && d.b[d.i] == '}' {
-		d.i++
-	} else {
-		for {
-			d.space()
-			if d.i == len(d.b) || d.b[d.i] != '"' {
-				return claimSet{}, errSyntax
-			}
-			name, err := d.name()
-			if err != nil {
-				return claimSet{}, err
-			}
-			if err := d.colon(); err != nil {
-				return claimSet{}, err
-			}
-			d.space()
-			start := d.i
-			if err := d.skip(); err != nil {
-				return claimSet{}, err
-			}
-			members = append(members, member{name: name, start: start, end: d.i})
-			end, err := d.next('}')
-			if err != nil {
-				return claimSet{}, err
-			}
-			if end {
-				break
-			}
+	empty, _ := d.enter('}') // depth 1: never too deep
+	for !empty {
+		name, err := d.memberName()
+		if err != nil {
+			return claimSet{}, err
+		}
+		start := d.i
+		if err := d.skip(); err != nil {
+			return claimSet{}, err
+		}
+		members = append(members, member{name: name, start: start, end: d.i})
+		if empty, err = d.next('}'); err != nil {
+			return claimSet{}, err
 		}
 	}
 	d.space()
@@ -281,6 +263,24 @@ func (d *jsonDecoder) space() {
 	}
 }
 
+// memberName reads an object member's name and the colon after it, up to
+// its value.
+func (d *jsonDecoder) memberName() (string, error) {
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != '"' {
+		return "", errSyntax
+	}
+	name, err := d.name()
+	if err != nil {
+		return "", err
+	}
+	if err := d.colon(); err != nil {
+		return "", err
+	}
+	d.space()
+	return name, nil
+}
+
 // colon reads the colon after a member name.
 func (d *jsonDecoder) colon() error {
 	d.space()
@@ -425,18 +425,10 @@ func (d *jsonDecoder) object() (any, error) {
 		return m, err
 	}
 	for {
-		d.space()
-		if d.i == len(d.b) || d.b[d.i] != '"' {
-			return nil, errSyntax
-		}
-		name, err := d.name()
+		name, err := d.memberName()
 		if err != nil {
 			return nil, err
 		}
-		if err := d.colon(); err != nil {
-			return nil, err
-		}
-		d.space()
 		v, err := d.value()
 		if err != nil {
 			return nil, err
