@@ -603,10 +603,18 @@ func (h *handler) finish(method, path, reqID string, start time.Time, out *outco
 	if !h.access {
 		return
 	}
+	ce := h.log.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
 	if out.path != "" {
 		path = out.path
 	}
-	fields := []zap.Field{
+	// The fields go into a recycled slice: as a variadic argument they
+	// escape to the heap, 512 bytes per request. ce.Write encodes them
+	// before it returns (zap's cores keep no reference to the slice).
+	fp := accessFields.Get().(*[]zap.Field)
+	fields := append((*fp)[:0],
 		zap.String("request_id", reqID),
 		zap.String("mode", out.mode),
 		zap.String("method", method),
@@ -615,9 +623,18 @@ func (h *handler) finish(method, path, reqID string, start time.Time, out *outco
 		zap.Int("status", out.status),
 		zap.Duration("duration", d),
 		zap.String("user_id", out.userID),
-	}
+	)
 	if out.err != nil {
 		fields = append(fields, zap.String("reason", reasonFor(out.err)), zap.Error(out.err))
 	}
-	h.log.Info("request", fields...)
+	ce.Write(fields...)
+	clear(fields) // drop the references to this request's strings and error
+	*fp = fields
+	accessFields.Put(fp)
 }
+
+// accessFields recycles the access line's field slices.
+var accessFields = sync.Pool{New: func() any {
+	s := make([]zap.Field, 0, 10)
+	return &s
+}}
