@@ -276,7 +276,7 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
 			zap.String("project_id", cfg.Verify.Firebase.ProjectID))
 	}
-	memFields := memoryLimitFields(environ, cfg.Cache.LocalMaxBytes)
+	memFields := memoryLimitFields(environ, cfg.Cache.LocalMaxBytes, log)
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err

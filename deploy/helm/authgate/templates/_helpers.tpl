@@ -94,17 +94,10 @@ it, and so does another chart's pod template for the sidecar way:
   image: "{{ $v.image.repository }}:{{ required "image.tag: pin an authgate release" $v.image.tag }}"
   imagePullPolicy: {{ $v.image.pullPolicy }}
   args: ["serve", "--config", "/etc/authgate/authgate.yaml"]
+  {{- with $v.env }}
   env:
-    # The Go runtime collects garbage harder before reaching the memory
-    # limit instead of being killed at it.
-    - name: GOMEMLIMIT
-      valueFrom:
-        resourceFieldRef:
-          containerName: authgate
-          resource: limits.memory
-    {{- with $v.env }}
     {{- toYaml . | nindent 4 }}
-    {{- end }}
+  {{- end }}
   ports:
     - name: http
       containerPort: {{ $v.ports.http }}
@@ -123,7 +116,7 @@ it, and so does another chart's pod template for the sidecar way:
       port: admin
     {{- toYaml $v.livenessProbe | nindent 4 }}
   resources:
-    {{- $_ := required "resources.limits.memory: it is also GOMEMLIMIT" (dig "limits" "memory" "" $v.resources) }}
+    {{- $_ := required "resources.limits.memory: authgate sizes its Go memory limit from it" (dig "limits" "memory" "" $v.resources) }}
     {{- toYaml $v.resources | nindent 4 }}
   securityContext:
     {{- toYaml $v.securityContext | nindent 4 }}
