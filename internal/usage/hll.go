@@ -2,49 +2,32 @@ package usage
 
 import (
 	"math"
-	"math/bits"
 	"slices"
 )
 
 // hll counts distinct users in memory of a fixed size, whatever their
 // number: memStore's stand-in for a Redis HyperLogLog (PFADD, PFCOUNT).
 //
-// A set starts sparse, the sorted 64-bit hashes of its users: an exact
-// count (short of a hash collision, about n²/2⁶⁵). Past hllSparseMax
-// hashes, as many bytes as the dense form, it turns dense: 2^14 one-byte
-// registers (16 KiB), each the most leading zeros seen, plus one, among
-// the hashes that pick it. The count is then an estimate with a standard
-// error of 1.04/√16384 ≈ 0.81 %, as Redis's PFCOUNT.
+// A set starts sparse, the sorted 64-bit hashes (hashUser) of its users:
+// an exact count (short of a hash collision, about n²/2⁶⁵). Past
+// hllSparseMax hashes, as many bytes as the dense form, or once a sketch
+// is merged in, it turns dense: the registers of a sketch, those of a
+// Redis HyperLogLog of the same users. The count is then Redis's PFCOUNT
+// of those registers, an estimate with a standard error of
+// 1.04/√16384 ≈ 0.81 %.
 type hll struct {
 	sparse []uint64 // sorted distinct hashes; nil once dense
-	dense  []uint8  // hllM registers; nil while sparse
+	dense  *sketch  // nil while sparse
 }
 
 const (
 	hllP = 14        // bits of a hash that pick a register
 	hllM = 1 << hllP // registers
-	hllQ = 64 - hllP // bits of a hash left for the leading zeros
+	hllQ = 64 - hllP // bits of a hash left for the rank
 	// hllSparseMax is the most hashes a sparse set holds: 16 KiB, as
 	// many bytes as the registers.
 	hllSparseMax = hllM / 8
 )
-
-// hashUser is a stable 64-bit hash of a user id: FNV-1a, then the
-// finaliser of MurmurHash3, so that every bit depends on every byte. Being
-// stable, counts do not depend on the process (nor tests on luck).
-func hashUser(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
 
 // add counts the user of hash x.
 func (h *hll) add(x uint64) {
@@ -70,21 +53,34 @@ func (h *hll) add(x uint64) {
 }
 
 // set raises the register of x to x's rank. h is dense.
-func (h *hll) set(x uint64) {
-	// The low bit set past the hllQ bits caps the rank at hllQ+1.
-	r := uint8(bits.LeadingZeros64(x<<hllP|1<<(hllP-1))) + 1
-	if j := x >> hllQ; r > h.dense[j] {
-		h.dense[j] = r
-	}
-}
+func (h *hll) set(x uint64) { h.dense.add(x) }
 
 // densify turns h dense.
 func (h *hll) densify() {
-	h.dense = make([]uint8, hllM)
+	h.dense = new(sketch)
 	for _, x := range h.sparse {
 		h.set(x)
 	}
 	h.sparse = nil
+}
+
+// mergeDense adds to h the users of b, a HyperLogLog in Redis's dense
+// format (sketch.appendDense). h turns dense.
+func (h *hll) mergeDense(b []byte) error {
+	var d *sketch
+	if h.dense == nil {
+		d = new(sketch)
+		for _, x := range h.sparse {
+			d.add(x)
+		}
+	} else {
+		d = h.dense
+	}
+	if err := d.mergeDense(b); err != nil {
+		return err
+	}
+	h.dense, h.sparse = d, nil
+	return nil
 }
 
 // merge adds the users of o to h, as PFCOUNT of several keys does: the
@@ -95,9 +91,7 @@ func (h *hll) merge(o *hll) {
 		if h.dense == nil {
 			h.densify()
 		}
-		for j, r := range o.dense {
-			h.dense[j] = max(h.dense[j], r)
-		}
+		h.dense.merge(o.dense)
 	case h.dense != nil:
 		for _, x := range o.sparse {
 			h.set(x)
@@ -126,7 +120,8 @@ func (h *hll) merge(o *hll) {
 // count is the number of distinct users: exact while sparse, else Ertl's
 // estimator ("New cardinality estimation algorithms for HyperLogLog
 // sketches", 2017), which needs no bias tables nor a switch to linear
-// counting for small numbers.
+// counting for small numbers, and which Redis's PFCOUNT uses too (since
+// Redis 5): the same registers give the same count.
 func (h *hll) count() int64 {
 	if h.dense == nil {
 		return int64(len(h.sparse))
@@ -148,7 +143,12 @@ func (h *hll) count() int64 {
 }
 
 // size is the bytes h holds.
-func (h *hll) size() int { return 8*cap(h.sparse) + cap(h.dense) }
+func (h *hll) size() int {
+	if h.dense != nil {
+		return len(h.dense)
+	}
+	return 8 * cap(h.sparse)
+}
 
 // hllSigma is σ(x) = x + Σ_{k≥1} x^(2^k)·2^(k-1), for x < 1.
 func hllSigma(x float64) float64 {
