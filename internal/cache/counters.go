@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +16,10 @@ import (
 type CounterBatch struct {
 	// Add adds elements to HyperLogLog keys (PFADD).
 	Add map[string][]string
+	// Merge merges HyperLogLogs, each a string in Redis's HyperLogLog
+	// format, into keys (PFMERGE), through a temporary key of the same
+	// hash slot: in Redis Cluster each key must have a {hash tag}.
+	Merge map[string][]byte
 	// Incr adds to integer counters (INCRBY).
 	Incr map[string]int64
 	// Set sets string values (SET).
@@ -26,8 +31,15 @@ type CounterBatch struct {
 // errNoTTL: counters without expiry would grow forever.
 var errNoTTL = errors.New("counter batch without a TTL")
 
+// mergeTempTTL bounds how long a temporary key of Merge outlives a batch
+// cut off between its SET and its DEL.
+const mergeTempTTL = time.Minute
+
 // WriteCounters sends b as one pipeline (one round trip): PFADD, INCRBY
-// and SET, each followed by PEXPIRE. It is skipped, with an error wrapping
+// and SET, each followed by PEXPIRE; for each key of Merge, SET of the
+// HyperLogLog to a temporary key (the key, then a random suffix of this
+// call: no other replica or call writes it), PFMERGE into the key, DEL of
+// the temporary key, PEXPIRE. It is skipped, with an error wrapping
 // ErrRedisUnavailable, while Redis is in its failure back-off. A nil r is
 // an error: the caller keeps its own counts without Redis.
 func (r *Redis) WriteCounters(ctx context.Context, b CounterBatch) error {
@@ -37,7 +49,7 @@ func (r *Redis) WriteCounters(ctx context.Context, b CounterBatch) error {
 	if b.TTL <= 0 {
 		return errNoTTL
 	}
-	if len(b.Add)+len(b.Incr)+len(b.Set) == 0 {
+	if len(b.Add)+len(b.Merge)+len(b.Incr)+len(b.Set) == 0 {
 		return nil
 	}
 	if !r.allow() {
@@ -53,6 +65,16 @@ func (r *Redis) WriteCounters(ctx context.Context, b CounterBatch) error {
 		}
 		pipe.PFAdd(octx, r.prefix+k, args...)
 		pipe.PExpire(octx, r.prefix+k, b.TTL)
+	}
+	if len(b.Merge) > 0 {
+		suffix := ":merge:" + rand.Text()
+		for k, hll := range b.Merge {
+			tmp := r.prefix + k + suffix
+			pipe.Set(octx, tmp, hll, mergeTempTTL)
+			pipe.PFMerge(octx, r.prefix+k, tmp)
+			pipe.Del(octx, tmp)
+			pipe.PExpire(octx, r.prefix+k, b.TTL)
+		}
 	}
 	for k, n := range b.Incr {
 		pipe.IncrBy(octx, r.prefix+k, n)

@@ -47,3 +47,73 @@ func TestCountersWithoutRedis(t *testing.T) {
 		t.Errorf("ReadCounters on nil = %v, want ErrRedisUnavailable", err)
 	}
 }
+
+// Merge adds a HyperLogLog's elements to a key that already has some, in
+// the one round trip of the batch, and leaves no temporary key behind.
+func TestCountersMerge(t *testing.T) {
+	rdb := testRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A HyperLogLog string as another writer would send it.
+	src := rdb.prefix + "{u}:src"
+	if err := rdb.client.PFAdd(ctx, src, "x", "y", "z").Err(); err != nil {
+		t.Fatal(err)
+	}
+	hll, err := rdb.client.Get(ctx, src).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.client.Del(ctx, src)
+	if err := rdb.WriteCounters(ctx, CounterBatch{Add: map[string][]string{"{u}:m": {"y", "w"}}, TTL: time.Hour}); err != nil {
+		t.Fatalf("WriteCounters(Add): %v", err)
+	}
+	trips := rdb.trips.Load()
+	b := CounterBatch{
+		Merge: map[string][]byte{"{u}:m": hll, "{u}:new": hll},
+		Incr:  map[string]int64{"{u}:r": 1},
+		TTL:   time.Hour,
+	}
+	if err := rdb.WriteCounters(ctx, b); err != nil {
+		t.Fatalf("WriteCounters(Merge): %v", err)
+	}
+	if got := rdb.trips.Load() - trips; got != 1 {
+		t.Errorf("WriteCounters(Merge) took %d round trips, want 1", got)
+	}
+	counts, _, err := rdb.ReadCounters(ctx, [][]string{{"{u}:m"}, {"{u}:new"}}, nil)
+	if err != nil {
+		t.Fatalf("ReadCounters: %v", err)
+	}
+	if want := []int64{4, 3}; !slices.Equal(counts, want) {
+		t.Errorf("distinct after Merge = %v, want %v", counts, want)
+	}
+	if ttl := rdb.client.PTTL(ctx, rdb.prefix+"{u}:new").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("PTTL of a merged key = %v, want (0, 1h]", ttl)
+	}
+	keys, err := rdb.client.Keys(ctx, rdb.prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	want := []string{rdb.prefix + "{u}:m", rdb.prefix + "{u}:new", rdb.prefix + "{u}:r"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("keys after Merge = %q, want %q (no temporary key)", keys, want)
+	}
+}
+
+// A value that is not a HyperLogLog fails the batch, and still leaves no
+// temporary key for longer than a minute.
+func TestCountersMergeRefused(t *testing.T) {
+	rdb := testRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := rdb.WriteCounters(ctx, CounterBatch{Merge: map[string][]byte{"{u}:m": []byte("not a HyperLogLog")}, TTL: time.Hour})
+	if err == nil {
+		t.Fatal("WriteCounters(Merge of a non-HyperLogLog) = nil, want an error")
+	}
+	keys, _ := rdb.client.Keys(ctx, rdb.prefix+"*").Result()
+	for _, k := range keys {
+		if ttl := rdb.client.PTTL(ctx, k).Val(); ttl < 0 || ttl > mergeTempTTL {
+			t.Errorf("key %s left with PTTL %v, want at most %v", k, ttl, mergeTempTTL)
+		}
+	}
+}
