@@ -18,7 +18,8 @@ var ownsProcess bool
 // memoryHeadroom is what the derived memory limit allows beyond the
 // caches' byte budget: the runtime, the binary's data, connections and
 // requests in flight, and the bounded state kept outside the caches
-// (usage.max_pending, federation.last_login_max, the negative cache).
+// (federation.last_login_max, the negative cache, the usage batch's
+// sketches).
 const memoryHeadroom = 64 << 20
 
 // containerShare is the part of the container's memory limit that the Go

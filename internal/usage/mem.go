@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -10,8 +11,9 @@ import (
 )
 
 // memStore keeps one replica's counts when there is no Redis: a distinct
-// counter per key (hll: exact for small counts, 16 KiB at most however
-// many users), and keys that expire as in Redis.
+// counter per key (hll: 16 KiB at most however many users; exact for
+// small counts of users added one by one, Redis's PFCOUNT of the same
+// registers once a sketch is merged), and keys that expire as in Redis.
 type memStore struct {
 	now func() time.Time
 
@@ -51,6 +53,17 @@ func (m *memStore) WriteCounters(_ context.Context, b cache.CounterBatch) error 
 		}
 		for _, e := range els {
 			s.add(hashUser(e))
+		}
+		m.expires[k] = exp
+	}
+	for k, blob := range b.Merge {
+		s := m.users[k]
+		if s == nil {
+			s = &hll{}
+			m.users[k] = s
+		}
+		if err := s.mergeDense(blob); err != nil {
+			return fmt.Errorf("merge into %s: %w", k, err)
 		}
 		m.expires[k] = exp
 	}

@@ -2,15 +2,19 @@
 // authenticates requests, on which route and for how many distinct users,
 // so that an operator can tell when legacy tokens may be turned off.
 //
-// The request path only records (provider, route, user id) into a bounded
-// in-process batch; a background flusher (Recorder.Run) sends each batch
-// to Redis in one pipeline: a HyperLogLog per provider and UTC day (and per
-// route and day) for distinct users, request counters, and the last time a
-// legacy token was seen, every key with a TTL of 32 days. All replicas
-// write the same keys, so the windows of 1, 7 and 30 days are counted
-// across replicas. Without Redis each replica keeps its own counts in
-// memory (Stats.Shared is false), distinct users in a HyperLogLog of at
-// most 16 KiB per key as well.
+// The request path only records (provider, route, user id) into an
+// in-process batch: a request counter and a HyperLogLog sketch of the
+// users (16 KiB, whatever their number) per provider and route. A
+// background flusher (Recorder.Run) sends each batch to Redis in one
+// pipeline: each sketch merged (PFMERGE) into a HyperLogLog per provider
+// and UTC day (and per route and day) for distinct users, request
+// counters, and the last time a legacy token was seen, every key with a
+// TTL of 32 days. All replicas write the same keys, so the windows of 1, 7
+// and 30 days are counted across replicas; a sketch holds the registers
+// that PFADD of its users would have set, so replicas that PFADD user ids
+// (earlier releases) count the same users once with it. Without Redis
+// each replica keeps its own counts in memory (Stats.Shared is false),
+// distinct users in a HyperLogLog of at most 16 KiB per key as well.
 package usage
 
 import (
@@ -38,10 +42,8 @@ type Config struct {
 	// FlushInterval is how often a replica sends its batch to Redis and
 	// refreshes the metrics' windows. Default 10s; 1s..10m.
 	FlushInterval time.Duration `yaml:"flush_interval"`
-	// MaxPending bounds the distinct (provider, route, user) entries a
-	// replica holds between flushes; requests of further users are still
-	// counted, their users not (authgate_migration_dropped_total).
-	// Default 100000; at least 1.
+	// MaxPending no longer has an effect: a batch holds a sketch of 16 KiB
+	// per provider and route, whatever the number of users.
 	MaxPending int `yaml:"max_pending"`
 }
 
@@ -80,15 +82,18 @@ type store interface {
 	ReadCounters(ctx context.Context, distinct [][]string, get []string) ([]int64, []string, error)
 }
 
-type entry struct {
-	provider verify.Provider
-	route    string
-	user     string
-}
-
 type routeKey struct {
 	provider verify.Provider
 	route    string
+}
+
+// tally is what a batch holds for one provider and route.
+type tally struct {
+	requests int64
+	// users are the users seen, if hasUsers; allocated with the first
+	// user and, cleared, kept for the next batches.
+	users    *sketch
+	hasUsers bool
 }
 
 // Recorder records usage and flushes it. Record is safe for concurrent use
@@ -102,13 +107,18 @@ type Recorder struct {
 	now    func() time.Time
 	log    *zap.Logger
 
-	mu       sync.Mutex
-	pending  map[entry]int64 // requests per entry since the last flush
-	overflow map[routeKey]int64
-	spare    map[entry]int64 // the previous batch's map, cleared, for reuse
-	legacy   bool            // a legacy token was seen since the last flush
-	// flushMu serialises flushes (Run's, and the final one).
+	mu    sync.Mutex
+	batch map[routeKey]*tally // since the last flush
+	// spare is the previous batch, its tallies cleared, for reuse: a
+	// route's tally and sketch are allocated once, not per flush. nil
+	// while a flush sends it.
+	spare  map[routeKey]*tally
+	legacy bool // a legacy token was seen since the last flush
+	// flushMu serialises flushes (Run's, and the final one), and guards
+	// union.
 	flushMu sync.Mutex
+	// union is, during a flush, each provider's users on every route.
+	union [len(Providers)]sketch
 
 	m metrics
 }
@@ -117,7 +127,6 @@ type metrics struct {
 	requests      [len(Providers)]prometheus.Counter
 	users, winReq [len(Providers)][len(Windows)]prometheus.Gauge
 	lastLegacy    prometheus.Gauge
-	dropped       prometheus.Counter
 	flushOK       prometheus.Counter
 	flushErr      prometheus.Counter
 	shared        prometheus.Gauge
@@ -136,12 +145,11 @@ func New(cfg Config, rdb *cache.Redis, routes []string, log *zap.Logger, reg pro
 		return nil, err
 	}
 	r := &Recorder{
-		cfg:      cfg,
-		now:      time.Now,
-		log:      log.Named("usage"),
-		pending:  map[entry]int64{},
-		spare:    map[entry]int64{},
-		overflow: map[routeKey]int64{},
+		cfg:   cfg,
+		now:   time.Now,
+		log:   log.Named("usage"),
+		batch: map[routeKey]*tally{},
+		spare: map[routeKey]*tally{},
 	}
 	r.SetRoutes(routes)
 	if rdb != nil {
@@ -178,10 +186,6 @@ func (r *Recorder) newMetrics(reg prometheus.Registerer) error {
 		Name: "legacy_last_seen_timestamp_seconds",
 		Help: "When a legacy token was last seen (to the flush interval); 0 when not in the last 32 days.",
 	})
-	dropped := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "migration_dropped_total",
-		Help: "Users not recorded because the batch between flushes was full (usage.max_pending); their requests are counted.",
-	})
 	flushes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "migration_flushes_total",
 		Help: "Usage batch flushes by result (ok, error: the batch is lost).",
@@ -197,7 +201,7 @@ func (r *Recorder) newMetrics(reg prometheus.Registerer) error {
 			r.m.winReq[i][j] = winReq.WithLabelValues(string(p), windowLabel(w))
 		}
 	}
-	r.m.lastLegacy, r.m.dropped, r.m.shared = last, dropped, shared
+	r.m.lastLegacy, r.m.shared = last, shared
 	r.m.flushOK, r.m.flushErr = flushes.WithLabelValues("ok"), flushes.WithLabelValues("error")
 	if r.shared {
 		shared.Set(1)
@@ -205,7 +209,7 @@ func (r *Recorder) newMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{req, users, winReq, last, dropped, flushes, shared} {
+	for _, c := range []prometheus.Collector{req, users, winReq, last, flushes, shared} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register usage metrics: %w", err)
 		}
@@ -223,9 +227,10 @@ func providerIndex(p verify.Provider) int {
 }
 
 // Record notes one request with a verified token of provider on route for
-// user (the platform user id; "" counts the request only). It takes a
-// mutex and one map operation, no I/O and no allocation once the batch's
-// map has grown.
+// user (the platform user id; "" counts the request only). It hashes the
+// user, then takes a mutex for one map lookup and a register update: no
+// I/O, and no allocation once the route has been seen in the last two
+// flush intervals.
 func (r *Recorder) Record(provider verify.Provider, route, user string) {
 	if r == nil {
 		return
@@ -233,15 +238,24 @@ func (r *Recorder) Record(provider verify.Provider, route, user string) {
 	if provider != verify.ProviderLegacy && provider != verify.ProviderFirebase {
 		return
 	}
-	e := entry{provider: provider, route: route, user: user}
+	var h uint64
+	if user != "" {
+		h = hashUser(user)
+	}
+	k := routeKey{provider: provider, route: route}
 	r.mu.Lock()
-	if len(r.pending) < r.cfg.MaxPending {
-		r.pending[e]++ // one map operation in the common case
-	} else if n, ok := r.pending[e]; ok {
-		r.pending[e] = n + 1
-	} else {
-		r.overflow[routeKey{provider, route}]++
-		r.m.dropped.Inc()
+	t := r.batch[k]
+	if t == nil {
+		t = &tally{}
+		r.batch[k] = t
+	}
+	t.requests++
+	if user != "" {
+		if t.users == nil {
+			t.users = new(sketch)
+		}
+		t.users.add(h)
+		t.hasUsers = true
 	}
 	if provider == verify.ProviderLegacy {
 		r.legacy = true
@@ -298,48 +312,66 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
-	pending := r.pending
-	r.pending = r.spare
-	overflow := r.overflow
-	r.overflow = map[routeKey]int64{}
+	batch := r.batch
+	r.batch, r.spare = r.spare, nil
 	legacy := r.legacy
 	r.legacy = false
 	r.mu.Unlock()
 	defer func() {
-		clear(pending)
+		// Keep the tallies of routes seen in this batch, cleared, for the
+		// batch after next; forget those of routes not seen (a route
+		// renamed or gone), with their sketches.
+		for k, t := range batch {
+			if t.requests == 0 {
+				delete(batch, k)
+				continue
+			}
+			t.requests = 0
+			if t.hasUsers {
+				clear(t.users[:])
+				t.hasUsers = false
+			}
+		}
 		r.mu.Lock()
-		r.spare = pending
+		r.spare = batch
 		r.mu.Unlock()
 	}()
-	if len(pending) == 0 && len(overflow) == 0 {
-		return nil
-	}
 	var perProvider [len(Providers)]int64
-	for e, n := range pending {
-		perProvider[providerIndex(e.provider)] += n
+	var withUsers [len(Providers)]bool
+	for k, t := range batch {
+		pi := providerIndex(k.provider)
+		perProvider[pi] += t.requests
+		withUsers[pi] = withUsers[pi] || t.hasUsers
 	}
-	for k, n := range overflow {
-		perProvider[providerIndex(k.provider)] += n
+	if perProvider == [len(Providers)]int64{} {
+		return nil
 	}
 	for i, n := range perProvider {
 		r.m.requests[i].Add(float64(n))
 	}
 	now := r.now()
 	day := dayOf(now)
-	b := cache.CounterBatch{Add: map[string][]string{}, Incr: map[string]int64{}, Set: map[string]string{}, TTL: keyTTL}
-	for e, n := range pending {
-		if e.user != "" {
-			k := usersKey(e.provider, "", day)
-			b.Add[k] = append(b.Add[k], e.user)
-			k = usersKey(e.provider, e.route, day)
-			b.Add[k] = append(b.Add[k], e.user)
+	b := cache.CounterBatch{Merge: map[string][]byte{}, Incr: map[string]int64{}, Set: map[string]string{}, TTL: keyTTL}
+	for i := range r.union {
+		if withUsers[i] {
+			clear(r.union[i][:])
 		}
-		b.Incr[requestsKey(e.provider, "", day)] += n
-		b.Incr[requestsKey(e.provider, e.route, day)] += n
 	}
-	for k, n := range overflow {
-		b.Incr[requestsKey(k.provider, "", day)] += n
-		b.Incr[requestsKey(k.provider, k.route, day)] += n
+	for k, t := range batch {
+		if t.requests == 0 {
+			continue
+		}
+		if t.hasUsers {
+			r.union[providerIndex(k.provider)].merge(t.users)
+			b.Merge[usersKey(k.provider, k.route, day)] = t.users.appendDense(nil)
+		}
+		b.Incr[requestsKey(k.provider, "", day)] += t.requests
+		b.Incr[requestsKey(k.provider, k.route, day)] += t.requests
+	}
+	for i, p := range Providers {
+		if withUsers[i] {
+			b.Merge[usersKey(p, "", day)] = r.union[i].appendDense(nil)
+		}
 	}
 	if legacy {
 		b.Set[lastLegacyKey] = strconv.FormatInt(now.Unix(), 10)
