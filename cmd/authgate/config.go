@@ -55,6 +55,17 @@ type Config struct {
 	Usage usagestats.Config `yaml:"usage"`
 	// Reload configures how serve notices a changed configuration.
 	Reload ReloadConfig `yaml:"reload"`
+
+	// ignored are the keys of ignoredKeys that the file or the
+	// environment set, in the order met, for serve to warn about.
+	ignored []ignoredKey
+}
+
+// ignoredKey is a key of ignoredKeys that a configuration sets.
+type ignoredKey struct {
+	path  string // the key, or the variable and the key
+	where string // "line N" of the file, or the variable
+	why   string
 }
 
 // ReloadConfig configures configuration reloads. SIGHUP always reloads.
@@ -347,12 +358,24 @@ var removedKeys = map[string]string{
 	"cache.local_entries": "removed: every in-process cache now shares one byte budget, cache.local_max_bytes",
 }
 
+// ignoredKeys are keys of earlier releases that no longer have any effect,
+// with why. Unlike removedKeys, whose meaning went elsewhere, nothing is
+// lost by ignoring them, so a configuration that still sets one keeps
+// starting: serve warns once per key.
+var ignoredKeys = map[string]string{
+	"usage.max_pending": "no longer has an effect: the usage batch between flushes is a 16 KiB sketch per provider and route, whatever the number of users; remove it",
+}
+
 // decodeYAML decodes strictly: an unknown key is an error, not a silent
-// default.
+// default. A key of ignoredKeys is noted in cfg.ignored and left out.
 func decodeYAML(b []byte, cfg *Config) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err == nil {
 		if err := refuseRemovedKeys(&doc, ""); err != nil {
+			return err
+		}
+		var err error
+		if b, err = dropIgnoredKeys(b, &doc, "", &cfg.ignored); err != nil {
 			return err
 		}
 	}
@@ -391,10 +414,72 @@ func refuseRemovedKeys(n *yaml.Node, path string) error {
 	return nil
 }
 
+// dropIgnoredKeys returns b without the lines of the keys of ignoredKeys
+// found in n, and notes each in ignored. Blanking lines, rather than
+// encoding n again, keeps the line numbers of the decoder's errors. A key
+// that is not on a line of its own with its value (flow style, a value on
+// the next lines) is refused: the operator removes it.
+func dropIgnoredKeys(b []byte, n *yaml.Node, path string, ignored *[]ignoredKey) ([]byte, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			var err error
+			if b, err = dropIgnoredKeys(b, c, path, ignored); err != nil {
+				return nil, err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := n.Content[i], n.Content[i+1]
+			k := kn.Value
+			if path != "" {
+				k = path + "." + k
+			}
+			why, ok := ignoredKeys[k]
+			if !ok {
+				var err error
+				if b, err = dropIgnoredKeys(b, vn, k, ignored); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			line := kn.Line - 1
+			if n.Style&yaml.FlowStyle != 0 || vn.Kind != yaml.ScalarNode || vn.Line != kn.Line ||
+				line >= len(lines) || kn.Column-1 > len(lines[line]) ||
+				len(bytes.TrimSpace(lines[line][:kn.Column-1])) > 0 {
+				return nil, fmt.Errorf("line %d: %s: %s", kn.Line, k, why)
+			}
+			// A copy, keeping the line's end: b may be the caller's.
+			out := make([]byte, 0, len(b))
+			for j, l := range lines {
+				if j == line {
+					l = l[len(bytes.TrimRight(l, "\r\n")):]
+				}
+				out = append(out, l...)
+			}
+			b = out
+			*ignored = append(*ignored, ignoredKey{path: k, where: fmt.Sprintf("line %d", kn.Line), why: why})
+		}
+	}
+	return b, nil
+}
+
 // removedEnvKey returns the removed key that the variable name stood for,
 // and why it is gone.
 func removedEnvKey(name string) (path, why string) {
 	for k, why := range removedKeys {
+		if envPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k)) == name {
+			return k, why
+		}
+	}
+	return "", ""
+}
+
+// ignoredEnvKey returns the ignored key that the variable name stands for,
+// and why it is ignored.
+func ignoredEnvKey(name string) (path, why string) {
+	for k, why := range ignoredKeys {
 		if envPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k)) == name {
 			return k, why
 		}
@@ -473,6 +558,10 @@ func applyEnv(cfg *Config, environ []string) error {
 		if !ok {
 			if path, why := removedEnvKey(name); path != "" {
 				errs = append(errs, fmt.Errorf("%s (%s): %s", name, path, why))
+				continue
+			}
+			if path, why := ignoredEnvKey(name); path != "" {
+				cfg.ignored = append(cfg.ignored, ignoredKey{path: path, where: name, why: why})
 				continue
 			}
 			errs = append(errs, fmt.Errorf("%s: no such configuration key", name))

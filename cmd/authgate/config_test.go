@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/authgate/authgate/configs"
 	"github.com/authgate/authgate/internal/secret"
+	usagestats "github.com/authgate/authgate/internal/usage"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -107,6 +111,18 @@ func TestLoadConfigProblems(t *testing.T) {
 			giveEnv:  []string{"AUTHGATE_CACHE_LOCAL_ENTRIES=1000"},
 			want:     []string{"AUTHGATE_CACHE_LOCAL_ENTRIES (cache.local_entries): removed", "cache.local_max_bytes"},
 			wantNot:  []string{"no such configuration key"},
+		},
+		{
+			name:     "ignored key in a flow mapping",
+			giveYAML: minimalConfig + "usage: {enabled: true, max_pending: 5}\n",
+			want:     []string{"usage.max_pending: no longer has an effect", "remove it"},
+			wantNot:  []string{"not found in type"},
+		},
+		{
+			name:     "ignored key keeps the lines of later problems",
+			giveYAML: "usage:\n  max_pending: 100000\nserver:\n  shutdown_grace: soon\n" + minimalConfig,
+			want:     []string{"line 4:", "soon"},
+			wantNot:  []string{"max_pending"},
 		},
 		{
 			name:     "wrong type in file",
@@ -250,4 +266,103 @@ func TestServeRefusesEmulatorHostOutsideEmulatorMode(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "FIREBASE_AUTH_EMULATOR_HOST") {
 		t.Fatalf("serve with the emulator variable = %v, want a refusal naming it", err)
 	}
+}
+
+// usage.max_pending no longer has an effect: a file or variable that still
+// sets it loads as if it did not, the other keys of its section included,
+// and serve warns once, naming the key and where it was set.
+func TestIgnoredKeyStillStarts(t *testing.T) {
+	tests := []struct {
+		name      string
+		giveYAML  string
+		giveEnv   []string
+		wantWhere string
+		wantUsage usagestats.Config
+	}{
+		{
+			name:      "in the file, beside other keys",
+			giveYAML:  minimalConfig + "usage:\n  enabled: false\n  max_pending: 100000 # old\n  flush_interval: 5s\n",
+			wantWhere: "line 11",
+			wantUsage: usagestats.Config{Enabled: false, FlushInterval: 5 * time.Second},
+		},
+		{
+			name:      "in the file, alone in its section",
+			giveYAML:  minimalConfig + "usage:\r\n  max_pending: 3\r\n",
+			wantWhere: "line 10",
+			wantUsage: usagestats.DefaultConfig(),
+		},
+		{
+			name:      "in the environment",
+			giveYAML:  minimalConfig,
+			giveEnv:   []string{"AUTHGATE_USAGE_MAX_PENDING=5"},
+			wantWhere: "AUTHGATE_USAGE_MAX_PENDING",
+			wantUsage: usagestats.DefaultConfig(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"AUTHGATE_VERIFY_LEGACY_SECRETS=env-secret-0123456789abcdef0123456789-0123456789"}, tt.giveEnv...)
+			cfg, err := loadConfig(writeFile(t, "c.yaml", tt.giveYAML), env)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if cfg.Usage != tt.wantUsage {
+				t.Errorf("usage = %+v, want %+v", cfg.Usage, tt.wantUsage)
+			}
+			want := []ignoredKey{{path: "usage.max_pending", where: tt.wantWhere, why: ignoredKeys["usage.max_pending"]}}
+			if !reflect.DeepEqual(cfg.ignored, want) {
+				t.Errorf("ignored = %+v, want %+v", cfg.ignored, want)
+			}
+		})
+	}
+}
+
+// serve logs the ignored key once, at start-up, and starts.
+func TestServeWarnsOfIgnoredKey(t *testing.T) {
+	secret := writeFile(t, "secret", "example-secret-0123456789abcdef0123456789")
+	path := writeFile(t, "c.yaml", minimalConfig+"usage:\n  max_pending: 100000\n")
+	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRET_FILES=" + secret, "AUTHGATE_UPSTREAM=http://127.0.0.1:1",
+		"AUTHGATE_SERVER_PUBLIC_ADDR=127.0.0.1:0", "AUTHGATE_SERVER_ADMIN_ADDR=127.0.0.1:0"}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", path}, env, io.Discard, out) }()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(out.String(), `"listening"`) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended before listening: %v\n%s", err, out)
+		case <-deadline:
+			t.Fatalf("serve did not log \"listening\" within 10s\n%s", out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	logs := out.String()
+	if n := strings.Count(logs, "configuration key ignored"); n != 1 || !strings.Contains(logs, `"key":"usage.max_pending"`) {
+		t.Errorf("serve logged %d warnings of usage.max_pending, want 1:\n%s", n, logs)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that serve's logger and the test can use
+// at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -82,7 +82,7 @@ var zeroRefused = []string{
 	"auth_api.timeout", "auth_api.password.min_length", "auth_api.password.max_length",
 	"auth_api.rate_limit.max_keys", "auth_api.legacy_passwords.column", "auth_api.legacy_passwords.format",
 	"auth_api.legacy_passwords.cost",
-	"usage.flush_interval", "usage.max_pending",
+	"usage.flush_interval",
 }
 
 // zeroYAML is the zero of v's type as the file and the environment write

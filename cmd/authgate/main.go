@@ -127,6 +127,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			for _, w := range credWarnings {
 				fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 			}
+			for _, k := range cfg.ignored {
+				fmt.Fprintf(stderr, "%s: warning: %s: %s: %s\n", *path, k.where, k.path, k.why)
+			}
 		}
 		if err := errors.Join(append([]error{err}, credProblems...)...); err != nil {
 			printProblems(stderr, *path, err)
@@ -272,6 +275,9 @@ func serve(ctx context.Context, cfg Config, environ []string, logOut io.Writer, 
 		return err
 	}
 	defer flush()
+	for _, k := range cfg.ignored {
+		log.Warn("configuration key ignored", zap.String("key", k.path), zap.String("where", k.where), zap.String("reason", k.why))
+	}
 	if cfg.Verify.Firebase.Enabled && cfg.Verify.Firebase.Emulator {
 		log.Warn("FIREBASE AUTH EMULATOR MODE: unsigned Firebase tokens are accepted; never run this in production",
 			zap.String("project_id", cfg.Verify.Firebase.ProjectID))

@@ -42,14 +42,11 @@ type Config struct {
 	// FlushInterval is how often a replica sends its batch to Redis and
 	// refreshes the metrics' windows. Default 10s; 1s..10m.
 	FlushInterval time.Duration `yaml:"flush_interval"`
-	// MaxPending no longer has an effect: a batch holds a sketch of 16 KiB
-	// per provider and route, whatever the number of users.
-	MaxPending int `yaml:"max_pending"`
 }
 
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
-	return Config{Enabled: true, FlushInterval: 10 * time.Second, MaxPending: 100000}
+	return Config{Enabled: true, FlushInterval: 10 * time.Second}
 }
 
 // Validate reports every problem, each prefixed with its key.
@@ -57,9 +54,6 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.FlushInterval < time.Second || c.FlushInterval > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("flush_interval: %s must be 1s..10m", c.FlushInterval))
-	}
-	if c.MaxPending < 1 {
-		errs = append(errs, fmt.Errorf("max_pending: %d must be at least 1", c.MaxPending))
 	}
 	return errors.Join(errs...)
 }

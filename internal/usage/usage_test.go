@@ -58,9 +58,7 @@ type req struct {
 
 func newRecorder(t *testing.T, rdb *cache.Redis, c *clock, reg prometheus.Registerer) *Recorder {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.MaxPending = 3
-	r, err := New(cfg, rdb, []string{"api", "web"}, zaptest.NewLogger(t), reg, WithClock(c.now))
+	r, err := New(DefaultConfig(), rdb, []string{"api", "web"}, zaptest.NewLogger(t), reg, WithClock(c.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,8 +283,8 @@ func TestConfigValidate(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "default", give: DefaultConfig()},
-		{name: "zero interval", give: Config{FlushInterval: 0, MaxPending: 1}, wantErr: true},
-		{name: "zero max_pending", give: Config{FlushInterval: time.Second}, wantErr: true},
+		{name: "zero interval", give: Config{FlushInterval: 0}, wantErr: true},
+		{name: "interval past 10m", give: Config{FlushInterval: 11 * time.Minute}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
