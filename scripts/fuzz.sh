@@ -16,6 +16,8 @@ targets=(
   "./verify FuzzFirebaseVerify"
   "./verify FuzzScanClaims"
   "./verify FuzzDecodeHeader"
+  "./verify FuzzPackedBinary"
+  "./federation FuzzPackedUserBinary"
   "./proxy FuzzCanonicalPath"
   "./proxy FuzzIdentityHeaders"
 )

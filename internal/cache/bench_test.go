@@ -10,9 +10,17 @@ import (
 	"go.uber.org/zap"
 )
 
+// stringBinary keeps strings in the arena as their bytes.
+type stringBinary struct{}
+
+func (stringBinary) Append(b []byte, v string) ([]byte, bool) { return append(b, v...), true }
+func (stringBinary) Read(b []byte) (string, error)            { return string(b), nil }
+
+// newBench builds a cache whose entries go to the arena too, as the
+// production caches' do.
 func newBench(b *testing.B, rdb *Redis) *Cache[string] {
 	b.Helper()
-	c, err := New[string](DefaultConfig(), "bench", rdb, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
+	c, err := New[string](DefaultConfig(), "bench", rdb, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry(), WithBinary[string](stringBinary{}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,6 +57,13 @@ func BenchmarkGetOrLoad(b *testing.B) {
 		warm(b, c)
 		run(b, c, time.Hour, func() {})
 	})
+	// In the arena, not the hot level: a user seen before but not
+	// lately, in a tier holding more users than its hot level.
+	b.Run("hit/arena", func(b *testing.B) {
+		c := newBench(b, nil)
+		warm(b, c)
+		run(b, c, time.Hour, func() { c.local.store.Invalidate(c.local.hash(c.space, key)) })
+	})
 	b.Run("hit/redis", func(b *testing.B) {
 		c := newBench(b, testRedis(b))
 		warm(b, c)
@@ -66,7 +81,7 @@ func BenchmarkGetOrLoad(b *testing.B) {
 	b.Run("miss/fill", func(b *testing.B) {
 		cfg := DefaultConfig()
 		cfg.LocalMaxBytes = minLocalMaxBytes
-		c, err := New[string](cfg, "bench", nil, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry())
+		c, err := New[string](cfg, "bench", nil, JSON[string]{}, zap.NewNop(), prometheus.NewRegistry(), WithBinary[string](stringBinary{}))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +72,10 @@ type Cache[V any] struct {
 	// value read before the change, and does not store it.
 	changes atomic.Uint64
 	m       metrics
-	tracer  trace.Tracer // nil when tracing is off
+	// bin encodes entries for the in-process tier's arena; nil keeps
+	// them in the hot level only.
+	bin    Binary[V]
+	tracer trace.Tracer // nil when tracing is off
 	// origin tells this cache's invalidation messages apart; unlisten
 	// stops it receiving others' (both unset without Redis).
 	origin   string
@@ -86,6 +90,7 @@ type options struct {
 	custom bool // now is not time.Now
 	tp     trace.TracerProvider
 	local  *Local
+	binary any // a Binary[V] of the cache's V
 }
 
 func newOptions(opts []Option) options {
@@ -108,6 +113,26 @@ func WithClock(now func() time.Time) Option {
 // it nothing is traced.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) { o.tp = tp }
+}
+
+// Binary encodes values for the in-process tier's arena (see Local), and
+// must be fast: Read runs on every hit that the hot level misses. Append
+// appends v's encoding to dst, and reports false for a value it cannot
+// encode (which then stays in the hot level only). Read decodes b, which
+// it must not keep: it copies what it needs. It fails on bytes that
+// Append did not write, and on those of another version.
+type Binary[V any] interface {
+	Append(dst []byte, v V) ([]byte, bool)
+	Read(b []byte) (V, error)
+}
+
+// WithBinary keeps the cache's entries in the in-process tier's arena
+// too, encoded with b, which must be a Binary of the cache's V: most
+// entries then cost their encoded bytes, outside the Go heap, and a hit
+// that the hot level misses decodes one. Without it a cache's entries
+// live in the hot level only.
+func WithBinary[V any](b Binary[V]) Option {
+	return func(o *options) { o.binary = b }
 }
 
 // WithLocal puts the cache's in-process tier in l, which other caches
@@ -163,8 +188,17 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 		}
 		c.ownLocal = true
 	}
+	if o.binary != nil {
+		b, ok := o.binary.(Binary[V])
+		if !ok {
+			return nil, fmt.Errorf("cache %s: WithBinary of another type than the cache's values", name)
+		}
+		c.bin = b
+	}
 	if c.local != nil {
-		c.space = c.local.register(&space{bytes: c.m.localBytes, evictions: c.m.evictions})
+		sp := &space{bytes: c.m.localBytes, evictions: c.m.evictions}
+		sp.tiered.Store(c.bin != nil && c.local.arena != nil)
+		c.space = c.local.register(sp)
 	}
 	if rdb != nil {
 		c.unlisten = rdb.listen(name, &listener{origin: c.origin, drop: c.dropLocal, clear: c.clearLocal})
@@ -577,22 +611,57 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	it := &item[V]{v: v, key: key, ttl: ttl, space: c.space}
 	it.w = weigh(it)
 	c.local.set(c.space, key, it)
+	if c.bin != nil && c.local.arena != nil {
+		bp := arenaBufs.Get().(*[]byte)
+		if b, ok := c.bin.Append((*bp)[:0], v); ok {
+			c.local.setArena(c.space, key, ttl, b)
+			*bp = b[:0]
+		}
+		arenaBufs.Put(bp)
+	}
 }
+
+// arenaBufs recycles the buffers values are encoded in for the arena.
+var arenaBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
 
 // getLocal looks key up in the in-process tier, if there is one.
 func (c *Cache[V]) getLocal(key string) (*item[V], bool) {
 	if c.local == nil {
 		return nil, false
 	}
-	lv, ok := c.local.get(c.space, key)
-	if !ok {
+	if lv, ok := c.local.get(c.space, key); ok {
+		// Not another key with the same hash, maybe of a cache of
+		// another V.
+		if it, ok := lv.(*item[V]); ok && it.space == c.space && it.key == key {
+			return it, true
+		}
+	}
+	if c.bin == nil {
 		return nil, false
 	}
-	// Another key with the same hash, maybe of a cache of another V.
-	it, ok := lv.(*item[V])
-	if !ok || it.space != c.space || it.key != key {
+	return c.getArena(key)
+}
+
+// getArena looks key up in the arena and moves what it finds to the hot
+// level, for what remains of its time.
+func (c *Cache[V]) getArena(key string) (*item[V], bool) {
+	var it *item[V]
+	c.local.getArena(c.space, key, func(b []byte, ttl time.Duration) bool {
+		v, err := c.bin.Read(b)
+		if err != nil {
+			return false
+		}
+		it = &item[V]{v: v, key: key, ttl: ttl, space: c.space}
+		return true
+	})
+	if it == nil {
 		return nil, false
 	}
+	it.w = weigh(it)
+	c.local.set(c.space, key, it)
 	return it, true
 }
 

@@ -25,6 +25,11 @@ import (
 // are not followed). A Local is safe for concurrent use.
 type Local struct {
 	store *otter.Cache[uint64, localValue]
+	// arena is the second level, of encoded entries outside the Go heap,
+	// for the caches that give a Binary codec; nil for a Local bounded by
+	// entries.
+	arena *arena
+	now   func() time.Time // the clock of both levels' expiry
 	seed  maphash.Seed
 	// maxBytes is the budget; 0 for a Local bounded by entries.
 	maxBytes int64
@@ -48,9 +53,17 @@ type localValue interface {
 
 // space is one cache's part of a Local, for its metrics.
 type space struct {
-	n         atomic.Int64       // estimated bytes of its entries
+	n         atomic.Int64       // estimated bytes of its entries, in both levels
 	bytes     prometheus.Gauge   // n, exported
 	evictions prometheus.Counter // entries evicted for the bound
+	// tiered is set when the cache keeps its entries in the arena too:
+	// one that leaves the hot level is then not gone, and not evicted.
+	tiered atomic.Bool
+	// gen is the generation of the space's arena entries: clear starts
+	// a new one, and entries of older ones are neither found nor counted.
+	gen atomic.Uint32
+	// arenaN is the part of n in the arena, which clear takes off.
+	arenaN atomic.Int64
 }
 
 func (sp *space) add(w int64) {
@@ -79,16 +92,31 @@ const (
 	maxLocalMaxBytes = 1 << 40
 )
 
+// hotShare is the part of a Local's budget for its hot level, of Go
+// objects that a hit returns as they are; the rest is the arena's, of
+// encoded entries that a hit decodes and moves to the hot level. An
+// eighth holds the working set of a busy replica (about 10 000 users in
+// the default 64 MiB) while most users cost their encoded bytes only.
+const hotShare = 8
+
 // NewLocal builds an in-process tier that holds at most maxBytes of
-// entries, as estimated (see Local). log may be nil. Options: WithClock
-// drives expiry.
+// entries, as estimated (see Local): a hot level of Go values with an
+// eighth of it, and an arena of encoded entries outside the Go heap with
+// the rest, for the caches that give a Binary codec (WithBinary). log may
+// be nil. Options: WithClock drives expiry.
 func NewLocal(maxBytes int64, log *zap.Logger, opts ...Option) (*Local, error) {
 	if maxBytes < minLocalMaxBytes || maxBytes > maxLocalMaxBytes {
 		return nil, fmt.Errorf("local_max_bytes: %d is outside %d..%d", maxBytes, minLocalMaxBytes, maxLocalMaxBytes)
 	}
 	l := &Local{maxBytes: maxBytes}
+	hot := maxBytes / hotShare
+	a, err := newArena(int(maxBytes-hot), l.arenaDropped)
+	if err != nil {
+		return nil, err
+	}
+	l.arena = a
 	return l, l.build(&otter.Options[uint64, localValue]{
-		MaximumWeight: uint64(maxBytes),
+		MaximumWeight: uint64(hot),
 		Weigher:       func(_ uint64, v localValue) uint32 { return v.weight() },
 	}, log, opts)
 }
@@ -108,6 +136,7 @@ func NewLocalCount(maxEntries int, log *zap.Logger, opts ...Option) (*Local, err
 
 func (l *Local) build(lo *otter.Options[uint64, localValue], log *zap.Logger, opts []Option) error {
 	o := newOptions(opts)
+	l.now = o.now
 	l.seed = maphash.MakeSeed()
 	lo.ExpiryCalculator = otter.ExpiryWritingFunc(func(e otter.Entry[uint64, localValue]) time.Duration {
 		return e.Value.lifetime()
@@ -148,9 +177,59 @@ func (l *Local) register(sp *space) uint32 {
 func (l *Local) deleted(e otter.DeletionEvent[uint64, localValue]) {
 	sp := (*l.spaces.Load())[e.Value.owner()]
 	sp.add(-int64(e.Value.weight()))
-	if e.Cause == otter.CauseOverflow {
+	if e.Cause == otter.CauseOverflow && !sp.tiered.Load() {
 		sp.evictions.Inc()
 	}
+}
+
+// arenaDropped counts an entry that left the arena: replaced, removed,
+// expired or, when evicted, dropped for room. Entries of a generation
+// that clear ended were taken off already.
+func (l *Local) arenaDropped(space, gen uint32, size int, evicted bool) {
+	sp := (*l.spaces.Load())[space]
+	if sp.gen.Load() != gen {
+		return
+	}
+	w := int64(size + arenaIndexBytes)
+	sp.arenaN.Add(-w)
+	sp.add(-w)
+	if evicted {
+		sp.evictions.Inc()
+	}
+}
+
+// setArena writes val, the encoded value of key in space, to the arena
+// for ttl. It reports false when there is no arena or the entry does not
+// fit one.
+func (l *Local) setArena(space uint32, key string, ttl time.Duration, val []byte) bool {
+	if l.arena == nil {
+		return false
+	}
+	expiry := l.now().Add(ttl).UnixNano()
+	sp := (*l.spaces.Load())[space]
+	gen := sp.gen.Load()
+	if !l.arena.set(l.hash(space, key), space, gen, expiry, key, val) {
+		return false
+	}
+	w := int64(entryHdr + len(key) + len(val) + arenaIndexBytes)
+	sp.arenaN.Add(w)
+	sp.add(w)
+	return true
+}
+
+// getArena calls read with the encoded value of key in space and the
+// time it has left, if the arena holds it unexpired, and reports whether
+// it did and read accepted it. read runs under a lock of the arena and
+// must not call the Local.
+func (l *Local) getArena(space uint32, key string, read func(val []byte, ttl time.Duration) bool) bool {
+	if l.arena == nil {
+		return false
+	}
+	gen := (*l.spaces.Load())[space].gen.Load()
+	now := l.now().UnixNano()
+	return l.arena.get(l.hash(space, key), space, gen, now, key, func(val []byte, expiry int64) bool {
+		return read(val, time.Duration(expiry-now))
+	})
 }
 
 // hash is the store's key for key in space.
@@ -168,13 +247,23 @@ func (l *Local) get(space uint32, key string) (localValue, bool) {
 	return l.store.GetIfPresent(l.hash(space, key))
 }
 
-// invalidate drops key of space, and any other key that shares its hash.
+// invalidate drops key of space from both levels, and from the hot level
+// any other key that shares its hash.
 func (l *Local) invalidate(space uint32, key string) {
-	l.store.Invalidate(l.hash(space, key))
+	h := l.hash(space, key)
+	l.store.Invalidate(h)
+	if l.arena != nil {
+		l.arena.remove(h, space, (*l.spaces.Load())[space].gen.Load(), key)
+	}
 }
 
-// clear drops every entry of space.
+// clear drops every entry of space: from the hot level one by one, and
+// from the arena by starting a new generation, whose lookups do not find
+// the older entries (they leave as room is needed).
 func (l *Local) clear(space uint32) {
+	sp := (*l.spaces.Load())[space]
+	sp.gen.Add(1)
+	sp.add(-sp.arenaN.Swap(0))
 	for h, v := range l.store.All() {
 		if v.owner() == space {
 			l.store.Invalidate(h)

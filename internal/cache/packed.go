@@ -1,8 +1,12 @@
 package cache
 
 import (
+	"encoding/binary"
+	"errors"
+	"math"
 	"time"
 	"unique"
+	"unsafe"
 )
 
 // PackTime is t as an int64 for the packed, pointer-free values that
@@ -32,4 +36,109 @@ func Intern(s string) string {
 		return ""
 	}
 	return unique.Make(s).Value()
+}
+
+// AppendString appends s to b, after its length, for a Decoder's String:
+// the building block, with AppendInt, of Binary codecs.
+func AppendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// AppendInt appends n to b (a varint), for a Decoder's Int.
+func AppendInt(b []byte, n int64) []byte { return binary.AppendVarint(b, n) }
+
+// errShort is a Decoder's error: its bytes ran out or were not what the
+// Append functions write.
+var errShort = errors.New("in-process entry: truncated or malformed")
+
+// Decoder reads what AppendString, AppendInt and plain bytes wrote. It
+// copies the encoded bytes into one string, once, and the strings it
+// returns are parts of it: decoding a value allocates once, whatever its
+// number of strings. A read past the end returns zero values and makes
+// Err fail.
+type Decoder struct {
+	s   string
+	bad bool
+}
+
+// NewDecoder reads b, which it copies: b may be reused at once.
+func NewDecoder(b []byte) Decoder { return Decoder{s: string(b)} }
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if len(d.s) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.s[0]
+	d.s = d.s[1:]
+	return c
+}
+
+// Int reads what AppendInt wrote.
+func (d *Decoder) Int() int64 {
+	n, k := binary.Varint(unsafe.Slice(unsafe.StringData(d.s), len(d.s)))
+	if k <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.s = d.s[k:]
+	return n
+}
+
+// String reads what AppendString wrote.
+func (d *Decoder) String() string {
+	n, k := binary.Uvarint(unsafe.Slice(unsafe.StringData(d.s), len(d.s)))
+	if k <= 0 || n > uint64(len(d.s)-k) {
+		d.bad = true
+		return ""
+	}
+	s := d.s[k : k+int(n)]
+	d.s = d.s[k+int(n):]
+	return s
+}
+
+// Err reports whether a read failed or bytes are left over.
+func (d *Decoder) Err() error {
+	if d.bad || len(d.s) != 0 {
+		return errShort
+	}
+	return nil
+}
+
+// AppendTime appends a PackTime value to b, for a Decoder's Time: the
+// whole seconds, then the nanoseconds when there are any, so that the
+// times of tokens and most rows take about five bytes rather than nine.
+func AppendTime(b []byte, n int64) []byte {
+	sec, ns := n/1e9, n%1e9
+	if ns < 0 {
+		sec, ns = sec-1, ns+1e9
+	}
+	if ns == 0 {
+		return binary.AppendVarint(b, sec*2)
+	}
+	b = binary.AppendVarint(b, sec*2+1)
+	return binary.AppendUvarint(b, uint64(ns))
+}
+
+// Time reads what AppendTime wrote.
+func (d *Decoder) Time() int64 {
+	v := d.Int()
+	sec := v >> 1
+	if sec > math.MaxInt64/int64(1e9) || sec < math.MinInt64/int64(1e9) {
+		d.bad = true
+		return 0
+	}
+	n := sec * 1e9
+	if v&1 == 0 {
+		return n
+	}
+	ns, k := binary.Uvarint(unsafe.Slice(unsafe.StringData(d.s), len(d.s)))
+	if k <= 0 || ns == 0 || ns >= 1e9 || n > math.MaxInt64-int64(ns) {
+		d.bad = true
+		return 0
+	}
+	d.s = d.s[k:]
+	return n + int64(ns)
 }

@@ -1,0 +1,238 @@
+package cache
+
+import (
+	"encoding/binary"
+	"runtime"
+	"sync"
+)
+
+// arena is the in-process tier's second level: encoded entries in rings of
+// bytes outside the Go heap (see mmapBytes), which the collector neither
+// scans nor counts, so that a full tier costs its entries' bytes and not
+// twice them, as garbage lets a heap grow, nor the pointers, headers and
+// size-class rounding of a Go object per entry.
+//
+// The rings are sharded by key hash, each with its own lock. An entry is
+// written at its ring's head; room is made by dropping the oldest entries
+// (first in, first out: what is used often stays in the hot level in
+// front, which promotes from here). A shard's index maps a key hash to
+// the entry's offset; the entry keeps its key, which a lookup compares,
+// so that two keys sharing a hash are a miss and a replacement, never
+// one answered for the other. The index is a Go map without pointers:
+// it is on the heap, but the collector does not scan it.
+type arena struct {
+	shards []arenaShard
+	mem    []byte // every shard's ring, from mmapBytes
+	// dropped is told of each entry that leaves a ring while live: the
+	// space, generation and bytes, and whether it was evicted for room
+	// (false: replaced or removed).
+	dropped func(space, gen uint32, size int, evicted bool)
+}
+
+// arenaShards spreads the entries over locks and rings of their own.
+const arenaShards = 64
+
+// An entry's header: the key hash, the expiry (Unix ns), the space and
+// its generation, and the lengths of the key and the value that follow.
+const (
+	offHash   = 0
+	offExpiry = 8
+	offSpace  = 16
+	offGen    = 20
+	offKeyLen = 24
+	offValLen = 26
+	entryHdr  = 30
+)
+
+// arenaIndexBytes is what an entry's index slot is reckoned to cost: the
+// map's key and offset, its control byte and its spare room (measured with
+// TestLocalHeapBudget: the heap beyond the hot level over the entries).
+const arenaIndexBytes = 40
+
+type arenaShard struct {
+	mu sync.Mutex
+	// ring holds entries back to back. Without wrapped, they are in
+	// [tail, head); with it, in [tail, end) and then [0, head).
+	ring             []byte
+	head, tail, end  int
+	wrapped          bool
+	index            map[uint64]uint32
+	maxIndexed       int // entries the index may hold
+	written, touched int // bytes written so far; the ring's bytes ever written to
+	_                [64]byte
+}
+
+// arenaRingShare is the part of an arena's bytes for its rings; the rest
+// is for their indexes, on the heap: an entry of some 250 bytes takes
+// arenaIndexBytes more in its index, and smaller ones are fewer than the
+// ring would hold.
+const arenaRingShare = 0.85
+
+// newArena holds size bytes of entries and their indexes: it maps
+// arenaRingShare of them for the rings, and keeps the indexes to the
+// rest. dropped may be nil.
+func newArena(size int, dropped func(space, gen uint32, size int, evicted bool)) (*arena, error) {
+	per := int(float64(size)*arenaRingShare) / arenaShards
+	maxIndexed := (size/arenaShards - per) / arenaIndexBytes
+	mem, err := mmapBytes(per * arenaShards)
+	if err != nil {
+		return nil, err
+	}
+	a := &arena{shards: make([]arenaShard, arenaShards), mem: mem, dropped: dropped}
+	for i := range a.shards {
+		a.shards[i].ring = mem[i*per : (i+1)*per : (i+1)*per]
+		a.shards[i].index = make(map[uint64]uint32)
+		a.shards[i].maxIndexed = maxIndexed
+	}
+	// The rings are unmapped when the arena can no longer be reached:
+	// no lookup can be reading them then.
+	runtime.AddCleanup(a, func(m []byte) { munmapBytes(m) }, mem)
+	return a, nil
+}
+
+// maxEntry is the largest entry a shard takes: a quarter of its ring, so
+// that one write never empties it.
+func (a *arena) maxEntry() int { return len(a.shards[0].ring) / 4 }
+
+func (a *arena) shard(h uint64) *arenaShard { return &a.shards[h%arenaShards] }
+
+// set writes key's value under hash h for space (generation gen) until
+// expiry (Unix ns), replacing any entry of h. It reports false when the
+// entry is too large for the arena.
+func (a *arena) set(h uint64, space, gen uint32, expiry int64, key string, val []byte) bool {
+	size := entryHdr + len(key) + len(val)
+	if size > a.maxEntry() || len(key) > 0xffff || len(val) > 0xffff {
+		return false
+	}
+	s := a.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off, ok := s.index[h]; ok {
+		delete(s.index, h)
+		a.drop(s.ring[off:], false)
+	}
+	off := s.room(a, size)
+	e := s.ring[off : off+size]
+	binary.LittleEndian.PutUint64(e[offHash:], h)
+	binary.LittleEndian.PutUint64(e[offExpiry:], uint64(expiry))
+	binary.LittleEndian.PutUint32(e[offSpace:], space)
+	binary.LittleEndian.PutUint32(e[offGen:], gen)
+	binary.LittleEndian.PutUint16(e[offKeyLen:], uint16(len(key)))
+	binary.LittleEndian.PutUint16(e[offValLen:], uint16(len(val)))
+	copy(e[entryHdr:], key)
+	copy(e[entryHdr+len(key):], val)
+	s.index[h] = uint32(off)
+	s.written += size
+	s.touched = max(s.touched, off+size)
+	return true
+}
+
+// room returns the offset of size free bytes at the head, dropping the
+// oldest entries to make them, and to keep the index within maxIndexed,
+// so that many small entries cost no more than a few large ones. s.mu
+// must be held.
+func (s *arenaShard) room(a *arena, size int) int {
+	for {
+		var fits bool
+		if !s.wrapped {
+			if s.head+size > len(s.ring) {
+				s.end, s.head, s.wrapped = s.head, 0, true
+				continue
+			}
+			fits = true
+		} else {
+			fits = s.head+size <= s.tail
+		}
+		if fits && len(s.index) < s.maxIndexed {
+			break
+		}
+		if s.wrapped && s.tail >= s.end {
+			s.tail, s.wrapped = 0, false
+			continue
+		}
+		if !s.wrapped && s.tail >= s.head {
+			break // empty: size fits, being at most a quarter of the ring
+		}
+		e := s.ring[s.tail:]
+		h := binary.LittleEndian.Uint64(e[offHash:])
+		if off, ok := s.index[h]; ok && off == uint32(s.tail) {
+			delete(s.index, h)
+			a.drop(e, true)
+		}
+		s.tail += entrySize(e)
+	}
+	off := s.head
+	s.head += size
+	return off
+}
+
+// drop tells a.dropped of the entry e, which left its ring's index.
+func (a *arena) drop(e []byte, evicted bool) {
+	if a.dropped != nil {
+		a.dropped(binary.LittleEndian.Uint32(e[offSpace:]), binary.LittleEndian.Uint32(e[offGen:]), entrySize(e), evicted)
+	}
+}
+
+func entrySize(e []byte) int {
+	return entryHdr + int(binary.LittleEndian.Uint16(e[offKeyLen:])) + int(binary.LittleEndian.Uint16(e[offValLen:]))
+}
+
+// get calls read with the value of key in space (generation gen) under
+// hash h and its expiry, when it is there and not expired at now (Unix
+// ns), and reports whether it was. The value is only valid during read,
+// which runs under the shard's lock and must not call the arena.
+func (a *arena) get(h uint64, space, gen uint32, now int64, key string, read func(val []byte, expiry int64) bool) bool {
+	s := a.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, ok := s.index[h]
+	if !ok {
+		return false
+	}
+	e := s.ring[off:]
+	kl := int(binary.LittleEndian.Uint16(e[offKeyLen:]))
+	if binary.LittleEndian.Uint32(e[offSpace:]) != space || binary.LittleEndian.Uint32(e[offGen:]) != gen ||
+		kl != len(key) || string(e[entryHdr:entryHdr+kl]) != key {
+		return false
+	}
+	expiry := int64(binary.LittleEndian.Uint64(e[offExpiry:]))
+	if now >= expiry {
+		delete(s.index, h)
+		a.drop(e, false)
+		return false
+	}
+	vl := int(binary.LittleEndian.Uint16(e[offValLen:]))
+	return read(e[entryHdr+kl:entryHdr+kl+vl], expiry)
+}
+
+// remove drops the entry of key in space under hash h, if it is there.
+func (a *arena) remove(h uint64, space, gen uint32, key string) {
+	s := a.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, ok := s.index[h]
+	if !ok {
+		return
+	}
+	e := s.ring[off:]
+	kl := int(binary.LittleEndian.Uint16(e[offKeyLen:]))
+	if binary.LittleEndian.Uint32(e[offSpace:]) != space || binary.LittleEndian.Uint32(e[offGen:]) != gen ||
+		kl != len(key) || string(e[entryHdr:entryHdr+kl]) != key {
+		return
+	}
+	delete(s.index, h)
+	a.drop(e, false)
+}
+
+// stats returns the entries indexed, and the ring bytes ever written to
+// (the resident part of the mapping).
+func (a *arena) stats() (entries, touched int) {
+	for i := range a.shards {
+		s := &a.shards[i]
+		s.mu.Lock()
+		entries += len(s.index)
+		touched += s.touched
+		s.mu.Unlock()
+	}
+	return entries, touched
+}
