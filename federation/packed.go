@@ -100,3 +100,64 @@ func (packedJSON) Unmarshal(b []byte) (packedUser, error) {
 	}
 	return p, nil
 }
+
+// packedUserBinary encodes packed rows for the in-process tier's arena
+// (cache.WithBinary): a version byte, the active flag, the string of s
+// with its ends, the shared strings and the numbers. A row takes about
+// 130 bytes.
+type packedUserBinary struct{}
+
+var _ cache.Binary[packedUser] = packedUserBinary{}
+
+// packedUserVersion is the first byte of a packedUserBinary encoding.
+const packedUserVersion = 1
+
+func (packedUserBinary) Append(b []byte, p packedUser) ([]byte, bool) {
+	active := byte(0)
+	if p.isActive {
+		active = 1
+	}
+	b = append(b, packedUserVersion, active)
+	b = cache.AppendString(b, p.s)
+	for _, e := range p.ends {
+		b = cache.AppendInt(b, int64(e))
+	}
+	b = cache.AppendString(b, p.userType)
+	b = cache.AppendString(b, string(p.status))
+	for _, t := range [...]int64{p.lastLogin, p.lastSynced, p.created, p.updated, p.deleted} {
+		b = cache.AppendTime(b, t)
+	}
+	b = cache.AppendInt(b, p.tokenBalance)
+	b = cache.AppendInt(b, int64(p.syncAttempts))
+	return b, true
+}
+
+// errPackedUserBinary is a packedUserBinary encoding that does not decode.
+var errPackedUserBinary = errors.New("cached user row: not a packed row of this version")
+
+func (packedUserBinary) Read(b []byte) (packedUser, error) {
+	d := cache.NewDecoder(b)
+	if d.Byte() != packedUserVersion {
+		return packedUser{}, errPackedUserBinary
+	}
+	active := d.Byte()
+	p := packedUser{s: d.String(), isActive: active == 1}
+	prev := int64(0)
+	for i := range p.ends {
+		e := d.Int()
+		if e < prev || e > int64(len(p.s)) {
+			return packedUser{}, errPackedUserBinary
+		}
+		p.ends[i], prev = uint16(e), e
+	}
+	p.userType = cache.Intern(d.String())
+	p.status = Status(cache.Intern(d.String()))
+	p.lastLogin, p.lastSynced, p.created, p.updated, p.deleted = d.Time(), d.Time(), d.Time(), d.Time(), d.Time()
+	p.tokenBalance = d.Int()
+	sa := d.Int()
+	if active > 1 || sa > math.MaxInt32 || sa < math.MinInt32 || d.Err() != nil {
+		return packedUser{}, errPackedUserBinary
+	}
+	p.syncAttempts = int32(sa)
+	return p, nil
+}

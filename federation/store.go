@@ -164,6 +164,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		if o.local != nil {
 			copts = append(copts, cache.WithLocal(o.local))
 		}
+		copts = append(copts, cache.WithBinary[packedUser](packedUserBinary{}))
 		s.users, err = cache.New[packedUser](o.cacheCfg, "users", o.rdb, packedJSON{}, log, reg, copts...)
 		if err != nil {
 			pool.Close()

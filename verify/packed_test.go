@@ -33,8 +33,50 @@ func TestPackRoundTrip(t *testing.T) {
 			if got := p.unpack(); !reflect.DeepEqual(got, tt.give) {
 				t.Errorf("unpack(pack(x)) = %+v, want %+v", got, tt.give)
 			}
+			// Through the in-process tier's arena as well.
+			b, ok := packedBinary{}.Append(nil, p)
+			if !ok {
+				t.Fatal("packedBinary.Append = false")
+			}
+			back, err := packedBinary{}.Read(b)
+			if err != nil {
+				t.Fatalf("packedBinary.Read: %v", err)
+			}
+			if got := back.unpack(); !reflect.DeepEqual(got, tt.give) {
+				t.Errorf("unpack(Read(Append(pack(x)))) = %+v, want %+v", got, tt.give)
+			}
+			for n := range len(b) {
+				if _, err := (packedBinary{}).Read(b[:n]); err == nil {
+					t.Errorf("Read of the first %d of %d bytes succeeded, want an error", n, len(b))
+				}
+			}
 		})
 	}
+}
+
+// FuzzPackedBinary: Read never panics, and what it accepts encodes back to
+// what decodes to the same identity.
+func FuzzPackedBinary(f *testing.F) {
+	at := time.Unix(1_700_000_000, 0)
+	p, _ := pack(Identity{Provider: ProviderFirebase, Issuer: "i", Subject: "u", Email: "e", IssuedAt: at, ExpiresAt: at.Add(time.Hour),
+		Claims: map[string]any{"tenant": "t"}})
+	b, _ := packedBinary{}.Append(nil, p)
+	f.Add(b)
+	f.Add([]byte{packedVersion, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := packedBinary{}.Read(b)
+		if err != nil {
+			return
+		}
+		again, ok := packedBinary{}.Append(nil, p)
+		if !ok {
+			t.Fatalf("Append of a decoded identity = false")
+		}
+		q, err := packedBinary{}.Read(again)
+		if err != nil || !reflect.DeepEqual(q.unpack(), p.unpack()) {
+			t.Fatalf("re-encoded identity decodes to %+v, %v; want %+v", q.unpack(), err, p.unpack())
+		}
+	})
 }
 
 func TestPackedJSONIsIdentityJSON(t *testing.T) {

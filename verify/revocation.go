@@ -288,3 +288,36 @@ func (id Identity) SessionStart() (time.Time, error) {
 	sec := int64(f)
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
 }
+
+// userStateBinary encodes revocation states for the in-process tier's
+// arena (cache.WithBinary): a version byte, flags and the time.
+type userStateBinary struct{}
+
+var _ cache.Binary[UserState] = userStateBinary{}
+
+const userStateVersion = 1
+
+func (userStateBinary) Append(b []byte, u UserState) ([]byte, bool) {
+	var flags byte
+	if u.Disabled {
+		flags |= 1
+	}
+	if u.NotFound {
+		flags |= 2
+	}
+	b = append(b, userStateVersion, flags)
+	return cache.AppendTime(b, cache.PackTime(u.TokensValidAfter)), true
+}
+
+// errUserStateBinary is a userStateBinary encoding that does not decode.
+var errUserStateBinary = errors.New("cached user state: not a user state of this version")
+
+func (userStateBinary) Read(b []byte) (UserState, error) {
+	d := cache.NewDecoder(b)
+	version, flags := d.Byte(), d.Byte()
+	t := d.Time()
+	if version != userStateVersion || flags > 3 || d.Err() != nil {
+		return UserState{}, errUserStateBinary
+	}
+	return UserState{Disabled: flags&1 != 0, NotFound: flags&2 != 0, TokensValidAfter: cache.UnpackTime(t)}, nil
+}

@@ -262,7 +262,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		sharedOpts = append(slices.Clip(cacheOpts), cache.WithLocal(o.local))
 	}
 	if v.ttl > 0 {
-		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[packed](packedJSON{}), log, reg, sharedOpts...); err != nil {
+		if v.tokens, err = cache.New(o.cache, "tokens", o.redis, cache.Codec[packed](packedJSON{}), log, reg, append(slices.Clip(sharedOpts), cache.WithBinary[packed](packedBinary{}))...); err != nil {
 			return nil, fmt.Errorf("token cache: %w", err)
 		}
 	}
@@ -278,7 +278,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, opts ...Option)
 		}
 	}
 	if cfg.Firebase.Enabled && cfg.Firebase.Revocation.Enabled {
-		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, sharedOpts...); err != nil {
+		if v.users, err = cache.New(o.cache, "firebase_users", o.redis, cache.Codec[UserState](cache.JSON[UserState]{}), log, reg, append(slices.Clip(sharedOpts), cache.WithBinary[UserState](userStateBinary{}))...); err != nil {
 			return nil, fmt.Errorf("user record cache: %w", err)
 		}
 		v.revoke = newRevocation(cfg.Firebase.Revocation, o.records, v.users)
