@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/cache"
 )
 
 // noCredentialsEnv is e2eEnv without anything the Firebase Admin SDK finds
@@ -249,8 +251,8 @@ func TestCheckConfigFirebaseCredentials(t *testing.T) {
 }
 
 // TestServeMemoryLimit starts the binary with a cache budget: without
-// GOMEMLIMIT the Go runtime's soft memory limit is that budget plus the
-// headroom, so that the heap stays near the number the operator set; with
+// GOMEMLIMIT the Go runtime's soft memory limit is that budget's part on
+// the Go heap plus the headroom, so that the heap stays near the number the operator set; with
 // GOMEMLIMIT the operator's value is the one that runs. Both are read
 // where an operator would, in /metrics.
 func TestServeMemoryLimit(t *testing.T) {
@@ -263,7 +265,7 @@ func TestServeMemoryLimit(t *testing.T) {
 	}{
 		// Empty, in case the test's own environment sets it: exec keeps
 		// the last value of a variable, and the runtime reads "" as unset.
-		{"derived from cache.local_max_bytes", []string{"GOMEMLIMIT="}, 16<<20 + memoryHeadroom},
+		{"derived from cache.local_max_bytes", []string{"GOMEMLIMIT="}, float64(16<<20 - cache.OffHeapBytes(16<<20) + memoryHeadroom)},
 		{"GOMEMLIMIT wins", []string{"GOMEMLIMIT=300MiB"}, 300 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/cache"
 )
 
 // ownsProcess is set by main: serve may then change process-wide runtime
@@ -34,16 +36,20 @@ const containerShare = 0.9
 const cgroupRoot = "/sys/fs/cgroup"
 
 // memoryLimit is the Go runtime's soft memory limit without GOMEMLIMIT,
-// and where it came from: cache.local_max_bytes plus memoryHeadroom, so
-// that the heap, whose garbage GOGC alone lets grow to twice what is
-// live, stays near the budget the operator set; but at most
-// containerShare of the container's memory limit (0: none found). over
-// is set when the budget had to give way to the container's limit.
+// and where it came from. The in-process tier's budget (maxBytes) is
+// partly outside the Go heap, in its arena's rings (cache.OffHeapBytes),
+// which the runtime's limit does not count: the limit is the rest of the
+// budget plus memoryHeadroom, so that the heap, whose garbage GOGC alone
+// lets grow to twice what is live, stays near the budget the operator set;
+// but at most containerShare of the container's memory limit (0: none
+// found), less the rings, which the container's limit does count. over is
+// set when the budget had to give way to the container's limit.
 func memoryLimit(budget, container int64) (limit int64, from string, over bool) {
-	limit, from = budget+memoryHeadroom, "cache.local_max_bytes"
+	offHeap := cache.OffHeapBytes(budget)
+	limit, from = budget-offHeap+memoryHeadroom, "cache.local_max_bytes"
 	if container > 0 {
-		if c := int64(float64(container) * containerShare); c < limit {
-			return c, "container memory limit", true
+		if c := int64(float64(container)*containerShare) - offHeap; c < limit {
+			return max(c, memoryHeadroom/2), "container memory limit", true
 		}
 	}
 	return limit, from, false
@@ -90,7 +96,7 @@ func memoryLimitFields(environ []string, budget int64, log *zap.Logger) []zap.Fi
 		var over bool
 		limit, from, over = memoryLimit(budget, container)
 		if over {
-			log.Warn("cache.local_max_bytes plus 64 MiB does not fit in 90 % of the container's memory limit: the Go memory limit is that 90 %, and full caches will keep the collector busy; lower cache.local_max_bytes or raise the container's limit",
+			log.Warn("cache.local_max_bytes plus 64 MiB does not fit in 90 % of the container's memory limit: the Go memory limit is lowered to fit, and full caches will keep the collector busy; lower cache.local_max_bytes or raise the container's limit",
 				zap.Int64("local_max_bytes", budget), zap.Int64("container_memory_limit_bytes", container), zap.Int64("memory_limit_bytes", limit))
 		}
 		debug.SetMemoryLimit(limit)

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/authgate/authgate/internal/cache"
 )
 
 // TestContainerMemoryLimit reads the limit as cgroup v2 and v1 write it,
@@ -40,9 +42,15 @@ func TestContainerMemoryLimit(t *testing.T) {
 	}
 }
 
-// TestMemoryLimit checks the derived limit: the budget plus headroom, but
-// never more than 90 % of the container's limit, saying which won.
+// TestMemoryLimit checks the derived limit: the budget's part on the Go
+// heap plus headroom, but never more than 90 % of the container's limit
+// less the budget's part outside the heap, saying which won.
 func TestMemoryLimit(t *testing.T) {
+	const budget = 64 << 20
+	off := cache.OffHeapBytes(budget)
+	if off <= 0 || off >= budget {
+		t.Fatalf("OffHeapBytes(%d) = %d, want a part of it", budget, off)
+	}
 	for _, tc := range []struct {
 		name              string
 		budget, container int64
@@ -50,9 +58,10 @@ func TestMemoryLimit(t *testing.T) {
 		from              string
 		over              bool
 	}{
-		{"no container limit", 64 << 20, 0, 128 << 20, "cache.local_max_bytes", false},
-		{"room in the container", 64 << 20, 512 << 20, 128 << 20, "cache.local_max_bytes", false},
-		{"container smaller", 64 << 20, 100 << 20, 90 << 20, "container memory limit", true},
+		{"no container limit", budget, 0, budget - off + memoryHeadroom, "cache.local_max_bytes", false},
+		{"room in the container", budget, 512 << 20, budget - off + memoryHeadroom, "cache.local_max_bytes", false},
+		{"container smaller", budget, 120 << 20, 108<<20 - off, "container memory limit", true},
+		{"container far too small", budget, 64 << 20, memoryHeadroom / 2, "container memory limit", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, from, over := memoryLimit(tc.budget, tc.container)

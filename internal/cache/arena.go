@@ -68,12 +68,11 @@ type arenaShard struct {
 // ring would hold.
 const arenaRingShare = 0.85
 
-// newArena holds size bytes of entries and their indexes: it maps
-// arenaRingShare of them for the rings, and keeps the indexes to the
-// rest. dropped may be nil.
-func newArena(size int, dropped func(space, gen uint32, size int, evicted bool)) (*arena, error) {
-	per := int(float64(size)*arenaRingShare) / arenaShards
-	maxIndexed := (size/arenaShards - per) / arenaIndexBytes
+// newArena maps rings bytes for the rings, and keeps their indexes to
+// index bytes (arenaIndexBytes an entry). dropped may be nil.
+func newArena(rings, index int, dropped func(space, gen uint32, size int, evicted bool)) (*arena, error) {
+	per := rings / arenaShards
+	maxIndexed := index / arenaShards / arenaIndexBytes
 	mem, err := mmapBytes(per * arenaShards)
 	if err != nil {
 		return nil, err

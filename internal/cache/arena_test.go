@@ -131,7 +131,7 @@ func TestArenaInvalidateAndClear(t *testing.T) {
 // lookup of another key under the same hash misses, and a write of it
 // replaces the entry.
 func TestArenaKeyIsCompared(t *testing.T) {
-	a, err := newArena(1<<20, nil)
+	a, err := newArena(1<<20, 1<<18, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

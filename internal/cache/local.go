@@ -109,16 +109,32 @@ func NewLocal(maxBytes int64, log *zap.Logger, opts ...Option) (*Local, error) {
 		return nil, fmt.Errorf("local_max_bytes: %d is outside %d..%d", maxBytes, minLocalMaxBytes, maxLocalMaxBytes)
 	}
 	l := &Local{maxBytes: maxBytes}
-	hot := maxBytes / hotShare
-	a, err := newArena(int(maxBytes-hot), l.arenaDropped)
+	rings, index := arenaSizes(maxBytes)
+	a, err := newArena(int(rings), int(index), l.arenaDropped)
 	if err != nil {
 		return nil, err
 	}
 	l.arena = a
 	return l, l.build(&otter.Options[uint64, localValue]{
-		MaximumWeight: uint64(hot),
+		MaximumWeight: uint64(maxBytes / hotShare),
 		Weigher:       func(_ uint64, v localValue) uint32 { return v.weight() },
 	}, log, opts)
+}
+
+// arenaSizes splits the arena's share of a budget of maxBytes between its
+// rings and their indexes.
+func arenaSizes(maxBytes int64) (rings, index int64) {
+	share := maxBytes - maxBytes/hotShare
+	rings = int64(float64(share)*arenaRingShare) / arenaShards * arenaShards
+	return rings, share - rings
+}
+
+// OffHeapBytes is the part of a Local of maxBytes (see NewLocal) outside
+// the Go heap, in the arena's rings: memory that the Go runtime's memory
+// limit does not see, and a container's memory limit does.
+func OffHeapBytes(maxBytes int64) int64 {
+	rings, _ := arenaSizes(maxBytes)
+	return rings
 }
 
 // NewLocalCount builds an in-process tier that holds at most maxEntries
