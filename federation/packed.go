@@ -118,10 +118,7 @@ func (packedUserBinary) Append(b []byte, p packedUser) ([]byte, bool) {
 		active = 1
 	}
 	b = append(b, packedUserVersion, active)
-	b = cache.AppendString(b, p.s)
-	for _, e := range p.ends {
-		b = cache.AppendInt(b, int64(e))
-	}
+	b = cache.AppendPacked(b, p.s, p.ends[:])
 	b = cache.AppendString(b, p.userType)
 	b = cache.AppendString(b, string(p.status))
 	for _, t := range [...]int64{p.lastLogin, p.lastSynced, p.created, p.updated, p.deleted} {
@@ -141,15 +138,8 @@ func (packedUserBinary) Read(b []byte) (packedUser, error) {
 		return packedUser{}, errPackedUserBinary
 	}
 	active := d.Byte()
-	p := packedUser{s: d.String(), isActive: active == 1}
-	prev := int64(0)
-	for i := range p.ends {
-		e := d.Int()
-		if e < prev || e > int64(len(p.s)) {
-			return packedUser{}, errPackedUserBinary
-		}
-		p.ends[i], prev = uint16(e), e
-	}
+	p := packedUser{isActive: active == 1}
+	p.s = d.Packed(p.ends[:])
 	p.userType = cache.Intern(d.String())
 	p.status = Status(cache.Intern(d.String()))
 	p.lastLogin, p.lastSynced, p.created, p.updated, p.deleted = d.Time(), d.Time(), d.Time(), d.Time(), d.Time()

@@ -148,10 +148,7 @@ func (packedBinary) Append(b []byte, p packed) ([]byte, bool) {
 		flags |= flagClaims
 	}
 	b = append(b, packedVersion, flags)
-	b = cache.AppendString(b, p.s)
-	for _, e := range p.ends {
-		b = cache.AppendInt(b, int64(e))
-	}
+	b = cache.AppendPacked(b, p.s, p.ends[:])
 	b = cache.AppendString(b, p.issuer)
 	b = cache.AppendString(b, p.role)
 	b = cache.AppendString(b, string(p.provider))
@@ -177,18 +174,10 @@ func (packedBinary) Read(b []byte) (packed, error) {
 		return packed{}, errPackedBinary
 	}
 	p := packed{
-		s:             d.String(),
 		emailVerified: flags&flagEmailVerified != 0,
 		uidIsSubject:  flags&flagUIDIsSubject != 0,
 	}
-	prev := int64(0)
-	for i := range p.ends {
-		e := d.Int()
-		if e < prev || e > int64(len(p.s)) {
-			return packed{}, errPackedBinary
-		}
-		p.ends[i], prev = uint16(e), e
-	}
+	p.s = d.Packed(p.ends[:])
 	p.issuer = cache.Intern(d.String())
 	p.role = cache.Intern(d.String())
 	p.provider = Provider(cache.Intern(d.String()))

@@ -142,3 +142,29 @@ func (d *Decoder) Time() int64 {
 	d.s = d.s[k:]
 	return n + int64(ns)
 }
+
+// AppendPacked appends s, which holds several strings back to back, and
+// where each of them ends, for a Decoder's Packed.
+func AppendPacked(b []byte, s string, ends []uint16) []byte {
+	b = AppendString(b, s)
+	for _, e := range ends {
+		b = AppendInt(b, int64(e))
+	}
+	return b
+}
+
+// Packed reads what AppendPacked wrote, the ends into ends (as many as were
+// written): they must not decrease nor pass the end of the string.
+func (d *Decoder) Packed(ends []uint16) string {
+	s := d.String()
+	prev := int64(0)
+	for i := range ends {
+		e := d.Int()
+		if e < prev || e > int64(len(s)) {
+			d.bad = true
+			return ""
+		}
+		ends[i], prev = uint16(e), e
+	}
+	return s
+}
