@@ -83,8 +83,9 @@ func newArena(rings, index int, dropped func(space, gen uint32, size int, evicte
 		a.shards[i].index = make(map[uint64]uint32)
 		a.shards[i].maxIndexed = maxIndexed
 	}
-	// The rings are unmapped when the arena can no longer be reached:
-	// no lookup can be reading them then.
+	// The rings are unmapped when the arena can no longer be reached.
+	// Its methods keep it alive until they are done with the rings, which
+	// they reach through a shard, not through a.
 	runtime.AddCleanup(a, func(m []byte) { munmapBytes(m) }, mem)
 	return a, nil
 }
@@ -106,6 +107,7 @@ func (a *arena) set(h uint64, space, gen uint32, expiry int64, key string, val [
 	s := a.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer runtime.KeepAlive(a) // the rings are a's: see newArena
 	if off, ok := s.index[h]; ok {
 		delete(s.index, h)
 		a.drop(s.ring[off:], false)
@@ -184,6 +186,7 @@ func (a *arena) get(h uint64, space, gen uint32, now int64, key string, read fun
 	s := a.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer runtime.KeepAlive(a) // the rings are a's: see newArena
 	off, ok := s.index[h]
 	if !ok {
 		return false
@@ -209,6 +212,7 @@ func (a *arena) remove(h uint64, space, gen uint32, key string) {
 	s := a.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer runtime.KeepAlive(a) // the rings are a's: see newArena
 	off, ok := s.index[h]
 	if !ok {
 		return
