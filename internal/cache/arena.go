@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // arena is the in-process tier's second level: encoded entries in rings of
@@ -180,13 +181,19 @@ func entrySize(e []byte) int {
 
 // get calls read with the value of key in space (generation gen) under
 // hash h and its expiry, when it is there and not expired at now (Unix
-// ns), and reports whether it was. The value is only valid during read,
-// which runs under the shard's lock and must not call the arena.
-func (a *arena) get(h uint64, space, gen uint32, now int64, key string, read func(val []byte, expiry int64) bool) bool {
+// ns), and reports whether it was. genp is the space's generation. The
+// value is only valid during read, which runs under the shard's lock and
+// must not call the arena; what read does there is ordered with the
+// writes and removals of the entry.
+func (a *arena) get(h uint64, space uint32, genp *atomic.Uint32, now int64, key string, read func(val []byte, expiry int64) bool) bool {
 	s := a.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer runtime.KeepAlive(a) // the rings are a's: see newArena
+	// Under the lock, so that a clear, which starts a new generation and
+	// then waits for each shard's lock (barrier), is not undone by a
+	// lookup that read the old generation before it.
+	gen := genp.Load()
 	off, ok := s.index[h]
 	if !ok {
 		return false
@@ -225,6 +232,14 @@ func (a *arena) remove(h uint64, space, gen uint32, key string) {
 	}
 	delete(s.index, h)
 	a.drop(e, false)
+}
+
+// barrier waits for every lookup holding a shard's lock.
+func (a *arena) barrier() {
+	for i := range a.shards {
+		a.shards[i].mu.Lock()
+		a.shards[i].mu.Unlock()
+	}
 }
 
 // stats returns the entries indexed, and the ring bytes ever written to

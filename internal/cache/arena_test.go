@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,21 +140,22 @@ func TestArenaKeyIsCompared(t *testing.T) {
 		return func([]byte, int64) bool { return true }
 	}
 	const h = 42
+	var gen0 atomic.Uint32
 	if !a.set(h, 0, 0, 100, "key-one", []byte("v1")) {
 		t.Fatal("set refused a small entry")
 	}
-	if a.get(h, 0, 0, 1, "key-two", read("")) {
+	if a.get(h, 0, &gen0, 1, "key-two", read("")) {
 		t.Error("a lookup of another key with the same hash hit")
 	}
-	if a.get(h, 1, 0, 1, "key-one", read("")) {
+	if a.get(h, 1, &gen0, 1, "key-one", read("")) {
 		t.Error("a lookup of another space hit")
 	}
 	var got string
-	if !a.get(h, 0, 0, 1, "key-one", func(v []byte, _ int64) bool { got = string(v); return true }) || got != "v1" {
+	if !a.get(h, 0, &gen0, 1, "key-one", func(v []byte, _ int64) bool { got = string(v); return true }) || got != "v1" {
 		t.Errorf("get = %q, want v1", got)
 	}
 	a.set(h, 0, 0, 100, "key-two", []byte("v2"))
-	if a.get(h, 0, 0, 1, "key-one", read("")) {
+	if a.get(h, 0, &gen0, 1, "key-one", read("")) {
 		t.Error("the replaced key is still found")
 	}
 	if entries, _ := a.stats(); entries != 1 {
@@ -281,5 +283,38 @@ func TestTimeEncoding(t *testing.T) {
 	d := NewDecoder([]byte{3, 0})
 	if d.Time(); d.Err() == nil {
 		t.Error("Time accepted nanoseconds of 0 after the flag")
+	}
+}
+
+// refusingBinary cannot encode "refused", as a value too large for the
+// arena cannot go there.
+type refusingBinary struct{ stringBinary }
+
+func (r refusingBinary) Append(b []byte, v string) ([]byte, bool) {
+	if v == "refused" {
+		return b, false
+	}
+	return r.stringBinary.Append(b, v)
+}
+
+// TestArenaDropsOlderValueItCannotReplace: a Set whose value cannot go to
+// the arena leaves no older value there to come back once the hot level
+// lets go of the new one.
+func TestArenaDropsOlderValueItCannotReplace(t *testing.T) {
+	l := newSharedLocal(t, 4<<20)
+	c := newOnOpts[string](t, l, "c", prometheus.NewRegistry(), WithBinary[string](refusingBinary{}))
+	ctx := testContext(t)
+	if err := c.Set(ctx, "k", "old", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", "refused", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.Get(ctx, "k"); !ok || v != "refused" {
+		t.Fatalf("Get = %q, %v; want the new value from the hot level", v, ok)
+	}
+	dropHot(c, "k")
+	if v, ok := c.Get(ctx, "k"); ok {
+		t.Errorf("after the hot level dropped the new value, Get = %q; want a miss, not the older value", v)
 	}
 }

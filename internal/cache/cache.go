@@ -610,15 +610,22 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	}
 	it := &item[V]{v: v, key: key, ttl: ttl, space: c.space}
 	it.w = weigh(it)
-	c.local.set(c.space, key, it)
+	// The arena first, then the hot level: see getArena.
 	if c.bin != nil && c.local.arena != nil {
 		bp := arenaBufs.Get().(*[]byte)
-		if b, ok := c.bin.Append((*bp)[:0], v); ok {
-			c.local.setArena(c.space, key, ttl, b)
+		b, ok := c.bin.Append((*bp)[:0], v)
+		if ok {
+			ok = c.local.setArena(c.space, key, ttl, b)
 			*bp = b[:0]
 		}
 		arenaBufs.Put(bp)
+		if !ok {
+			// Too large or not encodable: no older value may stay
+			// behind in the arena to come back later.
+			c.local.removeArena(c.space, key)
+		}
 	}
+	c.local.set(c.space, key, it)
 }
 
 // arenaBufs recycles the buffers values are encoded in for the arena.
@@ -646,7 +653,11 @@ func (c *Cache[V]) getLocal(key string) (*item[V], bool) {
 }
 
 // getArena looks key up in the arena and moves what it finds to the hot
-// level, for what remains of its time.
+// level, for what remains of its time. The move is made under the arena's
+// lock, and Set, Invalidate and a clear change the arena before the hot
+// level: a lookup that found the old value in the arena has then put it in
+// the hot level before they replace or drop it there, so that none of them
+// is undone once it has returned (TestArena*RacesPromotion).
 func (c *Cache[V]) getArena(key string) (*item[V], bool) {
 	var it *item[V]
 	c.local.getArena(c.space, key, func(b []byte, ttl time.Duration) bool {
@@ -655,13 +666,13 @@ func (c *Cache[V]) getArena(key string) (*item[V], bool) {
 			return false
 		}
 		it = &item[V]{v: v, key: key, ttl: ttl, space: c.space}
+		it.w = weigh(it)
+		c.local.set(c.space, key, it)
 		return true
 	})
 	if it == nil {
 		return nil, false
 	}
-	it.w = weigh(it)
-	c.local.set(c.space, key, it)
 	return it, true
 }
 

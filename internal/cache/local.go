@@ -241,9 +241,9 @@ func (l *Local) getArena(space uint32, key string, read func(val []byte, ttl tim
 	if l.arena == nil {
 		return false
 	}
-	gen := (*l.spaces.Load())[space].gen.Load()
+	genp := &(*l.spaces.Load())[space].gen
 	now := l.now().UnixNano()
-	return l.arena.get(l.hash(space, key), space, gen, now, key, func(val []byte, expiry int64) bool {
+	return l.arena.get(l.hash(space, key), space, genp, now, key, func(val []byte, expiry int64) bool {
 		return read(val, time.Duration(expiry-now))
 	})
 }
@@ -263,23 +263,32 @@ func (l *Local) get(space uint32, key string) (localValue, bool) {
 	return l.store.GetIfPresent(l.hash(space, key))
 }
 
-// invalidate drops key of space from both levels, and from the hot level
-// any other key that shares its hash.
+// invalidate drops key of space from both levels, the arena first (see
+// Cache.getArena), and from the hot level any other key that shares its
+// hash.
 func (l *Local) invalidate(space uint32, key string) {
-	h := l.hash(space, key)
-	l.store.Invalidate(h)
+	l.removeArena(space, key)
+	l.store.Invalidate(l.hash(space, key))
+}
+
+// removeArena drops key of space from the arena, if it is there.
+func (l *Local) removeArena(space uint32, key string) {
 	if l.arena != nil {
-		l.arena.remove(h, space, (*l.spaces.Load())[space].gen.Load(), key)
+		l.arena.remove(l.hash(space, key), space, (*l.spaces.Load())[space].gen.Load(), key)
 	}
 }
 
-// clear drops every entry of space: from the hot level one by one, and
-// from the arena by starting a new generation, whose lookups do not find
-// the older entries (they leave as room is needed).
+// clear drops every entry of space: from the arena by starting a new
+// generation, whose lookups do not find the older entries (they leave as
+// room is needed), then, once the lookups that read the old generation
+// are done (barrier), from the hot level one by one.
 func (l *Local) clear(space uint32) {
 	sp := (*l.spaces.Load())[space]
 	sp.gen.Add(1)
 	sp.add(-sp.arenaN.Swap(0))
+	if l.arena != nil {
+		l.arena.barrier()
+	}
 	for h, v := range l.store.All() {
 		if v.owner() == space {
 			l.store.Invalidate(h)
