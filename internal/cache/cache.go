@@ -657,7 +657,7 @@ func (c *Cache[V]) getLocal(key string) (*item[V], bool) {
 // lock, and Set, Invalidate and a clear change the arena before the hot
 // level: a lookup that found the old value in the arena has then put it in
 // the hot level before they replace or drop it there, so that none of them
-// is undone once it has returned (TestArena*RacesPromotion).
+// is undone once it has returned (TestArenaChangesRacePromotion).
 func (c *Cache[V]) getArena(key string) (*item[V], bool) {
 	var it *item[V]
 	c.local.getArena(c.space, key, func(b []byte, ttl time.Duration) bool {
