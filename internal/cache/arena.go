@@ -54,13 +54,13 @@ type arenaShard struct {
 	mu sync.Mutex
 	// ring holds entries back to back. Without wrapped, they are in
 	// [tail, head); with it, in [tail, end) and then [0, head).
-	ring             []byte
-	head, tail, end  int
-	wrapped          bool
-	index            map[uint64]uint32
-	maxIndexed       int // entries the index may hold
-	written, touched int // bytes written so far; the ring's bytes ever written to
-	_                [64]byte
+	ring            []byte
+	head, tail, end int
+	wrapped         bool
+	index           map[uint64]uint32
+	maxIndexed      int // entries the index may hold
+	touched         int // the ring's bytes ever written to
+	_               [64]byte
 }
 
 // arenaRingShare is the part of an arena's bytes for its rings; the rest
@@ -124,7 +124,6 @@ func (a *arena) set(h uint64, space, gen uint32, expiry int64, key string, val [
 	copy(e[entryHdr:], key)
 	copy(e[entryHdr+len(key):], val)
 	s.index[h] = uint32(off)
-	s.written += size
 	s.touched = max(s.touched, off+size)
 	return true
 }
@@ -193,15 +192,8 @@ func (a *arena) get(h uint64, space uint32, genp *atomic.Uint32, now int64, key 
 	// Under the lock, so that a clear, which starts a new generation and
 	// then waits for each shard's lock (barrier), is not undone by a
 	// lookup that read the old generation before it.
-	gen := genp.Load()
-	off, ok := s.index[h]
+	e, ok := s.find(h, space, genp.Load(), key)
 	if !ok {
-		return false
-	}
-	e := s.ring[off:]
-	kl := int(binary.LittleEndian.Uint16(e[offKeyLen:]))
-	if binary.LittleEndian.Uint32(e[offSpace:]) != space || binary.LittleEndian.Uint32(e[offGen:]) != gen ||
-		kl != len(key) || string(e[entryHdr:entryHdr+kl]) != key {
 		return false
 	}
 	expiry := int64(binary.LittleEndian.Uint64(e[offExpiry:]))
@@ -210,8 +202,24 @@ func (a *arena) get(h uint64, space uint32, genp *atomic.Uint32, now int64, key 
 		a.drop(e, false)
 		return false
 	}
-	vl := int(binary.LittleEndian.Uint16(e[offValLen:]))
+	kl, vl := len(key), int(binary.LittleEndian.Uint16(e[offValLen:]))
 	return read(e[entryHdr+kl:entryHdr+kl+vl], expiry)
+}
+
+// find returns the entry indexed under h if it is key's in space and
+// generation gen. s.mu must be held.
+func (s *arenaShard) find(h uint64, space, gen uint32, key string) ([]byte, bool) {
+	off, ok := s.index[h]
+	if !ok {
+		return nil, false
+	}
+	e := s.ring[off:]
+	kl := int(binary.LittleEndian.Uint16(e[offKeyLen:]))
+	if binary.LittleEndian.Uint32(e[offSpace:]) != space || binary.LittleEndian.Uint32(e[offGen:]) != gen ||
+		kl != len(key) || string(e[entryHdr:entryHdr+kl]) != key {
+		return nil, false
+	}
+	return e, true
 }
 
 // remove drops the entry of key in space under hash h, if it is there.
@@ -220,18 +228,10 @@ func (a *arena) remove(h uint64, space, gen uint32, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer runtime.KeepAlive(a) // the rings are a's: see newArena
-	off, ok := s.index[h]
-	if !ok {
-		return
+	if e, ok := s.find(h, space, gen, key); ok {
+		delete(s.index, h)
+		a.drop(e, false)
 	}
-	e := s.ring[off:]
-	kl := int(binary.LittleEndian.Uint16(e[offKeyLen:]))
-	if binary.LittleEndian.Uint32(e[offSpace:]) != space || binary.LittleEndian.Uint32(e[offGen:]) != gen ||
-		kl != len(key) || string(e[entryHdr:entryHdr+kl]) != key {
-		return
-	}
-	delete(s.index, h)
-	a.drop(e, false)
 }
 
 // barrier waits for every lookup holding a shard's lock.

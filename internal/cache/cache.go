@@ -196,9 +196,7 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 		c.bin = b
 	}
 	if c.local != nil {
-		sp := &space{bytes: c.m.localBytes, evictions: c.m.evictions}
-		sp.tiered.Store(c.bin != nil && c.local.arena != nil)
-		c.space = c.local.register(sp)
+		c.space = c.local.register(&space{bytes: c.m.localBytes, evictions: c.m.evictions, tiered: c.bin != nil && c.local.arena != nil})
 	}
 	if rdb != nil {
 		c.unlisten = rdb.listen(name, &listener{origin: c.origin, drop: c.dropLocal, clear: c.clearLocal})

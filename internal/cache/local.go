@@ -58,7 +58,8 @@ type space struct {
 	evictions prometheus.Counter // entries evicted for the bound
 	// tiered is set when the cache keeps its entries in the arena too:
 	// one that leaves the hot level is then not gone, and not evicted.
-	tiered atomic.Bool
+	// Set before register publishes the space.
+	tiered bool
 	// gen is the generation of the space's arena entries: clear starts
 	// a new one, and entries of older ones are neither found nor counted.
 	gen atomic.Uint32
@@ -193,7 +194,7 @@ func (l *Local) register(sp *space) uint32 {
 func (l *Local) deleted(e otter.DeletionEvent[uint64, localValue]) {
 	sp := (*l.spaces.Load())[e.Value.owner()]
 	sp.add(-int64(e.Value.weight()))
-	if e.Cause == otter.CauseOverflow && !sp.tiered.Load() {
+	if e.Cause == otter.CauseOverflow && !sp.tiered {
 		sp.evictions.Inc()
 	}
 }
@@ -206,13 +207,17 @@ func (l *Local) arenaDropped(space, gen uint32, size int, evicted bool) {
 	if sp.gen.Load() != gen {
 		return
 	}
-	w := int64(size + arenaIndexBytes)
+	w := arenaWeight(size)
 	sp.arenaN.Add(-w)
 	sp.add(-w)
 	if evicted {
 		sp.evictions.Inc()
 	}
 }
+
+// arenaWeight is what an arena entry of size bytes counts against the
+// budget: its bytes in the ring and its index slot.
+func arenaWeight(size int) int64 { return int64(size + arenaIndexBytes) }
 
 // setArena writes val, the encoded value of key in space, to the arena
 // for ttl. It reports false when there is no arena or the entry does not
@@ -227,7 +232,7 @@ func (l *Local) setArena(space uint32, key string, ttl time.Duration, val []byte
 	if !l.arena.set(l.hash(space, key), space, gen, expiry, key, val) {
 		return false
 	}
-	w := int64(entryHdr + len(key) + len(val) + arenaIndexBytes)
+	w := arenaWeight(entryHdr + len(key) + len(val))
 	sp.arenaN.Add(w)
 	sp.add(w)
 	return true
