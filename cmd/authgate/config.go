@@ -465,21 +465,10 @@ func dropIgnoredKeys(b []byte, n *yaml.Node, path string, ignored *[]ignoredKey)
 	return b, nil
 }
 
-// removedEnvKey returns the removed key that the variable name stood for,
-// and why it is gone.
-func removedEnvKey(name string) (path, why string) {
-	for k, why := range removedKeys {
-		if envPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k)) == name {
-			return k, why
-		}
-	}
-	return "", ""
-}
-
-// ignoredEnvKey returns the ignored key that the variable name stands for,
-// and why it is ignored.
-func ignoredEnvKey(name string) (path, why string) {
-	for k, why := range ignoredKeys {
+// envKeyOf returns the key of keys (removedKeys or ignoredKeys) that the
+// variable name stands for, and why it is listed there.
+func envKeyOf(keys map[string]string, name string) (path, why string) {
+	for k, why := range keys {
 		if envPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k)) == name {
 			return k, why
 		}
@@ -556,11 +545,11 @@ func applyEnv(cfg *Config, environ []string) error {
 	for _, name := range names {
 		k, ok := keys[name]
 		if !ok {
-			if path, why := removedEnvKey(name); path != "" {
+			if path, why := envKeyOf(removedKeys, name); path != "" {
 				errs = append(errs, fmt.Errorf("%s (%s): %s", name, path, why))
 				continue
 			}
-			if path, why := ignoredEnvKey(name); path != "" {
+			if path, why := envKeyOf(ignoredKeys, name); path != "" {
 				cfg.ignored = append(cfg.ignored, ignoredKey{path: path, where: name, why: why})
 				continue
 			}
