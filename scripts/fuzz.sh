@@ -17,6 +17,7 @@ targets=(
   "./verify FuzzScanClaims"
   "./verify FuzzDecodeHeader"
   "./verify FuzzPackedBinary"
+  "./verify FuzzRSAKeyEncoding"
   "./federation FuzzPackedUserBinary"
   "./proxy FuzzCanonicalPath"
   "./proxy FuzzIdentityHeaders"

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"time"
@@ -183,7 +182,7 @@ func (f *firebaseVerifier) verify(ctx context.Context, t *token, now time.Time) 
 		if err != nil {
 			return Identity{}, err
 		}
-		if _, ok := pk.key.(*rsa.PublicKey); !ok {
+		if kindOf(pk.key) != kindRSA {
 			return Identity{}, fmt.Errorf("%w: key %q is not RSA", ErrInvalid, truncate(t.header.Kid))
 		}
 		if err := t.verifySignature(jose.RS256, pk.key); err != nil {

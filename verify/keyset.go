@@ -281,7 +281,7 @@ func parseKeys(body []byte) (map[string]publicKey, error) {
 			if jwk.KeyID == "" || (jwk.Use != "" && jwk.Use != "sig") || !jwk.IsPublic() {
 				continue
 			}
-			out[jwk.KeyID] = publicKey{key: jwk.Key, alg: jwk.Algorithm}
+			out[jwk.KeyID] = publicKey{key: prepareKey(jwk.Key), alg: jwk.Algorithm}
 		}
 	} else {
 		for kid, raw := range probe {
@@ -293,7 +293,7 @@ func parseKeys(body []byte) (map[string]publicKey, error) {
 			if err != nil {
 				return nil, fmt.Errorf("key %q: %w", truncate(kid), err)
 			}
-			out[kid] = publicKey{key: pk}
+			out[kid] = publicKey{key: prepareKey(pk)}
 		}
 	}
 	if len(out) == 0 {

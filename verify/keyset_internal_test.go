@@ -278,7 +278,7 @@ func TestParseKeys(t *testing.T) {
 // describeKey names the type and declared algorithm of pk.
 func describeKey(pk publicKey) string {
 	var s string
-	switch pk.key.(type) {
+	switch publicOf(pk.key).(type) {
 	case *rsa.PublicKey:
 		s = "rsa"
 	case *ecdsa.PublicKey:

@@ -182,7 +182,7 @@ func (c LegacyConfig) loadPublicKeys() ([]any, error) {
 			errs = append(errs, fmt.Errorf("public_key_files[%d]: %q: %w", i, f, err))
 			continue
 		}
-		out = append(out, k)
+		out = append(out, prepareKey(k))
 	}
 	return out, errors.Join(errs...)
 }

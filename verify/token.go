@@ -238,7 +238,7 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 			ok = (&hmacKey{secret: k}).verify(alg, hash, signed, sig)
 		case *hmacKey:
 			ok = k.verify(alg, hash, signed, sig)
-		case *rsa.PublicKey:
+		case *rsaKey:
 			if hash == 0 {
 				break // EdDSA with an RSA key
 			}
@@ -246,6 +246,14 @@ func (t *token) verifyAny(alg jose.SignatureAlgorithm, keys []any) error {
 				digest = hashOf(t.digest[:0], hash, signed)
 			}
 			ok = verifyRSA(alg, hash, k, digest, sig)
+		case *rsa.PublicKey:
+			if hash == 0 {
+				break
+			}
+			if digest == nil {
+				digest = hashOf(t.digest[:0], hash, signed)
+			}
+			ok = verifyRSA(alg, hash, newRSAKey(k), digest, sig)
 		case *ecdsa.PublicKey:
 			if hash == 0 {
 				break
@@ -351,12 +359,12 @@ func (k *hmacKey) verify(alg jose.SignatureAlgorithm, h crypto.Hash, signed stri
 	return ok
 }
 
-func verifyRSA(alg jose.SignatureAlgorithm, h crypto.Hash, key *rsa.PublicKey, digest, sig []byte) bool {
+func verifyRSA(alg jose.SignatureAlgorithm, h crypto.Hash, key *rsaKey, digest, sig []byte) bool {
 	switch alg {
 	case jose.RS256, jose.RS384, jose.RS512:
-		return rsa.VerifyPKCS1v15(key, h, digest, sig) == nil
+		return key.verifyPKCS1v15(h, digest, sig)
 	case jose.PS256, jose.PS384, jose.PS512:
-		return rsa.VerifyPSS(key, h, digest, sig, nil) == nil
+		return rsa.VerifyPSS(key.pub, h, digest, sig, nil) == nil
 	}
 	return false
 }
@@ -391,7 +399,7 @@ const (
 
 func kindOf(k any) keyKind {
 	switch k.(type) {
-	case *rsa.PublicKey:
+	case *rsaKey, *rsa.PublicKey:
 		return kindRSA
 	case *ecdsa.PublicKey:
 		return kindEC

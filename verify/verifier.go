@@ -417,7 +417,7 @@ func fingerprint(cfg Config, legacy *legacyVerifier, claims []string, trim bool)
 			h.Write(k)
 		}
 		for _, pk := range legacy.publicKeys {
-			der, err := x509.MarshalPKIXPublicKey(pk)
+			der, err := x509.MarshalPKIXPublicKey(publicOf(pk))
 			if err != nil {
 				return out, fmt.Errorf("fingerprint: %w", err)
 			}
