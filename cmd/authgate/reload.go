@@ -214,9 +214,16 @@ func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
+// emptySum is the sum of an empty file.
+var emptySum = fileSum(sha256.Sum256(nil))
+
 // settled reports whether the watched files' content differs from when
 // they were last read for a reload, and is what it was at the previous
-// tick.
+// tick. A file that has become empty is not settled: an in-place rewrite
+// truncates before it writes, and two ticks that each fall between the
+// two, in two rewrites, would otherwise see the same (empty) content and
+// reload it. No configuration or secret is an empty file; SIGHUP still
+// reloads at once.
 func (r *reloader) settled() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -228,6 +235,12 @@ func (r *reloader) settled() bool {
 	if maps.Equal(now, r.sums) {
 		r.seen = nil
 		return false
+	}
+	for p, s := range now {
+		if s == emptySum && r.sums[p] != emptySum {
+			r.seen = nil
+			return false
+		}
 	}
 	if maps.Equal(now, r.seen) {
 		r.seen = nil

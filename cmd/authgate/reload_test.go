@@ -102,6 +102,50 @@ func TestKeepRestartKeysFileContent(t *testing.T) {
 	}
 }
 
+// TestReloadWatchWaitsOutEmptyFile: the watch takes a file whose content
+// is the same at two ticks as settled, and an in-place rewrite leaves the
+// file empty for a moment. An empty file, seen at two ticks (in two
+// rewrites), is not reloaded; the content that follows is.
+func TestReloadWatchWaitsOutEmptyFile(t *testing.T) {
+	config := func(route string) string {
+		return fmt.Sprintf(`verify: {legacy: {enabled: true, issuer: "https://auth.example.test"}}
+routes:
+  - {name: %s, path: /%s, access: public}
+  - {name: default, path: /}
+upstream: "builtin:echo"
+reload: {watch_interval: 1h}
+`, route, route)
+	}
+	path := writeFile(t, "c.yaml", config("a"))
+	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=" + verifytest.Secret}
+	cfg, err := loadConfig(path, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	rl, err := newReloader(path, env, cfg, a, zap.NewAtomicLevel(), a.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for tick := range 3 {
+		if rl.settled() {
+			t.Fatalf("tick %d: an empty configuration file is taken as settled", tick)
+		}
+	}
+	if err := os.WriteFile(path, []byte(config("b")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rl.settled() {
+		t.Fatal("new content settled at its first tick")
+	}
+	if !rl.settled() {
+		t.Fatal("new content, unchanged at the second tick, is not settled")
+	}
+}
+
 // TestReloadConcurrent reloads an app in this process, by call and by its
 // file watch at once, while requests, readiness checks and scrapes run:
 // for the race detector, and no request may fail.
