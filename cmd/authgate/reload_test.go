@@ -102,6 +102,23 @@ func TestKeepRestartKeysFileContent(t *testing.T) {
 	}
 }
 
+// startReloader starts an app in this process from the configuration at
+// path (the legacy secret from the environment) and its reloader.
+func startReloader(t *testing.T, path string) (*reloader, *app) {
+	t.Helper()
+	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=" + verifytest.Secret}
+	cfg, err := loadConfig(path, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	rl, err := newReloader(path, env, cfg, a, zap.NewAtomicLevel(), a.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rl, a
+}
+
 // TestReloadWatchWaitsOutEmptyFile: the watch takes a file whose content
 // is the same at two ticks as settled, and an in-place rewrite leaves the
 // file empty for a moment. An empty file, seen at two ticks (in two
@@ -117,16 +134,7 @@ reload: {watch_interval: 1h}
 `, route, route)
 	}
 	path := writeFile(t, "c.yaml", config("a"))
-	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=" + verifytest.Secret}
-	cfg, err := loadConfig(path, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := startApp(t, cfg)
-	rl, err := newReloader(path, env, cfg, a, zap.NewAtomicLevel(), a.reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rl, _ := startReloader(t, path)
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +169,7 @@ reload: {watch_interval: 100ms}
 `, i, i, []string{"info", "debug"}[i%2])
 	}
 	path := writeFile(t, "c.yaml", config(0))
-	env := []string{"AUTHGATE_VERIFY_LEGACY_SECRETS=" + verifytest.Secret}
-	cfg, err := loadConfig(path, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := startApp(t, cfg)
-	rl, err := newReloader(path, env, cfg, a, zap.NewAtomicLevel(), a.reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rl, a := startReloader(t, path)
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Add(1)
