@@ -367,16 +367,49 @@ var ignoredKeys = map[string]string{
 }
 
 // decodeYAML decodes strictly: an unknown key is an error, not a silent
-// default. A key of ignoredKeys is noted in cfg.ignored and left out.
+// default. A key of removedKeys is refused with its line; one of
+// ignoredKeys is noted in cfg.ignored and its line blanked, rather than
+// the document encoded again, so that the decoder's errors keep their
+// line numbers.
 func decodeYAML(b []byte, cfg *Config) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err == nil {
-		if err := refuseRemovedKeys(&doc, ""); err != nil {
+		lines := bytes.SplitAfter(b, []byte("\n"))
+		blank := map[int]bool{} // lines of ignored keys, from 0
+		err := walkKeys(&doc, "", func(k string, m, kn, vn *yaml.Node) error {
+			if why, ok := removedKeys[k]; ok {
+				return fmt.Errorf("line %d: %s: %s", kn.Line, k, why)
+			}
+			why, ok := ignoredKeys[k]
+			if !ok {
+				return nil
+			}
+			// Only a key on a line of its own with its value can go with
+			// its line; the operator removes any other (flow style, a
+			// value on the next lines).
+			line := kn.Line - 1
+			if m.Style&yaml.FlowStyle != 0 || vn.Kind != yaml.ScalarNode || vn.Line != kn.Line ||
+				line >= len(lines) || kn.Column-1 > len(lines[line]) ||
+				len(bytes.TrimSpace(lines[line][:kn.Column-1])) > 0 {
+				return fmt.Errorf("line %d: %s: %s", kn.Line, k, why)
+			}
+			blank[line] = true
+			cfg.ignored = append(cfg.ignored, ignoredKey{path: k, where: fmt.Sprintf("line %d", kn.Line), why: why})
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		var err error
-		if b, err = dropIgnoredKeys(b, &doc, "", &cfg.ignored); err != nil {
-			return err
+		if len(blank) > 0 {
+			// A copy, keeping each line's end: b is the caller's.
+			out := make([]byte, 0, len(b))
+			for i, l := range lines {
+				if blank[i] {
+					l = l[len(bytes.TrimRight(l, "\r\n")):]
+				}
+				out = append(out, l...)
+			}
+			b = out
 		}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -387,45 +420,15 @@ func decodeYAML(b []byte, cfg *Config) error {
 	return nil
 }
 
-// refuseRemovedKeys names the first key of removedKeys that n sets, with
-// its line.
-func refuseRemovedKeys(n *yaml.Node, path string) error {
+// walkKeys calls visit with the dotted path of every mapping key under n,
+// the mapping and the key's and value's nodes, in document order, and
+// stops at its first error.
+func walkKeys(n *yaml.Node, path string, visit func(path string, m, k, v *yaml.Node) error) error {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			if err := refuseRemovedKeys(c, path); err != nil {
+			if err := walkKeys(c, path, visit); err != nil {
 				return err
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			if path != "" {
-				k = path + "." + k
-			}
-			if why, ok := removedKeys[k]; ok {
-				return fmt.Errorf("line %d: %s: %s", n.Content[i].Line, k, why)
-			}
-			if err := refuseRemovedKeys(n.Content[i+1], k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// dropIgnoredKeys returns b without the lines of the keys of ignoredKeys
-// found in n, and notes each in ignored. Blanking lines, rather than
-// encoding n again, keeps the line numbers of the decoder's errors. A key
-// that is not on a line of its own with its value (flow style, a value on
-// the next lines) is refused: the operator removes it.
-func dropIgnoredKeys(b []byte, n *yaml.Node, path string, ignored *[]ignoredKey) ([]byte, error) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			var err error
-			if b, err = dropIgnoredKeys(b, c, path, ignored); err != nil {
-				return nil, err
 			}
 		}
 	case yaml.MappingNode:
@@ -435,34 +438,15 @@ func dropIgnoredKeys(b []byte, n *yaml.Node, path string, ignored *[]ignoredKey)
 			if path != "" {
 				k = path + "." + k
 			}
-			why, ok := ignoredKeys[k]
-			if !ok {
-				var err error
-				if b, err = dropIgnoredKeys(b, vn, k, ignored); err != nil {
-					return nil, err
-				}
-				continue
+			if err := visit(k, n, kn, vn); err != nil {
+				return err
 			}
-			lines := bytes.SplitAfter(b, []byte("\n"))
-			line := kn.Line - 1
-			if n.Style&yaml.FlowStyle != 0 || vn.Kind != yaml.ScalarNode || vn.Line != kn.Line ||
-				line >= len(lines) || kn.Column-1 > len(lines[line]) ||
-				len(bytes.TrimSpace(lines[line][:kn.Column-1])) > 0 {
-				return nil, fmt.Errorf("line %d: %s: %s", kn.Line, k, why)
+			if err := walkKeys(vn, k, visit); err != nil {
+				return err
 			}
-			// A copy, keeping the line's end: b may be the caller's.
-			out := make([]byte, 0, len(b))
-			for j, l := range lines {
-				if j == line {
-					l = l[len(bytes.TrimRight(l, "\r\n")):]
-				}
-				out = append(out, l...)
-			}
-			b = out
-			*ignored = append(*ignored, ignoredKey{path: k, where: fmt.Sprintf("line %d", kn.Line), why: why})
 		}
 	}
-	return b, nil
+	return nil
 }
 
 // envKeyOf returns the key of keys (removedKeys or ignoredKeys) that the
