@@ -73,7 +73,7 @@ type Cache[V any] struct {
 	changes atomic.Uint64
 	m       metrics
 	// bin encodes entries for the in-process tier's arena; nil keeps
-	// them in the hot level only.
+	// them in the hot level only, as without an arena.
 	bin    Binary[V]
 	tracer trace.Tracer // nil when tracing is off
 	// origin tells this cache's invalidation messages apart; unlisten
@@ -193,10 +193,12 @@ func New[V any](cfg Config, name string, rdb *Redis, codec Codec[V], log *zap.Lo
 		if !ok {
 			return nil, fmt.Errorf("cache %s: WithBinary of another type than the cache's values", name)
 		}
-		c.bin = b
+		if c.local != nil && c.local.arena != nil {
+			c.bin = b // without an arena, the hot level is all there is
+		}
 	}
 	if c.local != nil {
-		c.space = c.local.register(&space{bytes: c.m.localBytes, evictions: c.m.evictions, tiered: c.bin != nil && c.local.arena != nil})
+		c.space = c.local.register(&space{bytes: c.m.localBytes, evictions: c.m.evictions, tiered: c.bin != nil})
 	}
 	if rdb != nil {
 		c.unlisten = rdb.listen(name, &listener{origin: c.origin, drop: c.dropLocal, clear: c.clearLocal})
@@ -609,7 +611,7 @@ func (c *Cache[V]) setLocal(key string, v V, ttl time.Duration) {
 	it := &item[V]{v: v, key: key, ttl: ttl, space: c.space}
 	it.w = weigh(it)
 	// The arena first, then the hot level: see getArena.
-	if c.bin != nil && c.local.arena != nil {
+	if c.bin != nil {
 		bp := arenaBufs.Get().(*[]byte)
 		b, ok := c.bin.Append((*bp)[:0], v)
 		if ok {

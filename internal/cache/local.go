@@ -241,7 +241,8 @@ func (l *Local) setArena(space uint32, key string, ttl time.Duration, val []byte
 // getArena calls read with the encoded value of key in space and the
 // time it has left, if the arena holds it unexpired, and reports whether
 // it did and read accepted it. read runs under a lock of the arena and
-// must not call the Local.
+// must not call the arena (the hot level it may: Cache.getArena moves the
+// value there).
 func (l *Local) getArena(space uint32, key string, read func(val []byte, ttl time.Duration) bool) bool {
 	if l.arena == nil {
 		return false
