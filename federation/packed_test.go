@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/cache/cachetest"
 )
 
 func TestPackUserRoundTrip(t *testing.T) {
@@ -31,18 +33,9 @@ func TestPackUserRoundTrip(t *testing.T) {
 				t.Errorf("unpack(packUser(x)) = %+v, want %+v", got, tt.give)
 			}
 			// Through the in-process tier's arena as well.
-			b, _ := packedUserBinary{}.Append(nil, p)
-			back, err := packedUserBinary{}.Read(b)
-			if err != nil {
-				t.Fatalf("packedUserBinary.Read: %v", err)
-			}
+			back := cachetest.BinaryRoundTrip[packedUser](t, packedUserBinary{}, p)
 			if got := back.unpack(); !reflect.DeepEqual(got, tt.give) {
 				t.Errorf("unpack(Read(Append(packUser(x)))) = %+v, want %+v", got, tt.give)
-			}
-			for n := range len(b) {
-				if _, err := (packedUserBinary{}).Read(b[:n]); err == nil {
-					t.Errorf("Read of the first %d of %d bytes succeeded, want an error", n, len(b))
-				}
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/cache/cachetest"
 )
 
 func TestPackRoundTrip(t *testing.T) {
@@ -34,21 +36,9 @@ func TestPackRoundTrip(t *testing.T) {
 				t.Errorf("unpack(pack(x)) = %+v, want %+v", got, tt.give)
 			}
 			// Through the in-process tier's arena as well.
-			b, ok := packedBinary{}.Append(nil, p)
-			if !ok {
-				t.Fatal("packedBinary.Append = false")
-			}
-			back, err := packedBinary{}.Read(b)
-			if err != nil {
-				t.Fatalf("packedBinary.Read: %v", err)
-			}
+			back := cachetest.BinaryRoundTrip[packed](t, packedBinary{}, p)
 			if got := back.unpack(); !reflect.DeepEqual(got, tt.give) {
 				t.Errorf("unpack(Read(Append(pack(x)))) = %+v, want %+v", got, tt.give)
-			}
-			for n := range len(b) {
-				if _, err := (packedBinary{}).Read(b[:n]); err == nil {
-					t.Errorf("Read of the first %d of %d bytes succeeded, want an error", n, len(b))
-				}
 			}
 		})
 	}

@@ -67,3 +67,25 @@ func Redis(tb testing.TB, scope string) (cache.RedisConfig, *redis.Client) {
 		KeyPrefix: prefix,
 	}, cache.DefaultRedisConfig()), client
 }
+
+// BinaryRoundTrip encodes v with b and returns what Read decodes from the
+// encoding. It fails the test when Append refuses v or Read fails, and
+// when Read accepts any proper prefix of the encoding: a cut entry must
+// never decode.
+func BinaryRoundTrip[V any](tb testing.TB, b cache.Binary[V], v V) V {
+	tb.Helper()
+	enc, ok := b.Append(nil, v)
+	if !ok {
+		tb.Fatalf("%T.Append(%+v) = false", b, v)
+	}
+	back, err := b.Read(enc)
+	if err != nil {
+		tb.Fatalf("%T.Read: %v", b, err)
+	}
+	for n := range len(enc) {
+		if _, err := b.Read(enc[:n]); err == nil {
+			tb.Errorf("%T.Read of the first %d of %d bytes succeeded, want an error", b, n, len(enc))
+		}
+	}
+	return back
+}
