@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unique"
 	"unsafe"
@@ -167,4 +169,205 @@ func (d *Decoder) Packed(ends []uint16) string {
 		ends[i], prev = uint16(e), e
 	}
 	return s
+}
+
+// AppendPackedID is AppendPacked for an s whose first string (up to
+// ends[0]) is an id that is often a UUID in its canonical text form (36
+// lowercase characters), as a user row's id and a legacy token's subject
+// are: such a one is written as its 16 bytes, for a Decoder's PackedID.
+func AppendPackedID(b []byte, s string, ends []uint16) []byte {
+	if len(ends) == 0 || ends[0] != uuidLen || !canonicalUUID(s[:uuidLen]) {
+		b = append(b, 0)
+		return AppendPacked(b, s, ends)
+	}
+	b = append(b, 1)
+	for i := 0; i < uuidLen; {
+		if s[i] == '-' {
+			i++
+			continue
+		}
+		b = append(b, unhex(s[i])<<4|unhex(s[i+1]))
+		i += 2
+	}
+	b = AppendString(b, s[uuidLen:])
+	for _, e := range ends[1:] {
+		b = AppendInt(b, int64(e)-uuidLen)
+	}
+	return b
+}
+
+// uuidLen is the length of a UUID's canonical text form.
+const uuidLen = 36
+
+// canonicalUUID reports whether s is a UUID as PostgreSQL writes one:
+// lowercase hexadecimal in groups of 8-4-4-4-12, so that the text is given
+// back byte for byte.
+func canonicalUUID(s string) bool {
+	if len(s) != uuidLen {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f'):
+			return false
+		}
+	}
+	return true
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+// PackedID reads what AppendPackedID wrote, as Packed does.
+func (d *Decoder) PackedID(ends []uint16) string {
+	switch d.Byte() {
+	case 0:
+		return d.Packed(ends)
+	case 1:
+	default:
+		d.bad = true
+		return ""
+	}
+	if len(d.s) < 16 || len(ends) == 0 {
+		d.bad = true
+		return ""
+	}
+	raw := d.s[:16]
+	d.s = d.s[16:]
+	rest := d.Packed(ends[1:])
+	if d.bad || len(rest) > math.MaxUint16-uuidLen {
+		d.bad = true
+		return ""
+	}
+	const digits = "0123456789abcdef"
+	out := make([]byte, uuidLen+len(rest))
+	j := 0
+	for i := range 16 {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = digits[raw[i]>>4], digits[raw[i]&0xf]
+		j += 2
+	}
+	copy(out[uuidLen:], rest)
+	ends[0] = uuidLen
+	for i := 1; i < len(ends); i++ {
+		ends[i] += uuidLen
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out))
+}
+
+// Shared strings: the few values that many entries repeat (an issuer, a
+// provider, a role, a status) are written into an arena entry as their
+// number in a process-wide table rather than in full, a byte where an
+// issuer such as https://securetoken.google.com/<project> took 45. The
+// arena lives and dies with the process, so the numbers need no meaning
+// outside it. The table only grows, and is bounded: beyond maxShared
+// strings, or for one longer than maxSharedLen, a string is written in
+// full, so that values a token's issuer chose (a role) cannot make it
+// unbounded.
+const (
+	maxShared    = 4096
+	maxSharedLen = 256
+)
+
+// sharedTable numbers shared strings. The zero value is empty and ready.
+type sharedTable struct {
+	ids  sync.Map // string → its number, from 0
+	mu   sync.Mutex
+	strs atomic.Pointer[[]string] // by number; replaced, never changed
+}
+
+// shared is the process's table.
+var shared sharedTable
+
+// How AppendShared writes s: a uvarint tag, then s itself after sharedInline.
+const (
+	sharedEmpty  = 0 // ""
+	sharedInline = 1 // s follows, as AppendString writes it
+	sharedFirst  = 2 // the table's string sharedFirst-tag
+)
+
+// AppendShared appends s, a value that many entries repeat, for a
+// Decoder's Shared: its number in the process's table of shared strings
+// (see above), or s itself when the table cannot take it.
+func AppendShared(b []byte, s string) []byte { return shared.append(b, s) }
+
+func (t *sharedTable) append(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, sharedEmpty)
+	}
+	id, ok := t.id(s)
+	if !ok {
+		b = append(b, sharedInline)
+		return AppendString(b, s)
+	}
+	return binary.AppendUvarint(b, uint64(id)+sharedFirst)
+}
+
+// id returns the number of s, adding it if there is room.
+func (t *sharedTable) id(s string) (int, bool) {
+	if id, ok := t.ids.Load(s); ok {
+		return id.(int), true
+	}
+	if len(s) > maxSharedLen {
+		return 0, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.ids.Load(s); ok {
+		return id.(int), true
+	}
+	strs := t.strings()
+	if len(strs) >= maxShared {
+		return 0, false
+	}
+	id := len(strs)
+	next := append(strs[:id:id], Intern(s))
+	t.strs.Store(&next)
+	t.ids.Store(next[id], id)
+	return id, true
+}
+
+// strings returns the table's strings by number.
+func (t *sharedTable) strings() []string {
+	if p := t.strs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Shared reads what AppendShared wrote. A shared string is the table's
+// (no copy); one written in full is interned (see Intern).
+func (d *Decoder) Shared() string { return d.shared(&shared) }
+
+func (d *Decoder) shared(t *sharedTable) string {
+	tag, k := binary.Uvarint(unsafe.Slice(unsafe.StringData(d.s), len(d.s)))
+	if k <= 0 {
+		d.bad = true
+		return ""
+	}
+	d.s = d.s[k:]
+	switch tag {
+	case sharedEmpty:
+		return ""
+	case sharedInline:
+		return Intern(d.String())
+	}
+	strs := t.strings()
+	if tag-sharedFirst >= uint64(len(strs)) {
+		d.bad = true
+		return ""
+	}
+	return strs[tag-sharedFirst]
 }
