@@ -162,3 +162,28 @@ func BenchmarkPackedBinary(b *testing.B) {
 		})
 	}
 }
+
+// TestUserStateBinaryRoundTrip: a revocation state comes back from the
+// arena as it went in, whichever flags are set, and a cut or unknown
+// encoding is refused, so that a user's revocation is never read as
+// "valid".
+func TestUserStateBinaryRoundTrip(t *testing.T) {
+	at := time.Unix(1_790_000_000, 0)
+	for _, give := range []UserState{
+		{},
+		{TokensValidAfter: at},
+		{Disabled: true, TokensValidAfter: at},
+		{NotFound: true},
+		{Disabled: true, NotFound: true, TokensValidAfter: time.Unix(1_790_000_000, 5)},
+	} {
+		got := cachetest.BinaryRoundTrip[UserState](t, userStateBinary{}, give)
+		if got.Disabled != give.Disabled || got.NotFound != give.NotFound || !got.TokensValidAfter.Equal(give.TokensValidAfter) {
+			t.Errorf("Read(Append(%+v)) = %+v", give, got)
+		}
+	}
+	for _, bad := range [][]byte{{userStateVersion, 4, 0}, {userStateVersion + 1, 0, 0}, {userStateVersion, 0, 0, 0}} {
+		if u, err := (userStateBinary{}).Read(bad); err == nil {
+			t.Errorf("Read(%v) = %+v, want an error", bad, u)
+		}
+	}
+}
