@@ -493,15 +493,27 @@ func (g *Generation) verify(ctx context.Context, raw string, cached *string) (Id
 		id, err = g.verifyUncached(ctx, raw)
 	} else {
 		key := g.cacheKey(raw)
-		if v.negative != nil {
-			if reason, ok := v.negative.Get(ctx, key); ok {
+		// A token in the in-process tier is not in the negative cache: it
+		// goes there only when its verification fails, and one key does
+		// not both pass and fail but for the clock, which the expiry check
+		// below handles. So the hot path asks the token cache first, and
+		// the negative cache only for tokens it lacks.
+		hot, ok := v.tokens.GetLocal(key)
+		if ok {
+			id = hot.unpack()
+		} else {
+			if reason, neg := g.rejected(ctx, key); neg {
 				return Identity{}, errorForReason(reason)
 			}
+			id, err = g.load(ctx, key, raw, cached)
 		}
-		id, err = g.cachedOrLoad(ctx, key, raw, cached)
 		if err == nil && !v.now().Before(id.ExpiresAt) {
 			// A cached entry can only be this old through clock skew
-			// between replicas; verify again, with the issuer's leeway.
+			// between replicas; verify again, with the issuer's leeway,
+			// unless that was done and failed.
+			if reason, neg := g.rejected(ctx, key); neg {
+				return Identity{}, errorForReason(reason)
+			}
 			id, err = g.verifyUncached(ctx, raw)
 		}
 		if err != nil && v.negative != nil && cacheableFailure(err) {
@@ -521,14 +533,21 @@ func (g *Generation) verify(ctx context.Context, raw string, cached *string) (Id
 	return id, nil
 }
 
-// cachedOrLoad answers key from the token cache, or verifies raw and
-// caches the result. The closures a miss needs are only built on a miss,
-// so that a hit in the in-process tier allocates nothing for them.
-func (g *Generation) cachedOrLoad(ctx context.Context, key, raw string, cached *string) (Identity, error) {
-	v := g.v
-	if p, ok := v.tokens.GetLocal(key); ok {
-		return p.unpack(), nil
+// rejected returns the reason key's token failed verification recently,
+// from the negative cache.
+func (g *Generation) rejected(ctx context.Context, key string) (string, bool) {
+	if g.v.negative == nil {
+		return "", false
 	}
+	return g.v.negative.Get(ctx, key)
+}
+
+// load answers key, which the token cache's in-process tier lacks, from
+// its shared tier, or verifies raw and caches the result. The closures it
+// needs are only built here, so that an in-process hit allocates nothing
+// for them.
+func (g *Generation) load(ctx context.Context, key, raw string, cached *string) (Identity, error) {
+	v := g.v
 	var also func() []*cache.Prefetch
 	if v.prefetch != nil {
 		also = func() []*cache.Prefetch {
