@@ -172,18 +172,34 @@ func uriPath(uri string) string {
 }
 
 // hasDotOrEmptySegment reports whether an escaped path has "", "." or ".."
-// segments, literal or percent-encoded (a trailing slash is fine).
+// segments, literal or percent-encoded (a trailing slash is fine). It runs
+// on every forward-auth request, so it walks the segments in place.
 func hasDotOrEmptySegment(p string) bool {
 	if !strings.HasPrefix(p, "/") {
 		return false // canonicalPath refuses it
 	}
-	segs := strings.Split(p[1:], "/")
-	for i, s := range segs {
-		if s == "" && i == len(segs)-1 {
-			continue
+	rest := p[1:]
+	for {
+		seg, after, more := strings.Cut(rest, "/")
+		if (more || seg != "") && dotOrEmpty(seg) {
+			return true
 		}
-		switch strings.ToLower(s) {
-		case "", ".", "..", "%2e", "%2e%2e", ".%2e", "%2e.":
+		if !more {
+			return false
+		}
+		rest = after
+	}
+}
+
+// dotOrEmpty reports whether a path segment is "", "." or "..", literal or
+// percent-encoded in either case.
+func dotOrEmpty(s string) bool {
+	switch s {
+	case "", ".", "..":
+		return true
+	}
+	for _, d := range [...]string{"%2e", "%2e%2e", ".%2e", "%2e."} {
+		if strings.EqualFold(s, d) {
 			return true
 		}
 	}

@@ -182,3 +182,50 @@ func TestStripPort(t *testing.T) {
 		}
 	}
 }
+
+// dotOrEmptyOracle is hasDotOrEmptySegment as first written, splitting the
+// path: the reference for the version that walks it in place.
+func dotOrEmptyOracle(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if s == "" && i == len(segs)-1 {
+			continue
+		}
+		switch strings.ToLower(s) {
+		case "", ".", "..", "%2e", "%2e%2e", ".%2e", "%2e.":
+			return true
+		}
+	}
+	return false
+}
+
+func TestHasDotOrEmptySegment(t *testing.T) {
+	for _, tt := range []struct {
+		give string
+		want bool
+	}{
+		{"/", false}, {"/a", false}, {"/a/", false}, {"/a/b/c", false}, {"/a..b/c.d", false}, {"/%2e%2ex", false},
+		{"a/../b", false}, // not a path canonicalPath accepts: refused there
+		{"//", true}, {"/a//b", true}, {"/a/./b", true}, {"/a/..", true}, {"/..", true}, {"/a/../", true},
+		{"/a/%2e/b", true}, {"/a/%2E%2e/b", true}, {"/a/.%2E", true}, {"/%2e./x", true}, {"/a//", true},
+	} {
+		if got := hasDotOrEmptySegment(tt.give); got != tt.want {
+			t.Errorf("hasDotOrEmptySegment(%q) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}
+
+// FuzzHasDotOrEmptySegment: the in-place walk agrees with the split.
+func FuzzHasDotOrEmptySegment(f *testing.F) {
+	for _, s := range []string{"/", "/a//b", "/a/%2E./", "/a/b/", "//", "/.%2e/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if got, want := hasDotOrEmptySegment(p), dotOrEmptyOracle(p); got != want {
+			t.Errorf("hasDotOrEmptySegment(%q) = %v, the split gives %v", p, got, want)
+		}
+	})
+}

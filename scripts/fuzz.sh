@@ -21,6 +21,7 @@ targets=(
   "./federation FuzzPackedUserBinary"
   "./proxy FuzzCanonicalPath"
   "./proxy FuzzIdentityHeaders"
+  "./proxy FuzzHasDotOrEmptySegment"
 )
 cache="$(go env GOCACHE)/fuzz/$(go list -m)"
 for t in "${targets[@]}"; do
