@@ -395,3 +395,41 @@ func TestVerifierRun(t *testing.T) {
 		t.Errorf("Run() = %v, want nil", err)
 	}
 }
+
+// TestPrefetchFetchesKeySetsAtOnce: a start fetches the ID-token and
+// session-cookie keys at the same time, so that it waits for the slower
+// endpoint rather than for both in turn. Both endpoints hang; both must
+// have been asked before either answers.
+func TestPrefetchFetchesKeySetsAtOnce(t *testing.T) {
+	fx := newFirebaseFixture(t)
+	fx.ids.Hang()
+	fx.sessions.Hang()
+	cfg := fx.config()
+	// Longer than the wait below: fetched one after the other, the
+	// second would not be asked before the first gave up.
+	cfg.Firebase.Keys.FetchTimeout = time.Minute
+	cfg.Firebase.SessionCookies.Keys.FetchTimeout = time.Minute
+	v := fx.newVerifier(t, cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- v.Prefetch(ctx) }()
+
+	both := time.NewTimer(10 * time.Second) // a bound for the failure only
+	defer both.Stop()
+	for fx.ids.Requests() == 0 || fx.sessions.Requests() == 0 {
+		select {
+		case <-both.C:
+			t.Fatalf("requests: ID-token keys %d, session-cookie keys %d; want both in flight at once",
+				fx.ids.Requests(), fx.sessions.Requests())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	err := <-done
+	for _, name := range []string{"firebase keys", "firebase_session keys"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Prefetch() after both endpoints hung = %v, want an error naming %q", err, name)
+		}
+	}
+}

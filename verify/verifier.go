@@ -362,17 +362,32 @@ func (v *Verifier) Use(g *Generation) {
 func (v *Verifier) Current() *Generation { return v.gen.Load() }
 
 // Prefetch fetches the keys of g's key sets that have none yet, so that
-// requests under g do not wait for them. It returns the first error.
+// requests under g do not wait for them (see fetchAll).
 func (g *Generation) Prefetch(ctx context.Context) error {
-	var errs []error
+	var missing []*keySet
 	for _, k := range g.keySets {
-		if k.snap.Load() != nil {
-			continue
-		}
-		if err := k.refresh(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s keys: %w", k.name, err))
+		if k.snap.Load() == nil {
+			missing = append(missing, k)
 		}
 	}
+	return fetchAll(ctx, missing)
+}
+
+// fetchAll refreshes sets at once, not one after the other: a start waits
+// for the slowest endpoint (ID tokens and session cookies are two Google
+// endpoints) rather than for the sum. It returns the errors of every set
+// that failed, in the sets' order.
+func fetchAll(ctx context.Context, sets []*keySet) error {
+	errs := make([]error, len(sets))
+	var wg sync.WaitGroup
+	for i, k := range sets {
+		wg.Go(func() {
+			if err := k.refresh(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s keys: %w", k.name, err)
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -745,17 +760,9 @@ func (v *Verifier) Run(ctx context.Context) error {
 	}
 }
 
-// Prefetch fetches every key set once, so that the first requests do not
-// wait for keys. It returns the first error.
-func (v *Verifier) Prefetch(ctx context.Context) error {
-	var errs []error
-	for _, k := range v.gen.Load().keySets {
-		if err := k.refresh(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s keys: %w", k.name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
+// Prefetch fetches every key set of the current generation once, all at
+// once (see fetchAll), so that the first requests do not wait for keys.
+func (v *Verifier) Prefetch(ctx context.Context) error { return fetchAll(ctx, v.Current().keySets) }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
