@@ -81,19 +81,22 @@ func TestPackedUserHitAllocatesNothing(t *testing.T) {
 	}
 }
 
+// linkedRow is a linked user's row whose times are all at.
+func linkedRow(at time.Time) User {
+	return User{
+		ID: "3f1c0d6e-09ab-4cde-8f00-0123456789ab", FirebaseUID: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef", Email: "jane.doe@example.com",
+		Username: "jane", UserType: "user", IsActive: true, TokenBalance: 100, FederationStatus: StatusActive,
+		LastLogin: at, LastSyncedAt: at, CreatedAt: at, UpdatedAt: at,
+	}
+}
+
 // TestPackedUserBinarySize: in the arena a row costs its own strings and
 // about 35 bytes more: its user type and status, which every row repeats,
 // are not written out, and its id, a UUID, takes 16 bytes rather than 36
 // characters.
 func TestPackedUserBinarySize(t *testing.T) {
-	at := time.Unix(1_790_000_000, 0)
-	u := User{
-		ID: "3f1c0d6e-09ab-4cde-8f00-0123456789ab", FirebaseUID: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef", Email: "jane.doe@example.com",
-		Username: "jane", UserType: "user", IsActive: true, TokenBalance: 100, FederationStatus: StatusActive,
-		LastLogin: at, LastSyncedAt: at, CreatedAt: at, UpdatedAt: at,
-	}
-	own := 16 + 28 + 20 + 4
-	p, _ := packUser(u)
+	own := 16 + 28 + 20 + 4 // id (as 16 bytes), uid, e-mail, username
+	p, _ := packUser(linkedRow(time.Unix(1_790_000_000, 0)))
 	enc, _ := packedUserBinary{}.Append(nil, p)
 	if len(enc) > own+35 {
 		t.Errorf("%d bytes in the arena, want at most %d (its own strings and 35)", len(enc), own+35)
@@ -103,12 +106,7 @@ func TestPackedUserBinarySize(t *testing.T) {
 // BenchmarkPackedUserBinary: a row into the arena (Append, on a fill) and
 // out of it (Read, on a hit that missed the hot level).
 func BenchmarkPackedUserBinary(b *testing.B) {
-	at := time.Unix(1_790_000_000, 123_456_000)
-	p, _ := packUser(User{
-		ID: "3f1c0d6e-09ab-4cde-8f00-0123456789ab", FirebaseUID: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef", Email: "jane.doe@example.com",
-		Username: "jane", UserType: "user", IsActive: true, TokenBalance: 100, FederationStatus: StatusActive,
-		LastLogin: at, LastSyncedAt: at, CreatedAt: at, UpdatedAt: at,
-	})
+	p, _ := packUser(linkedRow(time.Unix(1_790_000_000, 123_456_000))) // PostgreSQL's microseconds
 	enc, _ := packedUserBinary{}.Append(nil, p)
 	b.Run("append", func(b *testing.B) {
 		b.ReportAllocs()

@@ -93,18 +93,20 @@ func TestPackedHitAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestPackedBinarySize: in the arena a token's identity costs its own
-// strings and about 25 bytes more: the issuer, provider and role, which
-// every token of an issuer repeats, are not written out, and a UUID
-// subject takes its 16 bytes rather than 36 characters.
-func TestPackedBinarySize(t *testing.T) {
+// arenaIdentity is a token's identity as the arena sees it, with the
+// bytes of its own strings as the arena may write them.
+type arenaIdentity struct {
+	name string
+	id   Identity
+	own  int
+}
+
+// arenaIdentities are a Firebase token's identity and the suite's legacy
+// one (a UUID subject), for the arena's size test and benchmark.
+func arenaIdentities() []arenaIdentity {
 	at := time.Unix(1_790_000_000, 0)
 	sub := "0b6c7a52-1f0e-4d5b-9a3e-2b7c9d1e4f60"
-	tests := []struct {
-		name string
-		give Identity
-		own  int // bytes of its own strings, as the arena may write them
-	}{
+	return []arenaIdentity{
 		{"firebase", Identity{
 			Provider: ProviderFirebase, Issuer: "https://securetoken.google.com/demo-authgate", Subject: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef",
 			FirebaseUID: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef", Email: "jane.doe@example.com", EmailVerified: true, Name: "Jane Doe",
@@ -115,8 +117,15 @@ func TestPackedBinarySize(t *testing.T) {
 			EmailVerified: true, Name: "u-0b6c7a52", Role: "user", IssuedAt: at, ExpiresAt: at.Add(time.Hour),
 		}, 16 + 49 + 10},
 	}
-	for _, tt := range tests {
-		p, _ := pack(tt.give)
+}
+
+// TestPackedBinarySize: in the arena a token's identity costs its own
+// strings and about 25 bytes more: the issuer, provider and role, which
+// every token of an issuer repeats, are not written out, and a UUID
+// subject takes its 16 bytes rather than 36 characters.
+func TestPackedBinarySize(t *testing.T) {
+	for _, tt := range arenaIdentities() {
+		p, _ := pack(tt.id)
 		enc, _ := packedBinary{}.Append(nil, p)
 		if len(enc) > tt.own+26 {
 			t.Errorf("%s: %d bytes in the arena, want at most %d (its own strings and 26)", tt.name, len(enc), tt.own+26)
@@ -127,22 +136,7 @@ func TestPackedBinarySize(t *testing.T) {
 // BenchmarkPackedBinary: a token's identity into the arena (Append, on a
 // fill) and out of it (Read, on a hit that missed the hot level).
 func BenchmarkPackedBinary(b *testing.B) {
-	at := time.Unix(1_790_000_000, 0)
-	sub := "0b6c7a52-1f0e-4d5b-9a3e-2b7c9d1e4f60"
-	for _, tc := range []struct {
-		name string
-		id   Identity
-	}{
-		{"firebase", Identity{
-			Provider: ProviderFirebase, Issuer: "https://securetoken.google.com/demo-authgate", Subject: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef",
-			FirebaseUID: "kX3d9QmPq2VbH7sLr4TyZ1nWc8Ef", Email: "jane.doe@example.com", EmailVerified: true, Name: "Jane Doe",
-			IssuedAt: at, ExpiresAt: at.Add(time.Hour), AuthTime: at,
-		}},
-		{"legacy", Identity{
-			Provider: ProviderLegacy, Issuer: "https://auth.example.test", Subject: sub, Email: sub + "@example.test",
-			EmailVerified: true, Name: "u-0b6c7a52", Role: "user", IssuedAt: at, ExpiresAt: at.Add(time.Hour),
-		}},
-	} {
+	for _, tc := range arenaIdentities() {
 		p, _ := pack(tc.id)
 		enc, _ := packedBinary{}.Append(nil, p)
 		b.Run(tc.name+"/append", func(b *testing.B) {

@@ -525,9 +525,12 @@ func (g *Generation) verify(ctx context.Context, raw string, cached *string) (Id
 		if err == nil && !v.now().Before(id.ExpiresAt) {
 			// A cached entry can only be this old through clock skew
 			// between replicas; verify again, with the issuer's leeway,
-			// unless that was done and failed.
-			if reason, neg := g.rejected(ctx, key); neg {
-				return Identity{}, errorForReason(reason)
+			// unless that was done and failed. A miss asked the negative
+			// cache above already; an in-process hit did not.
+			if ok {
+				if reason, neg := g.rejected(ctx, key); neg {
+					return Identity{}, errorForReason(reason)
+				}
 			}
 			id, err = g.verifyUncached(ctx, raw)
 		}
