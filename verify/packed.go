@@ -188,7 +188,9 @@ func (packedBinary) Read(b []byte) (packed, error) {
 	if flags&flagClaims != 0 {
 		raw := d.String()
 		claims, err := cache.JSON[map[string]any]{}.Unmarshal([]byte(raw))
-		if err != nil {
+		// Append writes claims only when there are some: anything else
+		// is not an entry this process wrote.
+		if err != nil || len(claims) == 0 {
 			return packed{}, errPackedBinary
 		}
 		p.claims = claims

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/internal/cache"
 	"github.com/authgate/authgate/internal/cache/cachetest"
 )
 
@@ -53,6 +54,12 @@ func FuzzPackedBinary(f *testing.F) {
 	b, _ := packedBinary{}.Append(nil, p)
 	f.Add(b)
 	f.Add([]byte{packedVersion, 0xff})
+	// Claims present but empty: Append writes no claims for an empty map,
+	// so Read must not accept them (found by the fuzzer in CI).
+	bare, _ := pack(Identity{Provider: ProviderFirebase, Subject: "u"})
+	empty, _ := packedBinary{}.Append(nil, bare)
+	empty[1] |= flagClaims
+	f.Add(cache.AppendString(empty, "{}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := packedBinary{}.Read(b)
 		if err != nil {
